@@ -1,0 +1,39 @@
+//! The admin listener: health now, metrics and admin endpoints as they arrive. Separate from the
+//! proxy listener so operators can keep it off the public network.
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+/// Serves `GET /healthz`.
+pub struct AdminApp;
+
+fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
+    let body = body.to_string().into_bytes();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        match (req.method.as_str(), req.uri.path()) {
+            ("GET" | "HEAD", "/healthz") => json(200, serde_json::json!({ "status": "ok" })),
+            (_, "/healthz") => json(
+                405,
+                serde_json::json!({ "error": "method_not_allowed", "message": "use GET" }),
+            ),
+            _ => json(
+                404,
+                serde_json::json!({ "error": "not_found", "message": "no such admin endpoint" }),
+            ),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The admission decision for one request: normalize the path, find the route, authenticate,
+//! authorize. Pure (no I/O, no Pingora types): the proxy adapts a request to [`admit`] and turns
+//! a [`Reject`] into a JSON reply.
+
+use http::Method;
+use std::borrow::Cow;
+
+use crate::auth::{bearer_token, TokenError, TokenKind, TokenManager};
+use crate::policy::{path, Access, Policy, Route};
+
+/// The verified caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub role: Option<String>,
+    pub session_id: String,
+}
+
+/// A request that may go upstream.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    pub route_index: usize,
+    pub route: &'a Route,
+    /// The normalized path (borrowed when the request's path was already canonical).
+    pub path: Cow<'a, str>,
+    /// None on public routes.
+    pub identity: Option<Identity>,
+}
+
+/// A refused request: what the client is told, and why (for logs and the audit trail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub status: u16,
+    /// Stable public error code, e.g. `invalid_token`.
+    pub code: &'static str,
+    /// Plain human text for the client; never a token or any other secret.
+    pub message: Cow<'static, str>,
+    /// A finer reason for audit and metrics (e.g. `expired`, `bad_signature`).
+    pub reason: &'static str,
+    /// The matched route's name, when one matched.
+    pub route: Option<String>,
+}
+
+impl Reject {
+    fn new(
+        status: u16,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        reason: &'static str,
+    ) -> Self {
+        Reject {
+            status,
+            code,
+            message: message.into(),
+            reason,
+            route: None,
+        }
+    }
+
+    fn on(mut self, route: &Route) -> Self {
+        self.route = Some(route.name.clone());
+        self
+    }
+
+    /// A 401 for a token problem.
+    pub fn unauthenticated(e: &TokenError) -> Self {
+        let code = if *e == TokenError::Missing {
+            "missing_token"
+        } else {
+            "invalid_token"
+        };
+        Reject::new(401, code, e.to_string(), e.reason())
+    }
+
+    /// Whether the reply must carry `WWW-Authenticate` (RFC 6750).
+    pub fn challenges(&self) -> bool {
+        self.status == 401
+    }
+}
+
+/// Decides whether a request may go upstream. `authorization` is the single `Authorization`
+/// header value (callers pass an empty value when there were several).
+pub fn admit<'a>(
+    policy: &'a Policy,
+    tokens: &TokenManager,
+    method: &Method,
+    raw_path: &'a str,
+    authorization: Option<&[u8]>,
+) -> Result<Admitted<'a>, Reject> {
+    let path = path::normalize(raw_path)
+        .map_err(|e| Reject::new(400, "bad_path", e.to_string(), "bad_path"))?;
+    let Some((route_index, route)) = policy.route(method, &path) else {
+        return Err(Reject::new(
+            404,
+            "not_found",
+            "no route matches this request",
+            "no_route",
+        ));
+    };
+    if route.access == Access::Public {
+        return Ok(Admitted {
+            route_index,
+            route,
+            path,
+            identity: None,
+        });
+    }
+    let identity =
+        authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).on(route))?;
+    let level = identity.role.as_deref().and_then(|r| policy.roles.level(r));
+    if !route.access.allows(level) {
+        let message = match &route.access {
+            Access::Role { role, .. } => format!("this route requires the role `{role}` or higher"),
+            Access::Permission {
+                resource, action, ..
+            } => format!("this route requires the permission `{resource}:{action}`"),
+            Access::Public => String::new(),
+        };
+        return Err(Reject::new(403, "forbidden", message, "insufficient_role").on(route));
+    }
+    Ok(Admitted {
+        route_index,
+        route,
+        path,
+        identity: Some(identity),
+    })
+}
+
+/// Verifies the bearer access token and returns who it speaks for.
+pub fn authenticate(
+    tokens: &TokenManager,
+    authorization: Option<&[u8]>,
+) -> Result<Identity, TokenError> {
+    let token = bearer_token(authorization)?;
+    let claims = tokens.verify(token, TokenKind::Access)?;
+    // These values become upstream request headers: refuse anything that is not a plain token.
+    let header_safe =
+        |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+    if !header_safe(&claims.user_id)
+        || !header_safe(&claims.sid)
+        || !claims.role.as_deref().map_or(true, header_safe)
+    {
+        return Err(TokenError::Malformed);
+    }
+    Ok(Identity {
+        user_id: claims.user_id,
+        role: claims.role,
+        session_id: claims.sid,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,7 @@
+//! Authentication: tokens now; passwords, sessions and the /auth endpoints as they arrive.
+//!
+//! No Pingora types in here: the proxy adapts requests to these functions.
+
+pub mod tokens;
+
+pub use tokens::{bearer_token, Claims, TokenError, TokenKind, TokenManager, TokenPair, TokenSpec};

@@ -1,0 +1,325 @@
+//! JWT access and refresh tokens (the seed's TokenManager): minting, verification with a pinned
+//! algorithm, and refreshing an access token from a refresh token.
+//!
+//! Never logs or returns a token or the secret in an error.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+use crate::config::TokenSettings;
+
+/// Which kind of token a JWT is (its `type` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    /// The value of the `type` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+/// The claims Portcullis puts in (and requires of) its tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    #[serde(deserialize_with = "string_or_integer")]
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// `user_id` may be a JSON string or integer; it is always handled as a string.
+fn string_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(i64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::S(s) => s,
+        Id::N(n) => n.to_string(),
+    })
+}
+
+/// Why a token was refused. Every variant is a 401 to the client.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("no bearer token was presented")]
+    Missing,
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    BadAlgorithm,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not an {} token", .0.as_str())]
+    WrongType(TokenKind),
+    #[error("the token's claims are not valid here")]
+    InvalidClaims,
+    #[error("the token could not be signed")]
+    Signing,
+}
+
+impl TokenError {
+    /// A stable reason for audit events and metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing",
+            TokenError::Malformed => "malformed",
+            TokenError::BadAlgorithm => "bad_algorithm",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::WrongType(_) => "wrong_type",
+            TokenError::InvalidClaims => "invalid_claims",
+            TokenError::Signing => "signing",
+        }
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for TokenError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::MissingAlgorithm => TokenError::BadAlgorithm,
+            ErrorKind::UnsupportedAlgorithm => TokenError::BadAlgorithm,
+            ErrorKind::InvalidIssuer
+            | ErrorKind::InvalidAudience
+            | ErrorKind::InvalidSubject
+            | ErrorKind::ImmatureSignature
+            | ErrorKind::MissingRequiredClaim(_)
+            | ErrorKind::InvalidClaimFormat(_) => TokenError::InvalidClaims,
+            _ => TokenError::Malformed,
+        }
+    }
+}
+
+/// A freshly issued access/refresh pair.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// What to put in a token; `ttl` None means the configured default for its kind.
+#[derive(Debug, Clone)]
+pub struct TokenSpec<'a> {
+    pub user_id: &'a str,
+    pub role: Option<&'a str>,
+    pub kind: TokenKind,
+    pub session_id: &'a str,
+    pub ttl: Option<Duration>,
+}
+
+/// Mints and verifies tokens with one secret and one pinned algorithm.
+pub struct TokenManager {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    header: Header,
+    validation: Validation,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A new random identifier for a token (`jti`) or a session (`sid`).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl TokenManager {
+    /// Builds the manager from validated settings.
+    pub fn new(settings: &TokenSettings) -> Self {
+        let secret = settings.secret.expose();
+        let mut validation = Validation::new(settings.algorithm);
+        validation.algorithms = vec![settings.algorithm];
+        validation.leeway = settings.leeway_seconds;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(iss) = &settings.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        match &settings.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        TokenManager {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            header: Header::new(settings.algorithm),
+            validation,
+            access_ttl: settings.access_ttl,
+            refresh_ttl: settings.refresh_ttl,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+        }
+    }
+
+    /// The algorithm every token must carry.
+    pub fn algorithm(&self) -> Algorithm {
+        self.header.alg
+    }
+
+    /// Mints one token as described, issued now.
+    pub fn create_token(&self, spec: &TokenSpec<'_>) -> Result<String, TokenError> {
+        self.create_token_at(spec, unix_now())
+    }
+
+    /// Mints one token as if issued at `now` (seconds since the epoch).
+    pub fn create_token_at(&self, spec: &TokenSpec<'_>, now: u64) -> Result<String, TokenError> {
+        let ttl = spec.ttl.unwrap_or(match spec.kind {
+            TokenKind::Access => self.access_ttl,
+            TokenKind::Refresh => self.refresh_ttl,
+        });
+        let claims = Claims {
+            user_id: spec.user_id.to_string(),
+            role: match spec.kind {
+                TokenKind::Access => spec.role.map(str::to_string),
+                TokenKind::Refresh => None,
+            },
+            kind: spec.kind.as_str().to_string(),
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: now,
+            jti: new_id(),
+            sid: spec.session_id.to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|_| TokenError::Signing)
+    }
+
+    /// An access token for a user's session.
+    pub fn create_access_token(
+        &self,
+        user_id: &str,
+        role: &str,
+        session_id: &str,
+    ) -> Result<String, TokenError> {
+        let spec = TokenSpec {
+            user_id,
+            role: Some(role),
+            kind: TokenKind::Access,
+            session_id,
+            ttl: None,
+        };
+        self.create_token(&spec)
+    }
+
+    /// A refresh token for a user's session.
+    pub fn create_refresh_token(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<String, TokenError> {
+        let spec = TokenSpec {
+            user_id,
+            role: None,
+            kind: TokenKind::Refresh,
+            session_id,
+            ttl: None,
+        };
+        self.create_token(&spec)
+    }
+
+    /// Both tokens for a user's session.
+    pub fn create_token_pair(
+        &self,
+        user_id: &str,
+        role: &str,
+        session_id: &str,
+    ) -> Result<TokenPair, TokenError> {
+        Ok(TokenPair {
+            access_token: self.create_access_token(user_id, role, session_id)?,
+            refresh_token: self.create_refresh_token(user_id, session_id)?,
+            expires_in: self.access_ttl.as_secs(),
+        })
+    }
+
+    /// Verifies signature, algorithm, expiry (with leeway), issuer/audience when configured, and
+    /// that the token is of the `expected` kind.
+    pub fn verify(&self, token: &str, expected: TokenKind) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+        if data.claims.kind != expected.as_str() {
+            return Err(TokenError::WrongType(expected));
+        }
+        Ok(data.claims)
+    }
+
+    /// A new access token for the refresh token's user and session, carrying `role` (the user's
+    /// current role, which the refresh token itself does not hold).
+    pub fn refresh_access_token(
+        &self,
+        refresh_token: &str,
+        role: &str,
+    ) -> Result<String, TokenError> {
+        let claims = self.verify(refresh_token, TokenKind::Refresh)?;
+        self.create_access_token(&claims.user_id, role, &claims.sid)
+    }
+}
+
+/// The token in an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
+    const MAX_TOKEN_BYTES: usize = 8 * 1024;
+    let value = value.ok_or(TokenError::Missing)?;
+    let value = std::str::from_utf8(value)
+        .map_err(|_| TokenError::Malformed)?
+        .trim();
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::Malformed);
+    }
+    let token = token.trim_start();
+    let well_formed = !token.is_empty()
+        && token.len() <= MAX_TOKEN_BYTES
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
+    if !well_formed {
+        return Err(TokenError::Malformed);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests;

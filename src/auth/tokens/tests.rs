@@ -1,0 +1,345 @@
+use super::*;
+use crate::config::Secret;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
+
+fn settings() -> TokenSettings {
+    TokenSettings {
+        secret: Secret::new(SECRET.to_vec()),
+        algorithm: Algorithm::HS256,
+        access_ttl: Duration::from_secs(900),
+        refresh_ttl: Duration::from_secs(7 * 86400),
+        leeway_seconds: 0,
+        issuer: None,
+        audience: None,
+    }
+}
+
+fn manager() -> TokenManager {
+    TokenManager::new(&settings())
+}
+
+fn spec(kind: TokenKind) -> TokenSpec<'static> {
+    TokenSpec {
+        user_id: "42",
+        role: Some("user"),
+        kind,
+        session_id: "s1",
+        ttl: None,
+    }
+}
+
+/// Signs arbitrary claims with arbitrary header and key, as an attacker or another issuer would.
+fn forge(alg: Algorithm, key: &[u8], claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+fn good_claims() -> serde_json::Value {
+    let now = unix_now();
+    serde_json::json!({"user_id": "42", "role": "admin", "type": "access", "exp": now + 600, "iat": now, "jti": "j", "sid": "s"})
+}
+
+fn b64(s: &str) -> String {
+    use std::fmt::Write;
+    // base64url without padding, enough for test headers
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, &x| acc << 8 | x as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char)
+                .unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn a_minted_access_token_verifies_with_all_claims() {
+    let m = manager();
+    let t = m.create_token(&spec(TokenKind::Access)).unwrap();
+    let c = m.verify(&t, TokenKind::Access).unwrap();
+    assert_eq!(c.user_id, "42");
+    assert_eq!(c.role.as_deref(), Some("user"));
+    assert_eq!(c.kind, "access");
+    assert_eq!(c.sid, "s1");
+    assert_eq!(c.exp - c.iat, 900);
+    assert!(!c.jti.is_empty());
+}
+
+#[test]
+fn a_pair_has_distinct_kinds_and_default_lifetimes() {
+    let m = manager();
+    let pair = m.create_token_pair("7", "viewer", "sess").unwrap();
+    assert_eq!(pair.expires_in, 900);
+    let a = m.verify(&pair.access_token, TokenKind::Access).unwrap();
+    let r = m.verify(&pair.refresh_token, TokenKind::Refresh).unwrap();
+    assert_eq!(r.exp - r.iat, 7 * 86400);
+    assert_eq!(r.role, None);
+    assert_eq!((a.sid.as_str(), r.sid.as_str()), ("sess", "sess"));
+    assert_ne!(a.jti, r.jti);
+}
+
+#[test]
+fn a_refresh_token_is_never_an_access_token_and_vice_versa() {
+    let m = manager();
+    let refresh = m.create_refresh_token("1", "s").unwrap();
+    let access = m.create_access_token("1", "admin", "s").unwrap();
+    assert_eq!(
+        m.verify(&refresh, TokenKind::Access),
+        Err(TokenError::WrongType(TokenKind::Access))
+    );
+    assert_eq!(
+        m.verify(&access, TokenKind::Refresh),
+        Err(TokenError::WrongType(TokenKind::Refresh))
+    );
+    let mut other = good_claims();
+    other["type"] = "id".into();
+    assert_eq!(
+        m.verify(&forge(Algorithm::HS256, SECRET, &other), TokenKind::Access),
+        Err(TokenError::WrongType(TokenKind::Access))
+    );
+}
+
+#[test]
+fn refreshing_keeps_user_and_session_and_takes_the_current_role() {
+    let m = manager();
+    let refresh = m.create_refresh_token("9", "sess-9").unwrap();
+    let access = m.refresh_access_token(&refresh, "admin").unwrap();
+    let c = m.verify(&access, TokenKind::Access).unwrap();
+    assert_eq!(
+        (c.user_id.as_str(), c.role.as_deref(), c.sid.as_str()),
+        ("9", Some("admin"), "sess-9")
+    );
+    let not_refresh = m.create_access_token("9", "user", "s").unwrap();
+    assert!(m.refresh_access_token(&not_refresh, "admin").is_err());
+}
+
+#[test]
+fn expired_tokens_are_refused_and_leeway_is_honoured() {
+    let m = manager();
+    let past = unix_now() - 1000;
+    let t = m
+        .create_token_at(
+            &TokenSpec {
+                ttl: Some(Duration::from_secs(100)),
+                ..spec(TokenKind::Access)
+            },
+            past,
+        )
+        .unwrap();
+    assert_eq!(m.verify(&t, TokenKind::Access), Err(TokenError::Expired));
+    let lenient = TokenManager::new(&TokenSettings {
+        leeway_seconds: 1200,
+        ..settings()
+    });
+    assert!(lenient.verify(&t, TokenKind::Access).is_ok());
+}
+
+#[test]
+fn exp_is_required() {
+    let mut c = good_claims();
+    c.as_object_mut().unwrap().remove("exp");
+    let t = forge(Algorithm::HS256, SECRET, &c);
+    assert!(manager().verify(&t, TokenKind::Access).is_err());
+}
+
+#[test]
+fn the_algorithm_is_pinned() {
+    let m = manager();
+    for alg in [Algorithm::HS384, Algorithm::HS512] {
+        let t = forge(alg, SECRET, &good_claims());
+        assert_eq!(
+            m.verify(&t, TokenKind::Access),
+            Err(TokenError::BadAlgorithm),
+            "{alg:?}"
+        );
+    }
+    // alg: none, unsigned
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&good_claims().to_string())
+    );
+    assert!(m.verify(&none, TokenKind::Access).is_err());
+    // alg: none, carrying a valid HS256 signature of another token
+    let real = forge(Algorithm::HS256, SECRET, &good_claims());
+    let sig = real.rsplit('.').next().unwrap();
+    let none_signed = format!(
+        "{}.{}.{sig}",
+        b64(r#"{"alg":"none"}"#),
+        b64(&good_claims().to_string())
+    );
+    assert!(m.verify(&none_signed, TokenKind::Access).is_err());
+    // an RS256 header over an HMAC signature
+    let rs = format!(
+        "{}.{}.{sig}",
+        b64(r#"{"alg":"RS256"}"#),
+        b64(&good_claims().to_string())
+    );
+    assert_eq!(
+        m.verify(&rs, TokenKind::Access),
+        Err(TokenError::BadAlgorithm)
+    );
+}
+
+#[test]
+fn signatures_must_be_present_and_valid() {
+    let m = manager();
+    let t = forge(Algorithm::HS256, SECRET, &good_claims());
+    let (head, _sig) = t.rsplit_once('.').unwrap();
+    assert!(m.verify(&format!("{head}."), TokenKind::Access).is_err());
+    assert!(m.verify(head, TokenKind::Access).is_err());
+    let wrong_key = forge(
+        Algorithm::HS256,
+        b"another-secret-another-secret-000",
+        &good_claims(),
+    );
+    assert_eq!(
+        m.verify(&wrong_key, TokenKind::Access),
+        Err(TokenError::BadSignature)
+    );
+    // payload swapped under an untouched signature
+    let mut elevated = good_claims();
+    elevated["user_id"] = "1".into();
+    let forged_payload = b64(&elevated.to_string());
+    let parts: Vec<&str> = t.split('.').collect();
+    let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    assert_eq!(
+        m.verify(&tampered, TokenKind::Access),
+        Err(TokenError::BadSignature)
+    );
+    for junk in ["", "a", "a.b", "a.b.c", "....", "eyJ.eyJ.sig"] {
+        assert!(m.verify(junk, TokenKind::Access).is_err(), "{junk:?}");
+    }
+}
+
+#[test]
+fn issuer_and_audience_are_checked_when_configured() {
+    let strict = TokenManager::new(&TokenSettings {
+        issuer: Some("portcullis".into()),
+        audience: Some("apps".into()),
+        ..settings()
+    });
+    let own = strict.create_token(&spec(TokenKind::Access)).unwrap();
+    assert!(strict.verify(&own, TokenKind::Access).is_ok());
+    let mut c = good_claims();
+    assert_eq!(
+        strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access),
+        Err(TokenError::InvalidClaims)
+    );
+    c["iss"] = "someone-else".into();
+    c["aud"] = "apps".into();
+    assert_eq!(
+        strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access),
+        Err(TokenError::InvalidClaims)
+    );
+    c["iss"] = "portcullis".into();
+    c["aud"] = "other".into();
+    assert_eq!(
+        strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access),
+        Err(TokenError::InvalidClaims)
+    );
+}
+
+#[test]
+fn numeric_user_ids_are_read_as_strings() {
+    let mut c = good_claims();
+    c["user_id"] = 17.into();
+    let got = manager()
+        .verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access)
+        .unwrap();
+    assert_eq!(got.user_id, "17");
+}
+
+#[test]
+fn bearer_header_parsing() {
+    assert_eq!(bearer_token(None), Err(TokenError::Missing));
+    assert_eq!(bearer_token(Some(b"Bearer abc.def.ghi")), Ok("abc.def.ghi"));
+    assert_eq!(bearer_token(Some(b"bearer   abc")), Ok("abc"));
+    for bad in [
+        &b"Basic dXNlcjpwYXNz"[..],
+        b"Bearer",
+        b"Bearer ",
+        b"Token abc",
+        b"Bearer a b",
+        b"Bearer a\"b",
+        b"\xff\xfe",
+    ] {
+        assert_eq!(
+            bearer_token(Some(bad)),
+            Err(TokenError::Malformed),
+            "{bad:?}"
+        );
+    }
+    let huge = format!("Bearer {}", "a".repeat(9000));
+    assert_eq!(
+        bearer_token(Some(huge.as_bytes())),
+        Err(TokenError::Malformed)
+    );
+}
+
+/// Wycheproof's HS256 JWS vectors: the HMAC backend agrees on the valid ones, and since none of
+/// the payloads is a claims set, the gateway's verification refuses every one of them.
+#[test]
+fn wycheproof_hs256_vectors() {
+    let text = include_str!("../../../tests/vectors/wycheproof_hs256.json");
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    // Known upstream mislabels (see shared/testdata/wycheproof/README.md).
+    let mislabelled = [367, 370, 372, 373];
+    let mut checked = 0;
+    for group in doc["testGroups"].as_array().unwrap() {
+        let k = group["private"]["k"].as_str().unwrap();
+        let key = base64url_decode(k);
+        let m = TokenManager::new(&TokenSettings {
+            secret: Secret::new(key.clone()),
+            ..settings()
+        });
+        for t in group["tests"].as_array().unwrap() {
+            let id = t["tcId"].as_i64().unwrap();
+            let jws = t["jws"].as_str().unwrap_or("");
+            assert!(
+                m.verify(jws, TokenKind::Access).is_err(),
+                "tc{id} must be refused as an access token"
+            );
+            if mislabelled.contains(&id) || t["result"] != "valid" {
+                continue;
+            }
+            let (msg, sig) = jws.rsplit_once('.').unwrap();
+            let ok = jsonwebtoken::crypto::verify(
+                sig,
+                msg.as_bytes(),
+                &DecodingKey::from_secret(&key),
+                Algorithm::HS256,
+            )
+            .unwrap();
+            assert!(ok, "tc{id} is a valid MAC");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} valid vectors checked");
+}
+
+fn base64url_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    };
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|&c| c != b'=') {
+        acc = acc << 6 | val(c) as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}

@@ -1,0 +1,269 @@
+//! gateway.yaml: parsed strictly, validated completely, lowered into a typed [`Config`].
+//!
+//! Every problem is collected before failing and reported as `FILE:LINE:COL: key.path: message`.
+//! Unknown keys are errors with a did-you-mean. No error ever repeats a value from the file or
+//! the environment: either may hold a secret.
+
+mod lenient;
+pub mod locate;
+mod raw;
+mod validate;
+
+use jsonwebtoken::Algorithm;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::policy::Policy;
+use locate::Locations;
+
+/// A validated gateway configuration.
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub tokens: TokenSettings,
+    pub policy: Policy,
+    pub upstreams: Vec<Upstream>,
+}
+
+/// Listeners and Pingora process settings (changing these needs a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub threads: usize,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+/// Which store backs sessions, revocations and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// In-process; one instance; nothing survives a restart.
+    Memory,
+}
+
+/// A signing secret; never printed.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(bytes)
+    }
+
+    /// The raw bytes, for the signing key only.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Token signing and verification settings (environment overrides already applied).
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub secret: Secret,
+    pub algorithm: Algorithm,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub leeway_seconds: u64,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// An application upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: bool,
+    /// The host name from the URL: SNI and certificate name for HTTPS, `Host` if rewritten.
+    pub host: String,
+    pub sni: String,
+    pub verify_cert: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub forward_authorization: bool,
+    /// Send `Host: <upstream host>` instead of the client's.
+    pub rewrite_host: Option<String>,
+}
+
+/// Where in the file a problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    /// At a key (unknown keys, things about the key itself).
+    Key(String),
+    /// At the value of a key path.
+    Value(String),
+}
+
+impl Where {
+    /// The dotted key path.
+    pub fn path(&self) -> &str {
+        match self {
+            Where::Key(p) | Where::Value(p) => p,
+        }
+    }
+}
+
+/// One thing wrong with a config, before it is given a line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub place: Where,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `place`.
+    pub fn new(place: Where, message: impl Into<String>) -> Self {
+        Problem {
+            place,
+            message: message.into(),
+        }
+    }
+}
+
+/// A located problem: `FILE:LINE:COL: path: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, self.line, self.col, self.path, self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a config file, taking secrets and overrides from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            file: path.display().to_string(),
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text; `env` looks up environment variables (injected for tests).
+pub fn parse(
+    text: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let file = source.display().to_string();
+    let locate = |problems: Vec<Problem>| {
+        let locations = Locations::index(text);
+        let mut out: Vec<Diagnostic> = problems
+            .into_iter()
+            .map(|p| {
+                let pos = match &p.place {
+                    Where::Key(path) => locations.key(path),
+                    Where::Value(path) => locations.value(path),
+                };
+                Diagnostic {
+                    file: file.clone(),
+                    line: pos.line,
+                    col: pos.col,
+                    path: p.place.path().to_string(),
+                    message: p.message,
+                }
+            })
+            .collect();
+        out.sort_by_key(|d| (d.line, d.col));
+        out.dedup();
+        ConfigErrors(out)
+    };
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            let message = e.to_string();
+            // serde_yaml appends " at line L column C"; the prefix already says where.
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            return Err(ConfigErrors(vec![Diagnostic {
+                file,
+                line,
+                col,
+                path: String::new(),
+                message: format!("invalid YAML: {message}"),
+            }]));
+        }
+    };
+    validate::validate(value, source, env).map_err(locate)
+}
+
+/// ` (did you mean `x`?)` for the closest candidate, or nothing if none is close.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min();
+    match best {
+        Some((_, c)) => format!(" (did you mean `{c}`?)"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

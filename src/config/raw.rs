@@ -1,0 +1,146 @@
+//! The serde model of gateway.yaml, exactly as operators write it. Never used past validation:
+//! `validate.rs` lowers it into the typed [`crate::config::Config`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `server:`: listeners and Pingora's own process settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub admin_listen: String,
+    pub threads: usize,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9901".into(),
+            threads: 2,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+            pid_file: "/tmp/portcullis.pid".into(),
+            upgrade_sock: "/tmp/portcullis_upgrade.sock".into(),
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+/// `store:`: where sessions, revocations and limits live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub backend: String,
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            backend: "memory".into(),
+            redis_url: None,
+            key_prefix: "portcullis:".into(),
+        }
+    }
+}
+
+/// `tokens:`: how JWTs are signed and checked. The secret itself only ever comes from the
+/// environment variable named here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub secret_env: String,
+    pub algorithm: String,
+    pub access_ttl_minutes: u64,
+    pub refresh_ttl_days: u64,
+    pub leeway_seconds: u64,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        RawTokens {
+            secret_env: "JWT_SECRET_KEY".into(),
+            algorithm: "HS256".into(),
+            access_ttl_minutes: 15,
+            refresh_ttl_days: 7,
+            leeway_seconds: 0,
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+/// `roles:`: role name -> level (a missing level is reported, not defaulted).
+pub type RawRoles = BTreeMap<String, Option<i64>>;
+
+/// `permissions.<resource>:`: role -> actions.
+pub type RawGrants = BTreeMap<String, Option<Vec<String>>>;
+
+/// `upstreams.<name>:`: an application behind the gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "defaults::write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    #[serde(default = "defaults::idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default = "defaults::yes")]
+    pub tls_verify: bool,
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub forward_authorization: bool,
+    #[serde(default)]
+    pub rewrite_host: bool,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub public: Option<bool>,
+    #[serde(default)]
+    pub require_role: Option<String>,
+    #[serde(default)]
+    pub permission: Option<String>,
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+mod defaults {
+    pub fn connect_timeout_ms() -> u64 {
+        2_000
+    }
+    pub fn read_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn write_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn idle_timeout_seconds() -> u64 {
+        60
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}

@@ -1,0 +1,183 @@
+use super::*;
+
+pub(crate) const SEED: &str = r#"
+server:  { listen: "127.0.0.1:8080", admin_listen: "127.0.0.1:9901", threads: 2 }
+store:   { backend: memory }
+tokens:  { secret_env: JWT_SECRET_KEY, access_ttl_minutes: 15, refresh_ttl_days: 7, leeway_seconds: 0 }
+roles:   { admin: 3, user: 2, viewer: 1, guest: 0 }
+permissions:
+  projects: { admin: [create, read, update, delete], user: [create, read, update], viewer: [read], guest: [] }
+  settings: { admin: [read, update], user: [read], viewer: [], guest: [] }
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+routes:
+  - { name: settings-update, path: /admin/settings, methods: [POST], require_role: admin, upstream: app }
+  - { name: project-delete,  path: "/projects/{id}", methods: [DELETE], permission: "projects:delete", upstream: app }
+  - { name: projects-read,   path: "/projects/**", methods: [GET], permission: "projects:read", upstream: app }
+  - { name: profile,         path: /profile, require_role: guest, upstream: app }
+  - { name: docs,            path: "/public/**", public: true, upstream: app }
+"#;
+
+pub(crate) const TEST_SECRET: &str = "test-secret-that-is-long-enough-0123456789";
+
+pub(crate) fn env_with_secret(name: &str) -> Option<String> {
+    (name == "JWT_SECRET_KEY").then(|| TEST_SECRET.to_string())
+}
+
+pub(crate) fn seed_config() -> Config {
+    parse(SEED, Path::new("gateway.yaml"), &env_with_secret).unwrap()
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text, Path::new("gw.yaml"), &env_with_secret) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_seed_config_is_valid() {
+    let c = seed_config();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.tokens.access_ttl, Duration::from_secs(900));
+    assert_eq!(c.tokens.refresh_ttl, Duration::from_secs(7 * 86400));
+    assert_eq!(c.policy.routes.routes().len(), 5);
+    assert_eq!(c.upstreams.len(), 1);
+    assert_eq!(c.policy.roles.level("viewer"), Some(1));
+}
+
+#[test]
+fn the_shipped_gateway_yaml_is_valid() {
+    let text = include_str!("../../gateway.yaml");
+    if let Err(e) = parse(text, Path::new("gateway.yaml"), &env_with_secret) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_with_its_position() {
+    let text = "\
+server: { listen: \"127.0.0.1:8080\", thredas: 2 }
+roles: { admin: 3, user: }
+permissions:
+  projects: { admin: [read], usr: [read] }
+upstreams:
+  app: { url: \"http://127.0.0.1:3000\" }
+routes:
+  - { name: a, path: /a, require_role: admn, upstream: app }
+  - { name: b, path: /b, permission: \"projects:raed\", upstream: ap }
+  - { name: c, path: /c, upstream: app }
+  - { name: d, path: \"/d/**/e\", public: true, upstream: app }
+limits: {}
+";
+    assert_eq!(
+        errors(text),
+        vec![
+            "gw.yaml:1:37: server.thredas: unknown key `thredas` (did you mean `threads`?)",
+            "gw.yaml:2:20: roles.user: role `user` has no level",
+            "gw.yaml:4:30: permissions.projects.usr: role `usr` has no level: it is not defined under `roles`",
+            "gw.yaml:8:40: routes[0].require_role: unknown role `admn` (did you mean `admin`?)",
+            "gw.yaml:9:38: routes[1].permission: no role is granted `raed` on `projects` (did you mean `read`?)",
+            "gw.yaml:9:65: routes[1].upstream: unknown upstream `ap` (did you mean `app`?)",
+            "gw.yaml:10:5: routes[2]: a route must say exactly one of `public: true`, `require_role` or `permission`",
+            "gw.yaml:11:22: routes[3].path: `**` may only be the last segment",
+            "gw.yaml:12:1: limits: unknown key `limits`",
+        ]
+    );
+}
+
+#[test]
+fn the_secret_must_be_set_and_long_enough() {
+    let text = "tokens: { secret_env: MY_SECRET }\n";
+    let unset = parse(text, Path::new("g.yaml"), &|_| None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(unset, "g.yaml:1:23: tokens.secret_env: environment variable `MY_SECRET` is not set: it must hold the token signing secret (at least 32 bytes)");
+    let short = parse(text, Path::new("g.yaml"), &|_| {
+        Some("short-secret-value".into())
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(short.contains("shorter than 32 bytes"), "{short}");
+    assert!(
+        !short.contains("short-secret-value"),
+        "the secret must never be echoed: {short}"
+    );
+}
+
+#[test]
+fn environment_overrides_token_lifetimes() {
+    let env = |n: &str| match n {
+        "JWT_SECRET_KEY" => Some(TEST_SECRET.to_string()),
+        "ACCESS_TOKEN_EXPIRE_MINUTES" => Some("5".into()),
+        "REFRESH_TOKEN_EXPIRE_DAYS" => Some("2".into()),
+        _ => None,
+    };
+    let c = parse(SEED, Path::new("g.yaml"), &env).unwrap();
+    assert_eq!(c.tokens.access_ttl, Duration::from_secs(300));
+    assert_eq!(c.tokens.refresh_ttl, Duration::from_secs(2 * 86400));
+    let bad = |n: &str| {
+        if n == "ACCESS_TOKEN_EXPIRE_MINUTES" {
+            Some("soon".into())
+        } else {
+            env_with_secret(n)
+        }
+    };
+    let e = parse(SEED, Path::new("g.yaml"), &bad)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("ACCESS_TOKEN_EXPIRE_MINUTES"), "{e}");
+}
+
+#[test]
+fn values_are_never_echoed_in_type_errors() {
+    let e = errors("tokens: { leeway_seconds: sekrit-value-123 }\n");
+    assert_eq!(
+        e,
+        vec!["gw.yaml:1:27: tokens.leeway_seconds: expected u64, found a string"]
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_position() {
+    let e = errors("server:\n  listen: [unclosed\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("gw.yaml:"), "{e:?}");
+    assert!(e[0].contains("invalid YAML"), "{e:?}");
+}
+
+#[test]
+fn role_levels_must_be_distinct_and_routes_unique() {
+    let text = "roles: { a: 1, b: 1 }\nupstreams: { app: { url: \"http://127.0.0.1:1\" } }\nroutes:\n  - { name: x, path: /x, public: true, upstream: app }\n  - { name: x, path: /y, public: true, upstream: app }\n";
+    let e = errors(text);
+    assert!(
+        e.iter().any(|m| m.contains("have the same level 1")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("route name `x` is already used by routes[0]")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn upstream_urls_are_checked() {
+    let text = "upstreams:\n  a: { url: \"ftp://x\" }\n  b: { url: \"http://u:p@127.0.0.1:1\" }\n  c: { url: \"http://127.0.0.1:1/base\" }\n  d: { url: \"https://127.0.0.1\" }\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        !e.iter().any(|m| m.contains("u:p")),
+        "credentials must not be echoed: {e:?}"
+    );
+}
+
+#[test]
+fn an_empty_file_takes_defaults_but_still_needs_the_secret() {
+    assert!(parse("", Path::new("g.yaml"), &env_with_secret).is_ok());
+    assert!(parse("", Path::new("g.yaml"), &|_| None).is_err());
+}

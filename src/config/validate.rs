@@ -1,0 +1,696 @@
+//! Lowers the raw serde model into a validated [`Config`], collecting every problem.
+
+use http::Method;
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::{RawGrants, RawRoles, RawRoute, RawServer, RawStore, RawTokens, RawUpstream};
+use super::{
+    did_you_mean, lenient, Config, Problem, Secret, ServerSettings, StoreSettings, TokenSettings,
+    Upstream, Where,
+};
+use crate::policy::roles::UnknownPermission;
+use crate::policy::routes::parse_pattern;
+use crate::policy::{Access, PermissionMatrix, Policy, Roles, Route, RouteTable, Target};
+
+const SECTIONS: [&str; 7] = [
+    "server",
+    "store",
+    "tokens",
+    "roles",
+    "permissions",
+    "upstreams",
+    "routes",
+];
+const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Default)]
+struct Raw {
+    server: Option<RawServer>,
+    store: Option<RawStore>,
+    tokens: Option<RawTokens>,
+    roles: Option<RawRoles>,
+    permissions: BTreeMap<String, RawGrants>,
+    upstreams: BTreeMap<String, Option<RawUpstream>>,
+    routes: Vec<Option<RawRoute>>,
+}
+
+/// Checks everything and builds the config, or returns every problem found.
+pub fn validate(
+    value: Value,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
+    let mut p = Vec::new();
+    let raw = split_sections(value, &mut p);
+    let server = raw.server.as_ref().map(|s| lower_server(s, &mut p));
+    let store = raw.store.as_ref().map(|s| lower_store(s, &mut p));
+    let tokens = raw.tokens.as_ref().map(|t| lower_tokens(t, env, &mut p));
+    let roles = lower_roles(raw.roles.as_ref(), &mut p);
+    let matrix = lower_permissions(&raw.permissions, &roles, &mut p);
+    let upstreams = lower_upstreams(&raw.upstreams, &mut p);
+    let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
+    let routes = lower_routes(&raw.routes, &roles, &matrix, &upstream_names, &mut p);
+    match (server, store, tokens, p.is_empty()) {
+        (Some(Some(server)), Some(Some(store)), Some(Some(tokens)), true) => Ok(Config {
+            source: source.to_path_buf(),
+            server,
+            store,
+            tokens,
+            policy: Policy {
+                roles,
+                routes: RouteTable::new(routes),
+            },
+            upstreams: upstreams.into_iter().flatten().collect(),
+        }),
+        _ => Err(p),
+    }
+}
+
+fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
+    let mut raw = Raw::default();
+    let root = match value {
+        Value::Mapping(m) => m,
+        Value::Null => Mapping::new(),
+        _ => {
+            p.push(Problem::new(
+                Where::Value(String::new()),
+                "the config must be a mapping of sections (server, tokens, roles, ...)",
+            ));
+            return raw;
+        }
+    };
+    for (k, v) in root {
+        let Some(key) = k.as_str().map(str::to_string) else {
+            p.push(Problem::new(
+                Where::Value(String::new()),
+                "section names must be strings",
+            ));
+            continue;
+        };
+        match key.as_str() {
+            "server" => raw.server = section(v, "server", p),
+            "store" => raw.store = section(v, "store", p),
+            "tokens" => raw.tokens = section(v, "tokens", p),
+            "roles" => raw.roles = lenient::deserialize(v, "roles", p),
+            "permissions" => {
+                for (resource, grants) in entries(v, "permissions", p) {
+                    let path = format!("permissions.{resource}");
+                    let grants = if grants.is_null() {
+                        Some(RawGrants::new())
+                    } else {
+                        lenient::deserialize(grants, &path, p)
+                    };
+                    raw.permissions.insert(resource, grants.unwrap_or_default());
+                }
+            }
+            "upstreams" => {
+                for (name, up) in entries(v, "upstreams", p) {
+                    let parsed = lenient::deserialize(up, &format!("upstreams.{name}"), p);
+                    raw.upstreams.insert(name, parsed);
+                }
+            }
+            "routes" => match v {
+                Value::Sequence(items) => {
+                    raw.routes = items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| lenient::deserialize(r, &format!("routes[{i}]"), p))
+                        .collect();
+                }
+                Value::Null => {}
+                _ => p.push(Problem::new(
+                    Where::Value("routes".into()),
+                    "expected a list of routes",
+                )),
+            },
+            other => p.push(Problem::new(
+                Where::Key(other.into()),
+                format!("unknown key `{other}`{}", did_you_mean(other, SECTIONS)),
+            )),
+        }
+    }
+    // Sections that were absent take their defaults.
+    let untouched =
+        |section: &str, p: &[Problem]| !p.iter().any(|x| x.place.path().starts_with(section));
+    if raw.server.is_none() && untouched("server", p) {
+        raw.server = Some(RawServer::default());
+    }
+    if raw.store.is_none() && untouched("store", p) {
+        raw.store = Some(RawStore::default());
+    }
+    if raw.tokens.is_none() && untouched("tokens", p) {
+        raw.tokens = Some(RawTokens::default());
+    }
+    raw
+}
+
+/// A section that may be empty (`server:` with nothing under it takes every default).
+fn section<T: serde::de::DeserializeOwned + Default>(
+    v: Value,
+    path: &str,
+    p: &mut Vec<Problem>,
+) -> Option<T> {
+    if v.is_null() {
+        return Some(T::default());
+    }
+    lenient::deserialize(v, path, p)
+}
+
+/// The string-keyed entries of a mapping section.
+fn entries(v: Value, path: &str, p: &mut Vec<Problem>) -> Vec<(String, Value)> {
+    match v {
+        Value::Mapping(m) => m
+            .into_iter()
+            .filter_map(|(k, v)| match k.as_str() {
+                Some(s) => Some((s.to_string(), v)),
+                None => {
+                    p.push(Problem::new(
+                        Where::Value(path.into()),
+                        "keys must be strings",
+                    ));
+                    None
+                }
+            })
+            .collect(),
+        Value::Null => Vec::new(),
+        _ => {
+            p.push(Problem::new(
+                Where::Value(path.into()),
+                "expected a mapping",
+            ));
+            Vec::new()
+        }
+    }
+}
+
+fn value_problem(p: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+    p.push(Problem::new(Where::Value(path.into()), message));
+}
+
+fn lower_server(s: &RawServer, p: &mut Vec<Problem>) -> Option<ServerSettings> {
+    let addr = |path: &str, text: &str, p: &mut Vec<Problem>| -> Option<SocketAddr> {
+        let parsed = text.parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            value_problem(
+                p,
+                path,
+                "expected an IP address and port, like 127.0.0.1:8080",
+            );
+        }
+        parsed
+    };
+    let listen = addr("server.listen", &s.listen, p);
+    let admin_listen = addr("server.admin_listen", &s.admin_listen, p);
+    if listen.is_some() && listen == admin_listen {
+        value_problem(
+            p,
+            "server.admin_listen",
+            "the admin listener must not share the proxy listener's address",
+        );
+    }
+    if !(1..=1024).contains(&s.threads) {
+        value_problem(p, "server.threads", "threads must be between 1 and 1024");
+    }
+    if s.upstream_keepalive_pool_size == 0 {
+        value_problem(
+            p,
+            "server.upstream_keepalive_pool_size",
+            "the pool size must be at least 1",
+        );
+    }
+    Some(ServerSettings {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        threads: s.threads,
+        grace_period_seconds: s.grace_period_seconds,
+        graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+    })
+}
+
+fn lower_store(s: &RawStore, p: &mut Vec<Problem>) -> Option<StoreSettings> {
+    match s.backend.as_str() {
+        "memory" => Some(StoreSettings::Memory),
+        "redis" => {
+            value_problem(
+                p,
+                "store.backend",
+                "the `redis` backend is not available in this version yet; use `memory`",
+            );
+            None
+        }
+        other => {
+            value_problem(
+                p,
+                "store.backend",
+                format!(
+                    "unknown store backend `{other}`: use `memory` or `redis`{}",
+                    did_you_mean(other, ["memory", "redis"])
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn env_number(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    path: &str,
+    p: &mut Vec<Problem>,
+) -> Option<u64> {
+    let text = env(var)?;
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            value_problem(
+                p,
+                path,
+                format!("environment variable `{var}` must be a whole number greater than 0"),
+            );
+            None
+        }
+    }
+}
+
+fn lower_tokens(
+    t: &RawTokens,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Vec<Problem>,
+) -> Option<TokenSettings> {
+    let algorithm = match t.algorithm.as_str() {
+        "HS256" => Some(jsonwebtoken::Algorithm::HS256),
+        "HS384" => Some(jsonwebtoken::Algorithm::HS384),
+        "HS512" => Some(jsonwebtoken::Algorithm::HS512),
+        other => {
+            value_problem(
+                p,
+                "tokens.algorithm",
+                format!(
+                    "unsupported algorithm `{other}`: use HS256, HS384 or HS512{}",
+                    did_you_mean(other, ["HS256", "HS384", "HS512"])
+                ),
+            );
+            None
+        }
+    };
+    let secret = match env(&t.secret_env) {
+        None => {
+            value_problem(p, "tokens.secret_env", format!("environment variable `{}` is not set: it must hold the token signing secret (at least {MIN_SECRET_BYTES} bytes)", t.secret_env));
+            None
+        }
+        Some(s) if s.len() < MIN_SECRET_BYTES => {
+            value_problem(p, "tokens.secret_env", format!("the secret in environment variable `{}` is shorter than {MIN_SECRET_BYTES} bytes", t.secret_env));
+            None
+        }
+        Some(s) => Some(Secret::new(s.into_bytes())),
+    };
+    let access_minutes = env_number(
+        env,
+        "ACCESS_TOKEN_EXPIRE_MINUTES",
+        "tokens.access_ttl_minutes",
+        p,
+    )
+    .unwrap_or(t.access_ttl_minutes);
+    let refresh_days = env_number(
+        env,
+        "REFRESH_TOKEN_EXPIRE_DAYS",
+        "tokens.refresh_ttl_days",
+        p,
+    )
+    .unwrap_or(t.refresh_ttl_days);
+    if access_minutes == 0 {
+        value_problem(
+            p,
+            "tokens.access_ttl_minutes",
+            "the access token lifetime must be at least 1 minute",
+        );
+    }
+    if refresh_days == 0 {
+        value_problem(
+            p,
+            "tokens.refresh_ttl_days",
+            "the refresh token lifetime must be at least 1 day",
+        );
+    }
+    Some(TokenSettings {
+        secret: secret?,
+        algorithm: algorithm?,
+        access_ttl: Duration::from_secs(access_minutes.checked_mul(60)?),
+        refresh_ttl: Duration::from_secs(refresh_days.checked_mul(86_400)?),
+        leeway_seconds: t.leeway_seconds,
+        issuer: t.issuer.clone(),
+        audience: t.audience.clone(),
+    })
+}
+
+fn lower_roles(raw: Option<&RawRoles>, p: &mut Vec<Problem>) -> Roles {
+    let mut levels: Vec<(String, u32)> = Vec::new();
+    let mut seen: HashMap<u32, String> = HashMap::new();
+    for (name, level) in raw.into_iter().flatten() {
+        let path = format!("roles.{name}");
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            p.push(Problem::new(
+                Where::Key(path.clone()),
+                "a role name must be non-empty and contain no spaces",
+            ));
+        }
+        let level = match level {
+            None => {
+                p.push(Problem::new(
+                    Where::Key(path.clone()),
+                    format!("role `{name}` has no level"),
+                ));
+                continue;
+            }
+            Some(l) => match u32::try_from(*l) {
+                Ok(l) => l,
+                Err(_) => {
+                    value_problem(p, &path, "a role level is a whole number from 0 up");
+                    continue;
+                }
+            },
+        };
+        if let Some(other) = seen.insert(level, name.clone()) {
+            value_problem(p, &path, format!("roles `{other}` and `{name}` have the same level {level}: levels must be distinct"));
+        }
+        levels.push((name.clone(), level));
+    }
+    Roles::new(levels)
+}
+
+fn lower_permissions(
+    raw: &BTreeMap<String, RawGrants>,
+    roles: &Roles,
+    p: &mut Vec<Problem>,
+) -> PermissionMatrix {
+    let mut matrix: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (resource, grants) in raw {
+        if resource.is_empty() || resource.contains([':', ' ']) {
+            p.push(Problem::new(
+                Where::Key(format!("permissions.{resource}")),
+                "a resource name must be non-empty, without ':' or spaces",
+            ));
+        }
+        let by_role = matrix.entry(resource.clone()).or_default();
+        for (role, actions) in grants {
+            let path = format!("permissions.{resource}.{role}");
+            if roles.level(role).is_none() {
+                p.push(Problem::new(
+                    Where::Key(path.clone()),
+                    format!(
+                        "role `{role}` has no level: it is not defined under `roles`{}",
+                        did_you_mean(role, roles.names())
+                    ),
+                ));
+                continue;
+            }
+            for (i, action) in actions.iter().flatten().enumerate() {
+                if action.is_empty() || action.contains([':', ' ']) {
+                    value_problem(
+                        p,
+                        &format!("{path}[{i}]"),
+                        "an action must be non-empty, without ':' or spaces",
+                    );
+                }
+            }
+            by_role.insert(role.clone(), actions.clone().unwrap_or_default());
+        }
+    }
+    PermissionMatrix::new(&matrix, roles)
+}
+
+fn lower_upstreams(
+    raw: &BTreeMap<String, Option<RawUpstream>>,
+    p: &mut Vec<Problem>,
+) -> Vec<Option<Upstream>> {
+    raw.iter()
+        .map(|(name, up)| up.as_ref().and_then(|u| lower_upstream(name, u, p)))
+        .collect()
+}
+
+fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<Upstream> {
+    let path = format!("upstreams.{name}.url");
+    let bad = |p: &mut Vec<Problem>, why: &str| {
+        value_problem(p, &path, why);
+        None
+    };
+    let Ok(uri) = u.url.parse::<http::Uri>() else {
+        return bad(
+            p,
+            "not a valid URL: expected http://host:port or https://host:port",
+        );
+    };
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return bad(p, "the URL scheme must be http or https"),
+    };
+    let Some(authority) = uri.authority() else {
+        return bad(p, "the URL has no host");
+    };
+    if authority.as_str().contains('@') {
+        return bad(p, "credentials in an upstream URL are not supported");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return bad(
+            p,
+            "an upstream URL must not have a path or query: routes keep the request's path",
+        );
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let address = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => match (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+        {
+            Some(a) => a,
+            None => return bad(p, &format!("cannot resolve host `{host}`")),
+        },
+    };
+    for (key, v) in [
+        ("connect_timeout_ms", u.connect_timeout_ms),
+        ("read_timeout_ms", u.read_timeout_ms),
+        ("write_timeout_ms", u.write_timeout_ms),
+        ("idle_timeout_seconds", u.idle_timeout_seconds),
+    ] {
+        if v == 0 {
+            value_problem(
+                p,
+                &format!("upstreams.{name}.{key}"),
+                "a timeout must be greater than 0",
+            );
+        }
+    }
+    let host_header = if authority.port_u16().is_some() {
+        authority.as_str().to_string()
+    } else {
+        host.clone()
+    };
+    Some(Upstream {
+        name: name.to_string(),
+        address,
+        tls,
+        sni: u.sni.clone().unwrap_or_else(|| host.clone()),
+        host,
+        verify_cert: u.tls_verify,
+        connect_timeout: Duration::from_millis(u.connect_timeout_ms),
+        read_timeout: Duration::from_millis(u.read_timeout_ms),
+        write_timeout: Duration::from_millis(u.write_timeout_ms),
+        idle_timeout: Duration::from_secs(u.idle_timeout_seconds),
+        forward_authorization: u.forward_authorization,
+        rewrite_host: u.rewrite_host.then_some(host_header),
+    })
+}
+
+type RouteEntry = (
+    Vec<crate::policy::routes::Segment>,
+    Option<Vec<Method>>,
+    Route,
+);
+
+fn lower_routes(
+    raw: &[Option<RawRoute>],
+    roles: &Roles,
+    matrix: &PermissionMatrix,
+    upstreams: &[&str],
+    p: &mut Vec<Problem>,
+) -> Vec<RouteEntry> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let at = |key: &str| format!("routes[{i}].{key}");
+        if r.name.is_empty() {
+            value_problem(p, &at("name"), "a route name must not be empty");
+        } else if let Some(j) = names.insert(&r.name, i) {
+            value_problem(
+                p,
+                &at("name"),
+                format!("route name `{}` is already used by routes[{j}]", r.name),
+            );
+        }
+        let segments = parse_pattern(&r.path)
+            .map_err(|e| value_problem(p, &at("path"), e))
+            .ok();
+        let methods = r.methods.as_ref().map(|list| {
+            if list.is_empty() {
+                value_problem(
+                    p,
+                    &at("methods"),
+                    "an empty method list matches nothing: omit `methods` to allow all",
+                );
+            }
+            list.iter()
+                .enumerate()
+                .filter_map(
+                    |(j, m)| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            value_problem(
+                                p,
+                                &format!("routes[{i}].methods[{j}]"),
+                                "not an HTTP method",
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect::<Vec<_>>()
+        });
+        let access = lower_access(r, roles, matrix, &at, p);
+        let target = match &r.upstream {
+            None => {
+                p.push(Problem::new(
+                    Where::Value(format!("routes[{i}]")),
+                    "missing required key `upstream`",
+                ));
+                None
+            }
+            Some(u) => match upstreams.iter().position(|n| n == u) {
+                Some(idx) => Some(Target::Upstream(idx)),
+                None => {
+                    value_problem(
+                        p,
+                        &at("upstream"),
+                        format!(
+                            "unknown upstream `{u}`{}",
+                            did_you_mean(u, upstreams.iter().copied())
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(segments), Some(access), Some(target)) = (segments, access, target) {
+            out.push((
+                segments,
+                methods,
+                Route {
+                    name: r.name.clone(),
+                    pattern: r.path.clone(),
+                    access,
+                    target,
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn lower_access(
+    r: &RawRoute,
+    roles: &Roles,
+    matrix: &PermissionMatrix,
+    at: &dyn Fn(&str) -> String,
+    p: &mut Vec<Problem>,
+) -> Option<Access> {
+    let public = r.public == Some(true);
+    let said = [public, r.require_role.is_some(), r.permission.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if said != 1 {
+        let place = at("name");
+        let place = place
+            .rsplit_once('.')
+            .map(|(route, _)| route.to_string())
+            .unwrap_or(place);
+        value_problem(
+            p,
+            &place,
+            "a route must say exactly one of `public: true`, `require_role` or `permission`",
+        );
+        return None;
+    }
+    if public {
+        return Some(Access::Public);
+    }
+    if let Some(role) = &r.require_role {
+        return match roles.level(role) {
+            Some(min_level) => Some(Access::Role {
+                role: role.clone(),
+                min_level,
+            }),
+            None => {
+                value_problem(
+                    p,
+                    &at("require_role"),
+                    format!("unknown role `{role}`{}", did_you_mean(role, roles.names())),
+                );
+                None
+            }
+        };
+    }
+    let perm = r.permission.as_deref().unwrap_or_default();
+    let Some((resource, action)) = perm.split_once(':') else {
+        value_problem(
+            p,
+            &at("permission"),
+            "a permission is written `resource:action`, like `projects:read`",
+        );
+        return None;
+    };
+    match matrix.min_level(resource, action) {
+        Ok(min_level) => Some(Access::Permission {
+            resource: resource.into(),
+            action: action.into(),
+            min_level,
+        }),
+        Err(UnknownPermission::Resource) => {
+            value_problem(
+                p,
+                &at("permission"),
+                format!(
+                    "unknown resource `{resource}` (not under `permissions`){}",
+                    did_you_mean(resource, matrix.resources())
+                ),
+            );
+            None
+        }
+        Err(UnknownPermission::Action) => {
+            value_problem(
+                p,
+                &at("permission"),
+                format!(
+                    "no role is granted `{action}` on `{resource}`{}",
+                    did_you_mean(action, matrix.actions(resource))
+                ),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Portcullis: a reverse-proxy auth gateway on Pingora.
+//!
+//! Requests are normalized, routed, authenticated (JWT) and authorized (roles and a permission
+//! matrix from gateway.yaml) before anything is forwarded upstream.
+
+pub mod admin;
+pub mod admission;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod policy;
+pub mod proxy;

@@ -1,0 +1,162 @@
+//! The `portcullis` command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use portcullis::app::{build_server, RunOptions};
+use portcullis::auth::{tokens::new_id, TokenKind, TokenManager, TokenSpec};
+use portcullis::config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A reverse-proxy auth gateway: verifies JWTs, enforces the roles and permissions in
+/// gateway.yaml, and forwards what it admits.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway (refuses to start on any config problem).
+    Run {
+        /// The config file.
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+        #[arg(long)]
+        upgrade: bool,
+        /// Detach into the background.
+        #[arg(short, long)]
+        daemon: bool,
+    },
+    /// Validate a config file: prints `ok`, or every problem as FILE:LINE:COL and exits 2.
+    Check {
+        /// The config file.
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Print a signed token made with the configured secret (for operators and tests).
+    Token {
+        /// The config file whose token settings (and secret variable) to use.
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The `user_id` claim.
+        #[arg(long)]
+        user_id: String,
+        /// The `role` claim (access tokens only).
+        #[arg(long)]
+        role: Option<String>,
+        /// The token type.
+        #[arg(long = "type", value_enum, default_value_t = Kind::Access)]
+        kind: Kind,
+        /// Lifetime in seconds (default: the configured lifetime for the type).
+        #[arg(long)]
+        ttl_seconds: Option<u64>,
+        /// The session id (`sid` claim); a new random one by default.
+        #[arg(long)]
+        session_id: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Access,
+    Refresh,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                println!("{errors}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Token {
+            config,
+            user_id,
+            role,
+            kind,
+            ttl_seconds,
+            session_id,
+        } => {
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            let kind = match kind {
+                Kind::Access => TokenKind::Access,
+                Kind::Refresh => TokenKind::Refresh,
+            };
+            if kind == TokenKind::Access && role.is_none() {
+                eprintln!("error: an access token needs --role");
+                return ExitCode::from(2);
+            }
+            let session_id = session_id.unwrap_or_else(new_id);
+            let manager = TokenManager::new(&cfg.tokens);
+            let spec = TokenSpec {
+                user_id: &user_id,
+                role: role.as_deref(),
+                kind,
+                session_id: &session_id,
+                ttl: ttl_seconds.map(Duration::from_secs),
+            };
+            match manager.create_token(&spec) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+        } => {
+            init_logging();
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!(
+                        "portcullis: refusing to start: {} problem(s) in {}",
+                        errors.0.len(),
+                        config.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            tracing::info!(listen = %cfg.server.listen, admin = %cfg.server.admin_listen, routes = cfg.policy.routes.routes().len(), "portcullis starting");
+            build_server(cfg, RunOptions { upgrade, daemon }).run_forever()
+        }
+    }
+}
