@@ -138,7 +138,7 @@ pub fn authenticate(
         |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
     if !header_safe(&claims.user_id)
         || !header_safe(&claims.sid)
-        || !claims.role.as_deref().map_or(true, header_safe)
+        || !claims.role.as_deref().is_none_or(header_safe)
     {
         return Err(TokenError::Malformed);
     }

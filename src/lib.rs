@@ -8,5 +8,6 @@ pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod logging;
 pub mod policy;
 pub mod proxy;

@@ -70,17 +70,6 @@ enum Kind {
     Refresh,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -142,7 +131,7 @@ fn main() -> ExitCode {
             upgrade,
             daemon,
         } => {
-            init_logging();
+            portcullis::logging::init();
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {

@@ -137,10 +137,9 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(text, ..) => {
-                if !self.take_key(&text, mark) {
-                    self.value_path(mark);
-                }
+            Event::Scalar(text, ..) if self.take_key(&text, mark) => {}
+            Event::Scalar(..) => {
+                self.value_path(mark);
             }
             Event::Alias(_) => {
                 self.value_path(mark);

@@ -1,0 +1,39 @@
+//! Log setup through `tracing` (Pingora's `log` records are bridged in).
+//!
+//! Pingora's own debug and trace records print whole request headers, Authorization included,
+//! so they are dropped whatever `RUST_LOG` asks for: a secret must never reach a log line.
+
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::prelude::*;
+
+/// Whether a record from `target` at `level` may be written.
+pub fn allowed(target: &str, level: &Level) -> bool {
+    !(target.starts_with("pingora") && *level > Level::INFO)
+}
+
+/// Installs the global subscriber: human text to stderr, level from `RUST_LOG` (default info).
+pub fn init() {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_filter(env)
+        .with_filter(filter_fn(|m| allowed(m.target(), m.level())));
+    tracing_subscriber::registry().with(layer).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingora_debug_records_are_never_written() {
+        assert!(!allowed("pingora_proxy::proxy_h1", &Level::DEBUG));
+        assert!(!allowed("pingora_core::protocols", &Level::TRACE));
+        assert!(allowed("pingora_core::server", &Level::INFO));
+        assert!(allowed("pingora_proxy", &Level::ERROR));
+        assert!(allowed("portcullis::proxy", &Level::DEBUG));
+    }
+}

@@ -1,0 +1,124 @@
+//! A real `portcullis run` process on reserved loopback ports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::client::{send_raw, Request};
+use super::{eventually, free_port, TEST_SECRET};
+use portcullis::auth::TokenManager;
+
+/// A running gateway. Killed on drop.
+pub struct TestGateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts the gateway on `config` (with the harness placeholders filled in) and waits until
+    /// its admin listener answers.
+    pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`Self::start`], with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, admin_port) = (free_port(), free_port());
+        let text = config
+            .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
+            .replace("@ADMIN@", &format!("127.0.0.1:{admin_port}"))
+            .replace("@DIR@", &dir.path().display().to_string());
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, text).expect("write config");
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&config_path)
+            .env_remove("ACCESS_TOKEN_EXPIRE_MINUTES")
+            .env_remove("REFRESH_TOKEN_EXPIRE_DAYS")
+            .env("JWT_SECRET_KEY", TEST_SECRET)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn portcullis");
+        let mut gw = TestGateway {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            config_path,
+            log_path,
+            dir,
+        };
+        let up = eventually(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("portcullis exited with {status}:\n{}", gw.log());
+            }
+            std::net::TcpStream::connect(gw.admin).is_ok() && std::net::TcpStream::connect(gw.addr).is_ok()
+        });
+        assert!(up, "portcullis did not start:\n{}", gw.log());
+        gw
+    }
+
+    /// A request to the proxy listener.
+    pub fn request(&self, method: &str, target: &str) -> Request {
+        Request::new(self.addr, method, target)
+    }
+
+    /// `GET target` on the proxy listener.
+    pub fn get(&self, target: &str) -> Request {
+        self.request("GET", target)
+    }
+
+    /// `GET path` on the admin listener.
+    pub fn admin_get(&self, path: &str) -> super::Reply {
+        send_raw(self.admin, &Request::new(self.admin, "GET", path).to_bytes())
+    }
+
+    /// A token manager with the gateway's settings (same secret), to mint test tokens.
+    pub fn tokens(&self) -> TokenManager {
+        let config = portcullis::config::parse(&std::fs::read_to_string(&self.config_path).expect("config"), &self.config_path, &|name| {
+            (name == "JWT_SECRET_KEY").then(|| TEST_SECRET.to_string())
+        })
+        .expect("test config is valid");
+        TokenManager::new(&config.tokens)
+    }
+
+    /// An access token for `role`.
+    pub fn token(&self, user_id: &str, role: &str) -> String {
+        self.tokens().create_access_token(user_id, role, "test-session").expect("token")
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The scratch directory of this gateway.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
