@@ -13,12 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let summary = serde_json::json!({
         "service": "echo",
         "method": req.method().as_str(),
@@ -33,25 +28,18 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Er
     let body_len = req.into_body().collect().await?.to_bytes().len();
     let mut summary = summary;
     summary["body_bytes"] = body_len.into();
-    Ok(Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(summary.to_string())))
-        .unwrap_or_default())
+    Ok(Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(summary.to_string()))).unwrap_or_default())
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("echo upstream listening on http://{addr}");
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(echo))
-                .await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(echo)).await;
         });
     }
 }

@@ -5,9 +5,14 @@ use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
 
-/// Serves `GET /healthz`.
-pub struct AdminApp;
+use crate::auth::sessions::Sessions;
+
+/// Serves `GET /healthz` (alive) and `GET /readyz` (the store answers).
+pub struct AdminApp {
+    pub sessions: Arc<Sessions>,
+}
 
 fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
     let body = body.to_string().into_bytes();
@@ -26,14 +31,15 @@ impl ServeHttp for AdminApp {
         let req = session.req_header();
         match (req.method.as_str(), req.uri.path()) {
             ("GET" | "HEAD", "/healthz") => json(200, serde_json::json!({ "status": "ok" })),
-            (_, "/healthz") => json(
-                405,
-                serde_json::json!({ "error": "method_not_allowed", "message": "use GET" }),
-            ),
-            _ => json(
-                404,
-                serde_json::json!({ "error": "not_found", "message": "no such admin endpoint" }),
-            ),
+            ("GET" | "HEAD", "/readyz") => {
+                if self.sessions.store_healthy() {
+                    json(200, serde_json::json!({ "status": "ready" }))
+                } else {
+                    json(503, serde_json::json!({ "status": "not_ready", "reason": "store_unavailable" }))
+                }
+            }
+            (_, "/healthz" | "/readyz") => json(405, serde_json::json!({ "error": "method_not_allowed", "message": "use GET" })),
+            _ => json(404, serde_json::json!({ "error": "not_found", "message": "no such admin endpoint" })),
         }
     }
 }

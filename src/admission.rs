@@ -5,6 +5,9 @@
 use http::Method;
 use std::borrow::Cow;
 
+use crate::auth::api::is_api_path;
+use crate::auth::sessions::{SessionVeto, Sessions};
+use crate::auth::tokens::unix_now;
 use crate::auth::{bearer_token, TokenError, TokenKind, TokenManager};
 use crate::policy::{path, Access, Policy, Route};
 
@@ -42,19 +45,8 @@ pub struct Reject {
 }
 
 impl Reject {
-    fn new(
-        status: u16,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-        reason: &'static str,
-    ) -> Self {
-        Reject {
-            status,
-            code,
-            message: message.into(),
-            reason,
-            route: None,
-        }
+    fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>, reason: &'static str) -> Self {
+        Reject { status, code, message: message.into(), reason, route: None }
     }
 
     fn on(mut self, route: &Route) -> Self {
@@ -64,11 +56,7 @@ impl Reject {
 
     /// A 401 for a token problem.
     pub fn unauthenticated(e: &TokenError) -> Self {
-        let code = if *e == TokenError::Missing {
-            "missing_token"
-        } else {
-            "invalid_token"
-        };
+        let code = if *e == TokenError::Missing { "missing_token" } else { "invalid_token" };
         Reject::new(401, code, e.to_string(), e.reason())
     }
 
@@ -78,75 +66,77 @@ impl Reject {
     }
 }
 
+/// The local session check for an authenticated request (revocation, store outage policy).
+pub trait SessionGate {
+    /// Ok if requests of this session may proceed.
+    fn check(&self, session_id: &str) -> Result<(), SessionVeto>;
+}
+
+impl SessionGate for Sessions {
+    fn check(&self, session_id: &str) -> Result<(), SessionVeto> {
+        Sessions::check(self, session_id, unix_now())
+    }
+}
+
+/// Where an admitted request goes.
+#[derive(Debug)]
+pub enum Destination<'a> {
+    /// To the route's upstream.
+    Upstream(Admitted<'a>),
+    /// To the gateway's own endpoints (`/auth/*`, `/admin/users*`) at this normalized path.
+    Api(Cow<'a, str>),
+}
+
 /// Decides whether a request may go upstream. `authorization` is the single `Authorization`
 /// header value (callers pass an empty value when there were several).
 pub fn admit<'a>(
     policy: &'a Policy,
     tokens: &TokenManager,
+    sessions: &dyn SessionGate,
     method: &Method,
     raw_path: &'a str,
     authorization: Option<&[u8]>,
-) -> Result<Admitted<'a>, Reject> {
-    let path = path::normalize(raw_path)
-        .map_err(|e| Reject::new(400, "bad_path", e.to_string(), "bad_path"))?;
+) -> Result<Destination<'a>, Reject> {
+    let path = path::normalize(raw_path).map_err(|e| Reject::new(400, "bad_path", e.to_string(), "bad_path"))?;
+    if is_api_path(&path) {
+        return Ok(Destination::Api(path));
+    }
     let Some((route_index, route)) = policy.route(method, &path) else {
-        return Err(Reject::new(
-            404,
-            "not_found",
-            "no route matches this request",
-            "no_route",
-        ));
+        return Err(Reject::new(404, "not_found", "no route matches this request", "no_route"));
     };
     if route.access == Access::Public {
-        return Ok(Admitted {
-            route_index,
-            route,
-            path,
-            identity: None,
-        });
+        return Ok(Destination::Upstream(Admitted { route_index, route, path, identity: None }));
     }
-    let identity =
-        authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).on(route))?;
+    let identity = authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).on(route))?;
+    match sessions.check(&identity.session_id) {
+        Ok(()) => {}
+        Err(SessionVeto::Revoked) => return Err(Reject::new(401, "invalid_token", "the session has ended", "revoked").on(route)),
+        Err(SessionVeto::StoreUnavailable) => {
+            return Err(Reject::new(503, "store_unavailable", "the session store is unavailable; try again shortly", "store_unavailable").on(route))
+        }
+    }
     let level = identity.role.as_deref().and_then(|r| policy.roles.level(r));
     if !route.access.allows(level) {
         let message = match &route.access {
             Access::Role { role, .. } => format!("this route requires the role `{role}` or higher"),
-            Access::Permission {
-                resource, action, ..
-            } => format!("this route requires the permission `{resource}:{action}`"),
+            Access::Permission { resource, action, .. } => format!("this route requires the permission `{resource}:{action}`"),
             Access::Public => String::new(),
         };
         return Err(Reject::new(403, "forbidden", message, "insufficient_role").on(route));
     }
-    Ok(Admitted {
-        route_index,
-        route,
-        path,
-        identity: Some(identity),
-    })
+    Ok(Destination::Upstream(Admitted { route_index, route, path, identity: Some(identity) }))
 }
 
 /// Verifies the bearer access token and returns who it speaks for.
-pub fn authenticate(
-    tokens: &TokenManager,
-    authorization: Option<&[u8]>,
-) -> Result<Identity, TokenError> {
+pub fn authenticate(tokens: &TokenManager, authorization: Option<&[u8]>) -> Result<Identity, TokenError> {
     let token = bearer_token(authorization)?;
     let claims = tokens.verify(token, TokenKind::Access)?;
     // These values become upstream request headers: refuse anything that is not a plain token.
-    let header_safe =
-        |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
-    if !header_safe(&claims.user_id)
-        || !header_safe(&claims.sid)
-        || !claims.role.as_deref().is_none_or(header_safe)
-    {
+    let header_safe = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+    if !header_safe(&claims.user_id) || !header_safe(&claims.sid) || !claims.role.as_deref().is_none_or(header_safe) {
         return Err(TokenError::Malformed);
     }
-    Ok(Identity {
-        user_id: claims.user_id,
-        role: claims.role,
-        session_id: claims.sid,
-    })
+    Ok(Identity { user_id: claims.user_id, role: claims.role, session_id: claims.sid })
 }
 
 #[cfg(test)]

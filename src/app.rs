@@ -1,14 +1,22 @@
-//! Builds the Pingora server (proxy and admin services) from a validated config.
+//! Builds the Pingora server (proxy, admin and session-sync services) from a validated config.
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::sync::Arc;
+use thiserror::Error;
 
 use crate::admin::AdminApp;
-use crate::config::Config;
-use crate::proxy::{Gateway, Snapshot};
+use crate::auth::passwords::{PasswordError, Passwords};
+use crate::auth::sessions::Sessions;
+use crate::config::{Config, StoreSettings};
+use crate::proxy::{Gateway, Services, Snapshot};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Store, StoreError};
 
 /// Process-level switches from the command line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -19,8 +27,36 @@ pub struct RunOptions {
     pub daemon: bool,
 }
 
+/// Why the server could not be built.
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("cannot set up the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot set up password hashing: {0}")]
+    Passwords(#[from] PasswordError),
+}
+
+/// Keeps the local revocation view in step with the store (a Pingora background service, so its
+/// Redis connections live on its own runtime).
+struct SessionSync(Arc<Sessions>);
+
+#[async_trait]
+impl BackgroundService for SessionSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.sync_forever(shutdown).await;
+    }
+}
+
+/// The store a config asks for.
+pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match settings {
+        StoreSettings::Memory => Arc::new(MemoryStore::new()),
+        StoreSettings::Redis { url, key_prefix } => Arc::new(RedisStore::new(url, key_prefix)?),
+    })
+}
+
 /// The server, ready to `run`.
-pub fn build_server(config: Config, opts: RunOptions) -> Server {
+pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildError> {
     let s = &config.server;
     let conf = ServerConf {
         threads: s.threads,
@@ -32,29 +68,29 @@ pub fn build_server(config: Config, opts: RunOptions) -> Server {
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         ..ServerConf::default()
     };
-    let opt = Opt {
-        upgrade: opts.upgrade,
-        daemon: opts.daemon,
-        ..Opt::default()
-    };
+    let opt = Opt { upgrade: opts.upgrade, daemon: opts.daemon, ..Opt::default() };
     let (listen, admin_listen) = (s.listen.to_string(), s.admin_listen.to_string());
+
+    let sessions = Arc::new(Sessions::new(open_store(&config.store)?, config.sessions.clone()));
+    let passwords = Arc::new(Passwords::new(&config.passwords)?);
+    let services = Arc::new(Services { sessions: sessions.clone(), passwords });
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state),
-        "portcullis proxy",
-    );
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state, services), "portcullis proxy");
     proxy.add_tcp(&listen);
 
-    let mut admin = Service::new("portcullis admin".to_string(), AdminApp);
+    let mut admin = Service::new("portcullis admin".to_string(), AdminApp { sessions: sessions.clone() });
     admin.add_tcp(&admin_listen);
     admin.threads = Some(1);
 
+    let mut sync = background_service("session sync", SessionSync(sessions));
+    sync.threads = Some(1);
+
     server.add_service(proxy);
     server.add_service(admin);
-    server
+    server.add_service(sync);
+    Ok(server)
 }

@@ -2,6 +2,10 @@
 //!
 //! No Pingora types in here: the proxy adapts requests to these functions.
 
+pub mod api;
+pub mod passwords;
+pub mod sessions;
 pub mod tokens;
+pub mod users;
 
 pub use tokens::{bearer_token, Claims, TokenError, TokenKind, TokenManager, TokenPair, TokenSpec};

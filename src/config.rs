@@ -15,6 +15,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::passwords::PasswordSettings;
+use crate::auth::sessions::SessionSettings;
+use crate::auth::users::FileUser;
 use crate::policy::Policy;
 use locate::Locations;
 
@@ -27,6 +30,16 @@ pub struct Config {
     pub tokens: TokenSettings,
     pub policy: Policy,
     pub upstreams: Vec<Upstream>,
+    pub users: UserSettings,
+    pub sessions: SessionSettings,
+    pub passwords: PasswordSettings,
+}
+
+/// Users from the users file, and the role that may manage users.
+#[derive(Debug, Clone)]
+pub struct UserSettings {
+    pub file_users: Vec<FileUser>,
+    pub admin_role: String,
 }
 
 /// Listeners and Pingora process settings (changing these needs a restart).
@@ -47,6 +60,8 @@ pub struct ServerSettings {
 pub enum StoreSettings {
     /// In-process; one instance; nothing survives a restart.
     Memory,
+    /// Shared by every instance that points at the same Redis and prefix.
+    Redis { url: String, key_prefix: String },
 }
 
 /// A signing secret; never printed.
@@ -130,10 +145,7 @@ pub struct Problem {
 impl Problem {
     /// A problem at `place`.
     pub fn new(place: Where, message: impl Into<String>) -> Self {
-        Problem {
-            place,
-            message: message.into(),
-        }
+        Problem { place, message: message.into() }
     }
 }
 
@@ -150,17 +162,9 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.col, self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}: {}",
-                self.file, self.line, self.col, self.path, self.message
-            )
+            write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.col, self.path, self.message)
         }
     }
 }
@@ -198,58 +202,44 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Validates config text; `env` looks up environment variables (injected for tests).
-pub fn parse(
-    text: &str,
-    source: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigErrors> {
+pub fn parse(text: &str, source: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let value = parse_yaml(text, source).map_err(|d| ConfigErrors(vec![d]))?;
+    let mut other_files = Vec::new();
+    validate::validate(value, source, env, &mut other_files).map_err(|problems| {
+        let mut all = locate(text, source, problems);
+        all.extend(other_files);
+        ConfigErrors(all)
+    })
+}
+
+/// Parses YAML text into a value, or one located syntax error.
+fn parse_yaml(text: &str, source: &Path) -> Result<serde_yaml::Value, Diagnostic> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let message = e.to_string();
+        // serde_yaml appends " at line L column C"; the prefix already says where.
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        Diagnostic { file: source.display().to_string(), line, col, path: String::new(), message: format!("invalid YAML: {message}") }
+    })
+}
+
+/// Gives each problem its line and column in `text`, sorted by position.
+fn locate(text: &str, source: &Path, problems: Vec<Problem>) -> Vec<Diagnostic> {
     let file = source.display().to_string();
-    let locate = |problems: Vec<Problem>| {
-        let locations = Locations::index(text);
-        let mut out: Vec<Diagnostic> = problems
-            .into_iter()
-            .map(|p| {
-                let pos = match &p.place {
-                    Where::Key(path) => locations.key(path),
-                    Where::Value(path) => locations.value(path),
-                };
-                Diagnostic {
-                    file: file.clone(),
-                    line: pos.line,
-                    col: pos.col,
-                    path: p.place.path().to_string(),
-                    message: p.message,
-                }
-            })
-            .collect();
-        out.sort_by_key(|d| (d.line, d.col));
-        out.dedup();
-        ConfigErrors(out)
-    };
-    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            let message = e.to_string();
-            // serde_yaml appends " at line L column C"; the prefix already says where.
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            return Err(ConfigErrors(vec![Diagnostic {
-                file,
-                line,
-                col,
-                path: String::new(),
-                message: format!("invalid YAML: {message}"),
-            }]));
-        }
-    };
-    validate::validate(value, source, env).map_err(locate)
+    let locations = Locations::index(text);
+    let mut out: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| {
+            let pos = match &p.place {
+                Where::Key(path) => locations.key(path),
+                Where::Value(path) => locations.value(path),
+            };
+            Diagnostic { file: file.clone(), line: pos.line, col: pos.col, path: p.place.path().to_string(), message: p.message }
+        })
+        .collect();
+    out.sort_by_key(|d| (d.line, d.col));
+    out.dedup();
+    out
 }
 
 /// ` (did you mean `x`?)` for the closest candidate, or nothing if none is close.

@@ -11,3 +11,5 @@ pub mod config;
 pub mod logging;
 pub mod policy;
 pub mod proxy;
+pub mod store;
+pub mod timefmt;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use portcullis::app::{build_server, RunOptions};
+use portcullis::auth::passwords::{hash_blocking, PasswordSettings};
 use portcullis::auth::{tokens::new_id, TokenKind, TokenManager, TokenSpec};
 use portcullis::config;
 
@@ -62,6 +63,25 @@ enum Command {
         #[arg(long)]
         session_id: Option<String>,
     },
+    /// Read a password from stdin and print its argon2id hash (for the users file).
+    HashPassword {
+        #[command(flatten)]
+        cost: HashCost,
+    },
+}
+
+/// Defaults are OWASP's argon2id recommendation (m = 19 MiB, t = 2, p = 1).
+#[derive(clap::Args)]
+struct HashCost {
+    /// Memory cost in KiB.
+    #[arg(long, default_value_t = 19 * 1024)]
+    memory_kib: u32,
+    /// Number of passes.
+    #[arg(long, default_value_t = 2)]
+    iterations: u32,
+    /// Lanes.
+    #[arg(long, default_value_t = 1)]
+    parallelism: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,6 +93,29 @@ enum Kind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::HashPassword { cost } => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("error: cannot read a password from stdin");
+                return ExitCode::from(2);
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("error: the password is empty");
+                return ExitCode::from(2);
+            }
+            let settings = PasswordSettings { memory_kib: cost.memory_kib, iterations: cost.iterations, parallelism: cost.parallelism, ..Default::default() };
+            match hash_blocking(&settings, password) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(_) => {
+                    eprintln!("error: invalid argon2 parameters");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Check { config } => match config::load(&config) {
             Ok(_) => {
                 println!("ok");
@@ -83,14 +126,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Token {
-            config,
-            user_id,
-            role,
-            kind,
-            ttl_seconds,
-            session_id,
-        } => {
+        Command::Token { config, user_id, role, kind, ttl_seconds, session_id } => {
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -114,6 +150,7 @@ fn main() -> ExitCode {
                 kind,
                 session_id: &session_id,
                 ttl: ttl_seconds.map(Duration::from_secs),
+                jti: None,
             };
             match manager.create_token(&spec) {
                 Ok(token) => {
@@ -126,26 +163,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run {
-            config,
-            upgrade,
-            daemon,
-        } => {
+        Command::Run { config, upgrade, daemon } => {
             portcullis::logging::init();
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{errors}");
-                    eprintln!(
-                        "portcullis: refusing to start: {} problem(s) in {}",
-                        errors.0.len(),
-                        config.display()
-                    );
+                    eprintln!("portcullis: refusing to start: {} problem(s) in {}", errors.0.len(), config.display());
                     return ExitCode::from(2);
                 }
             };
             tracing::info!(listen = %cfg.server.listen, admin = %cfg.server.admin_listen, routes = cfg.policy.routes.routes().len(), "portcullis starting");
-            build_server(cfg, RunOptions { upgrade, daemon }).run_forever()
+            match build_server(cfg, RunOptions { upgrade, daemon }) {
+                Ok(server) => server.run_forever(),
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -20,11 +20,7 @@ pub enum Access {
     Role { role: String, min_level: u32 },
     /// An authenticated caller whose role is granted `resource:action` (directly or inherited);
     /// `min_level` is None when no role is granted it.
-    Permission {
-        resource: String,
-        action: String,
-        min_level: Option<u32>,
-    },
+    Permission { resource: String, action: String, min_level: Option<u32> },
 }
 
 impl Access {
@@ -44,9 +40,7 @@ impl Access {
         match self {
             Access::Public => "public".into(),
             Access::Role { role, .. } => format!("role:{role}"),
-            Access::Permission {
-                resource, action, ..
-            } => format!("{resource}:{action}"),
+            Access::Permission { resource, action, .. } => format!("{resource}:{action}"),
         }
     }
 }
@@ -86,25 +80,14 @@ mod tests {
 
     #[test]
     fn unknown_roles_are_no_role_at_all() {
-        let role = Access::Role {
-            role: "guest".into(),
-            min_level: 0,
-        };
+        let role = Access::Role { role: "guest".into(), min_level: 0 };
         assert!(role.allows(Some(0)));
         assert!(!role.allows(None));
-        let perm = Access::Permission {
-            resource: "p".into(),
-            action: "read".into(),
-            min_level: Some(1),
-        };
+        let perm = Access::Permission { resource: "p".into(), action: "read".into(), min_level: Some(1) };
         assert!(perm.allows(Some(3)));
         assert!(!perm.allows(Some(0)));
         assert!(!perm.allows(None));
-        let nobody = Access::Permission {
-            resource: "p".into(),
-            action: "x".into(),
-            min_level: None,
-        };
+        let nobody = Access::Permission { resource: "p".into(), action: "x".into(), min_level: None };
         assert!(!nobody.allows(Some(u32::MAX)));
         assert!(Access::Public.allows(None));
     }

@@ -57,7 +57,17 @@ fn bad_tokens_are_401_with_a_challenge_and_never_forwarded() {
     let (up, gw) = setup();
     let tokens = gw.tokens();
     let expired = tokens
-        .create_token_at(&TokenSpec { user_id: "u", role: Some("admin"), kind: TokenKind::Access, session_id: "s", ttl: Some(Duration::from_secs(60)) }, unix_now() - 3600)
+        .create_token_at(
+            &TokenSpec {
+                user_id: "u",
+                role: Some("admin"),
+                kind: TokenKind::Access,
+                session_id: "s",
+                ttl: Some(Duration::from_secs(60)),
+                jti: None,
+            },
+            unix_now() - 3600,
+        )
         .unwrap();
     let refresh = tokens.create_refresh_token("u", "s").unwrap();
     let good = gw.token("u", "admin");
@@ -126,7 +136,12 @@ fn identity_headers_come_only_from_the_verified_token() {
 fn a_connection_header_cannot_remove_or_resurrect_identity_headers() {
     let (up, gw) = setup();
     let token = gw.tokens().create_access_token("42", "user", "s").unwrap();
-    let r = gw.get("/profile").bearer(&token).header("Connection", "close, X-User-Id, X-User-Role, X-Session-Id").header("X-User-Id", "1").send();
+    let r = gw
+        .get("/profile")
+        .bearer(&token)
+        .header("Connection", "close, X-User-Id, X-User-Role, X-Session-Id")
+        .header("X-User-Id", "1")
+        .send();
     assert_eq!(r.status, 200);
     let seen = up.last();
     assert_eq!(seen.all("x-user-id"), vec!["42"]);
@@ -181,7 +196,8 @@ fn request_ids_are_kept_when_well_formed_and_returned_to_the_client() {
 fn bodies_and_methods_are_forwarded_and_connections_are_pooled() {
     let (up, gw) = setup();
     let admin = gw.token("a", "admin");
-    let r = gw.request("POST", "/admin/settings").bearer(&admin).header("Content-Type", "application/json").body(r#"{"theme":"dark"}"#).send();
+    let r =
+        gw.request("POST", "/admin/settings").bearer(&admin).header("Content-Type", "application/json").body(r#"{"theme":"dark"}"#).send();
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), serde_json::json!({"ok": true}));
     assert_eq!(r.header("x-upstream"), Some("mock"));

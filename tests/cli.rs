@@ -94,7 +94,10 @@ fn token_prints_a_verifiable_token_of_the_asked_type_and_lifetime() {
     let out = portcullis(&["token", "-c", &shipped(), "--user-id", "7", "--role", "admin", "--ttl-seconds", "120"], &SECRET_ENV);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let token = text(&out.stdout).trim().to_string();
-    let config = portcullis::config::parse(&std::fs::read_to_string(shipped()).unwrap(), std::path::Path::new("g"), &|n| (n == "JWT_SECRET_KEY").then(|| TEST_SECRET.into())).unwrap();
+    let config = portcullis::config::parse(&std::fs::read_to_string(shipped()).unwrap(), std::path::Path::new("g"), &|n| {
+        (n == "JWT_SECRET_KEY").then(|| TEST_SECRET.into())
+    })
+    .unwrap();
     let m = portcullis::auth::TokenManager::new(&config.tokens);
     let claims = m.verify(&token, TokenKind::Access).unwrap();
     assert_eq!((claims.user_id.as_str(), claims.role.as_deref(), claims.exp - claims.iat), ("7", Some("admin"), 120));

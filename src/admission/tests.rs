@@ -6,14 +6,22 @@ use std::time::Duration;
 struct Fixture {
     policy: Policy,
     tokens: TokenManager,
+    revoked: Vec<String>,
+}
+
+impl SessionGate for Vec<String> {
+    fn check(&self, session_id: &str) -> Result<(), SessionVeto> {
+        if self.iter().any(|s| s == session_id) {
+            Err(SessionVeto::Revoked)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 fn fixture() -> Fixture {
     let c = seed_config();
-    Fixture {
-        tokens: TokenManager::new(&c.tokens),
-        policy: c.policy,
-    }
+    Fixture { tokens: TokenManager::new(&c.tokens), policy: c.policy, revoked: vec!["revoked-session".into()] }
 }
 
 impl Fixture {
@@ -28,15 +36,11 @@ impl Fixture {
         auth: Option<String>,
     ) -> Result<(String, Option<Identity>), (u16, &'static str, &'static str)> {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
-        admit(
-            &self.policy,
-            &self.tokens,
-            &m,
-            path,
-            auth.as_deref().map(str::as_bytes),
-        )
-        .map(|a| (a.route.name.clone(), a.identity))
-        .map_err(|r| (r.status, r.code, r.reason))
+        match admit(&self.policy, &self.tokens, &self.revoked, &m, path, auth.as_deref().map(str::as_bytes)) {
+            Ok(Destination::Upstream(a)) => Ok((a.route.name.clone(), a.identity)),
+            Ok(Destination::Api(p)) => Ok((format!("api:{p}"), None)),
+            Err(r) => Err((r.status, r.code, r.reason)),
+        }
     }
 }
 
@@ -77,25 +81,12 @@ fn decisions_for_each_role_on_each_seed_route() {
 fn tricky_paths_are_judged_after_normalization() {
     let f = fixture();
     let user = bearer(&f.token("user"));
-    for p in [
-        "/projects/../admin/settings",
-        "//admin/settings",
-        "/%61dmin/settings",
-        "/x/%2e%2e/admin/settings",
-    ] {
-        assert_eq!(
-            f.check("POST", p, user.clone()),
-            Err((403, "forbidden", "insufficient_role")),
-            "{p}"
-        );
+    for p in ["/projects/../admin/settings", "//admin/settings", "/%61dmin/settings", "/x/%2e%2e/admin/settings"] {
+        assert_eq!(f.check("POST", p, user.clone()), Err((403, "forbidden", "insufficient_role")), "{p}");
         assert!(f.check("POST", p, bearer(&f.token("admin"))).is_ok(), "{p}");
     }
     for p in ["/admin%2fsettings", "/admin\\settings", "/a%zz", "/a%00"] {
-        assert_eq!(
-            f.check("POST", p, user.clone()).map_err(|e| e.0),
-            Err(400),
-            "{p}"
-        );
+        assert_eq!(f.check("POST", p, user.clone()).map_err(|e| e.0), Err(400), "{p}");
     }
 }
 
@@ -107,18 +98,10 @@ fn token_problems_are_401_with_a_reason() {
         (Some("Basic abc".to_string()), "invalid_token", "malformed"),
         (Some(String::new()), "invalid_token", "malformed"),
         (bearer("not.a.jwt"), "invalid_token", "malformed"),
-        (
-            bearer(&f.tokens.create_refresh_token("u1", "s1").unwrap()),
-            "invalid_token",
-            "wrong_type",
-        ),
+        (bearer(&f.tokens.create_refresh_token("u1", "s1").unwrap()), "invalid_token", "wrong_type"),
     ];
     for (auth, code, reason) in cases {
-        assert_eq!(
-            f.check("GET", "/profile", auth.clone()),
-            Err((401, code, reason)),
-            "{auth:?}"
-        );
+        assert_eq!(f.check("GET", "/profile", auth.clone()), Err((401, code, reason)), "{auth:?}");
     }
     let spec = TokenSpec {
         user_id: "u",
@@ -126,37 +109,40 @@ fn token_problems_are_401_with_a_reason() {
         kind: crate::auth::TokenKind::Access,
         session_id: "s",
         ttl: Some(Duration::from_secs(1)),
+        jti: None,
     };
     let expired = f.tokens.create_token_at(&spec, unix_now() - 100).unwrap();
-    assert_eq!(
-        f.check("GET", "/profile", bearer(&expired)),
-        Err((401, "invalid_token", "expired"))
-    );
+    assert_eq!(f.check("GET", "/profile", bearer(&expired)), Err((401, "invalid_token", "expired")));
 }
 
 #[test]
 fn public_routes_need_no_token_and_yield_no_identity() {
     let f = fixture();
     assert_eq!(f.check("GET", "/public/a", None), Ok(("docs".into(), None)));
-    assert_eq!(
-        f.check("GET", "/public/a", Some("garbage".into())),
-        Ok(("docs".into(), None))
-    );
+    assert_eq!(f.check("GET", "/public/a", Some("garbage".into())), Ok(("docs".into(), None)));
 }
 
 #[test]
 fn admitted_requests_carry_the_verified_identity() {
     let f = fixture();
-    let (route, id) = f
-        .check("GET", "/profile", bearer(&f.token("viewer")))
-        .unwrap();
+    let (route, id) = f.check("GET", "/profile", bearer(&f.token("viewer"))).unwrap();
     assert_eq!(route, "profile");
-    assert_eq!(
-        id,
-        Some(Identity {
-            user_id: "u1".into(),
-            role: Some("viewer".into()),
-            session_id: "s1".into()
-        })
-    );
+    assert_eq!(id, Some(Identity { user_id: "u1".into(), role: Some("viewer".into()), session_id: "s1".into() }));
+}
+
+#[test]
+fn revoked_sessions_are_401_on_protected_routes_only() {
+    let f = fixture();
+    let t = f.tokens.create_access_token("u1", "admin", "revoked-session").unwrap();
+    assert_eq!(f.check("GET", "/profile", bearer(&t)), Err((401, "invalid_token", "revoked")));
+    assert!(f.check("GET", "/public/x", bearer(&t)).is_ok());
+}
+
+#[test]
+fn the_gateways_own_endpoints_are_recognized_after_normalization() {
+    let f = fixture();
+    assert_eq!(f.check("POST", "/auth/login", None), Ok(("api:/auth/login".into(), None)));
+    assert_eq!(f.check("POST", "/x/../auth//login", None), Ok(("api:/auth/login".into(), None)));
+    assert_eq!(f.check("GET", "/admin/users/7", None), Ok(("api:/admin/users/7".into(), None)));
+    assert_eq!(f.check("POST", "/admin/settings", None).map_err(|e| e.0), Err(401));
 }

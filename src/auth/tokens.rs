@@ -103,9 +103,7 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
         match e.kind() {
             ErrorKind::InvalidSignature => TokenError::BadSignature,
             ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::InvalidAlgorithm
-            | ErrorKind::InvalidAlgorithmName
-            | ErrorKind::MissingAlgorithm => TokenError::BadAlgorithm,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => TokenError::BadAlgorithm,
             ErrorKind::UnsupportedAlgorithm => TokenError::BadAlgorithm,
             ErrorKind::InvalidIssuer
             | ErrorKind::InvalidAudience
@@ -123,6 +121,8 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
+    /// The refresh token's `jti`: the session expects exactly this one next.
+    pub refresh_jti: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
 }
@@ -135,6 +135,8 @@ pub struct TokenSpec<'a> {
     pub kind: TokenKind,
     pub session_id: &'a str,
     pub ttl: Option<Duration>,
+    /// The `jti`; a new random one when None.
+    pub jti: Option<&'a str>,
 }
 
 /// Mints and verifies tokens with one secret and one pinned algorithm.
@@ -151,10 +153,7 @@ pub struct TokenManager {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A new random identifier for a token (`jti`) or a session (`sid`).
@@ -221,7 +220,7 @@ impl TokenManager {
             kind: spec.kind.as_str().to_string(),
             exp: now.saturating_add(ttl.as_secs()),
             iat: now,
-            jti: new_id(),
+            jti: spec.jti.map_or_else(new_id, str::to_string),
             sid: spec.session_id.to_string(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -230,50 +229,41 @@ impl TokenManager {
     }
 
     /// An access token for a user's session.
-    pub fn create_access_token(
-        &self,
-        user_id: &str,
-        role: &str,
-        session_id: &str,
-    ) -> Result<String, TokenError> {
-        let spec = TokenSpec {
-            user_id,
-            role: Some(role),
-            kind: TokenKind::Access,
-            session_id,
-            ttl: None,
-        };
+    pub fn create_access_token(&self, user_id: &str, role: &str, session_id: &str) -> Result<String, TokenError> {
+        let spec = TokenSpec { user_id, role: Some(role), kind: TokenKind::Access, session_id, ttl: None, jti: None };
         self.create_token(&spec)
     }
 
     /// A refresh token for a user's session.
-    pub fn create_refresh_token(
-        &self,
-        user_id: &str,
-        session_id: &str,
-    ) -> Result<String, TokenError> {
-        let spec = TokenSpec {
-            user_id,
-            role: None,
-            kind: TokenKind::Refresh,
-            session_id,
-            ttl: None,
-        };
+    pub fn create_refresh_token(&self, user_id: &str, session_id: &str) -> Result<String, TokenError> {
+        self.create_refresh_token_with_jti(user_id, session_id, &new_id())
+    }
+
+    /// A refresh token with a chosen `jti` (the one the session will expect).
+    pub fn create_refresh_token_with_jti(&self, user_id: &str, session_id: &str, jti: &str) -> Result<String, TokenError> {
+        let spec = TokenSpec { user_id, role: None, kind: TokenKind::Refresh, session_id, ttl: None, jti: Some(jti) };
         self.create_token(&spec)
     }
 
     /// Both tokens for a user's session.
-    pub fn create_token_pair(
-        &self,
-        user_id: &str,
-        role: &str,
-        session_id: &str,
-    ) -> Result<TokenPair, TokenError> {
+    pub fn create_token_pair(&self, user_id: &str, role: &str, session_id: &str) -> Result<TokenPair, TokenError> {
+        let refresh_jti = new_id();
         Ok(TokenPair {
             access_token: self.create_access_token(user_id, role, session_id)?,
-            refresh_token: self.create_refresh_token(user_id, session_id)?,
+            refresh_token: self.create_refresh_token_with_jti(user_id, session_id, &refresh_jti)?,
+            refresh_jti,
             expires_in: self.access_ttl.as_secs(),
         })
+    }
+
+    /// The access token lifetime.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// The leeway allowed on `exp`, in seconds.
+    pub fn leeway_seconds(&self) -> u64 {
+        self.validation.leeway
     }
 
     /// Verifies signature, algorithm, expiry (with leeway), issuer/audience when configured, and
@@ -288,11 +278,7 @@ impl TokenManager {
 
     /// A new access token for the refresh token's user and session, carrying `role` (the user's
     /// current role, which the refresh token itself does not hold).
-    pub fn refresh_access_token(
-        &self,
-        refresh_token: &str,
-        role: &str,
-    ) -> Result<String, TokenError> {
+    pub fn refresh_access_token(&self, refresh_token: &str, role: &str) -> Result<String, TokenError> {
         let claims = self.verify(refresh_token, TokenKind::Refresh)?;
         self.create_access_token(&claims.user_id, role, &claims.sid)
     }
@@ -302,9 +288,7 @@ impl TokenManager {
 pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
     const MAX_TOKEN_BYTES: usize = 8 * 1024;
     let value = value.ok_or(TokenError::Missing)?;
-    let value = std::str::from_utf8(value)
-        .map_err(|_| TokenError::Malformed)?
-        .trim();
+    let value = std::str::from_utf8(value).map_err(|_| TokenError::Malformed)?.trim();
     let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Malformed);
@@ -312,9 +296,7 @@ pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
     let token = token.trim_start();
     let well_formed = !token.is_empty()
         && token.len() <= MAX_TOKEN_BYTES
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
     if !well_formed {
         return Err(TokenError::Malformed);
     }

@@ -12,11 +12,7 @@ use super::{did_you_mean, Problem, Where};
 
 /// Deserializes `value` (found at `base`) into `T`, pushing a problem for each error.
 /// Returns `None` if there was any problem.
-pub fn deserialize<T: DeserializeOwned>(
-    mut value: Value,
-    base: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
+pub fn deserialize<T: DeserializeOwned>(mut value: Value, base: &str, problems: &mut Vec<Problem>) -> Option<T> {
     let mut removed: Vec<String> = Vec::new();
     let mut failed = false;
     for _ in 0..64 {
@@ -29,19 +25,12 @@ pub fn deserialize<T: DeserializeOwned>(
         let message = err.inner().to_string();
         let path = render(base, &segments);
         if let Some(field) = backticked_after(&message, "unknown field `") {
-            let key_path = if matches!(segments.last(), Some(Segment::Map { key }) if *key == field)
-            {
-                path.clone()
-            } else {
-                join_key(&path, &field)
-            };
+            let key_path =
+                if matches!(segments.last(), Some(Segment::Map { key }) if *key == field) { path.clone() } else { join_key(&path, &field) };
             let expected = backticked_list(&message);
             problems.push(Problem::new(
                 Where::Key(key_path),
-                format!(
-                    "unknown key `{field}`{}",
-                    did_you_mean(&field, expected.iter().map(String::as_str))
-                ),
+                format!("unknown key `{field}`{}", did_you_mean(&field, expected.iter().map(String::as_str))),
             ));
             let mut target = segments.clone();
             if !matches!(target.last(), Some(Segment::Map { key }) if *key == field) {
@@ -55,10 +44,7 @@ pub fn deserialize<T: DeserializeOwned>(
         if let Some(field) = backticked_after(&message, "missing field `") {
             let full = join_key(&path, &field);
             if !removed.contains(&full) {
-                problems.push(Problem::new(
-                    Where::Value(path),
-                    format!("missing required key `{field}`"),
-                ));
+                problems.push(Problem::new(Where::Value(path), format!("missing required key `{field}`")));
             }
             return None;
         }
@@ -125,12 +111,7 @@ fn backticked_list(message: &str) -> Vec<String> {
     let Some(at) = message.find("expected") else {
         return Vec::new();
     };
-    message[at..]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    message[at..].split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 /// serde's messages quote the offending value ("invalid type: string \"hunter2\", expected
@@ -138,10 +119,7 @@ fn backticked_list(message: &str) -> Vec<String> {
 fn sanitize(message: &str) -> String {
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = message.strip_prefix(prefix) {
-            let expected = rest
-                .rsplit_once(", expected ")
-                .map(|(_, e)| e)
-                .unwrap_or("something else");
+            let expected = rest.rsplit_once(", expected ").map(|(_, e)| e).unwrap_or("something else");
             let found = rest.split([' ', ',']).next().unwrap_or("value");
             let found = match found {
                 "unit" => "nothing",
@@ -188,19 +166,12 @@ mod tests {
         let v: Value = serde_yaml::from_str(yaml).unwrap();
         let mut problems = Vec::new();
         let got = deserialize::<S>(v, "server", &mut problems);
-        (
-            got,
-            problems
-                .iter()
-                .map(|p| format!("{}: {}", p.place.path(), p.message))
-                .collect(),
-        )
+        (got, problems.iter().map(|p| format!("{}: {}", p.place.path(), p.message)).collect())
     }
 
     #[test]
     fn collects_every_unknown_key_with_suggestions() {
-        let (got, mut p) =
-            run("threads: 1\nlisten: x\nthredas: 2\nlsiten: y\ninner: { dpeth: 1, depth: 2 }\n");
+        let (got, mut p) = run("threads: 1\nlisten: x\nthredas: 2\nlsiten: y\ninner: { dpeth: 1, depth: 2 }\n");
         assert!(got.is_none());
         p.sort();
         assert_eq!(
@@ -216,13 +187,7 @@ mod tests {
     #[test]
     fn type_errors_do_not_echo_values_and_do_not_cascade() {
         let (_, p) = run("threads: hunter2-secret\nlisten: [1]\n");
-        assert_eq!(
-            p,
-            vec![
-                "server.threads: expected usize, found a string",
-                "server.listen: expected a string, found a list"
-            ]
-        );
+        assert_eq!(p, vec!["server.threads: expected usize, found a string", "server.listen: expected a string, found a list"]);
         assert!(p.iter().all(|m| !m.contains("hunter2")));
     }
 

@@ -77,14 +77,8 @@ pub fn join_index(path: &str, index: usize) -> String {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        pending_key: Option<String>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, pending_key: Option<String> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -96,10 +90,7 @@ struct Builder {
 impl Builder {
     fn pos(mark: Marker) -> Pos {
         // yaml-rust2 reports 1-based lines and 0-based columns.
-        Pos {
-            line: mark.line(),
-            col: mark.col() + 1,
-        }
+        Pos { line: mark.line(), col: mark.col() + 1 }
     }
 
     /// Called for every node that is a value; returns the node's own path.
@@ -147,10 +138,7 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(..) => {
                 // A mapping used as a key has no useful path; index it under a placeholder.
                 let path = self.value_path(mark).unwrap_or_else(|| "?".into());
-                self.stack.push(Frame::Map {
-                    path,
-                    pending_key: None,
-                });
+                self.stack.push(Frame::Map { path, pending_key: None });
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path(mark).unwrap_or_else(|| "?".into());
@@ -168,7 +156,8 @@ impl MarkedEventReceiver for Builder {
 mod tests {
     use super::*;
 
-    const DOC: &str = "server:\n  listen: \"127.0.0.1:8080\"\n  threads: 2\nroutes:\n  - { name: a, path: /x }\n  - name: b\n    path: /y\n";
+    const DOC: &str =
+        "server:\n  listen: \"127.0.0.1:8080\"\n  threads: 2\nroutes:\n  - { name: a, path: /x }\n  - name: b\n    path: /y\n";
 
     #[test]
     fn indexes_block_and_flow_keys() {

@@ -44,11 +44,7 @@ pub struct RawStore {
 
 impl Default for RawStore {
     fn default() -> Self {
-        RawStore {
-            backend: "memory".into(),
-            redis_url: None,
-            key_prefix: "portcullis:".into(),
-        }
+        RawStore { backend: "memory".into(), redis_url: None, key_prefix: "portcullis:".into() }
     }
 }
 
@@ -76,6 +72,87 @@ impl Default for RawTokens {
             leeway_seconds: 0,
             issuer: None,
             audience: None,
+        }
+    }
+}
+
+/// `users:`: the users file and who may manage users.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsers {
+    pub file: Option<String>,
+    pub admin_role: String,
+}
+
+impl Default for RawUsers {
+    fn default() -> Self {
+        RawUsers { file: None, admin_role: "admin".into() }
+    }
+}
+
+/// One entry of the users file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileUser {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub password_hash: String,
+}
+
+/// The users file: `users: [ ... ]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsersFile {
+    #[serde(default)]
+    pub users: Vec<serde_yaml::Value>,
+}
+
+/// `sessions:`: lifetimes and failure behaviour.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSessions {
+    pub idle_timeout_minutes: u64,
+    pub absolute_timeout_hours: u64,
+    pub on_store_outage: String,
+    pub on_role_change: String,
+    pub activity_flush_seconds: u64,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            idle_timeout_minutes: 30,
+            absolute_timeout_hours: 168,
+            on_store_outage: "serve_cached".into(),
+            on_role_change: "refresh".into(),
+            activity_flush_seconds: 5,
+        }
+    }
+}
+
+/// `passwords:`: argon2id cost, the policy for new passwords, hashing concurrency.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPasswords {
+    pub min_length: usize,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub max_concurrent: usize,
+    pub max_queue: usize,
+}
+
+impl Default for RawPasswords {
+    fn default() -> Self {
+        let d = crate::auth::passwords::PasswordSettings::default();
+        RawPasswords {
+            min_length: d.min_length,
+            memory_kib: d.memory_kib,
+            iterations: d.iterations,
+            parallelism: d.parallelism,
+            max_concurrent: d.max_concurrent,
+            max_queue: d.max_queue,
         }
     }
 }

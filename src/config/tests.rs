@@ -90,22 +90,11 @@ limits: {}
 #[test]
 fn the_secret_must_be_set_and_long_enough() {
     let text = "tokens: { secret_env: MY_SECRET }\n";
-    let unset = parse(text, Path::new("g.yaml"), &|_| None)
-        .err()
-        .unwrap()
-        .to_string();
+    let unset = parse(text, Path::new("g.yaml"), &|_| None).err().unwrap().to_string();
     assert_eq!(unset, "g.yaml:1:23: tokens.secret_env: environment variable `MY_SECRET` is not set: it must hold the token signing secret (at least 32 bytes)");
-    let short = parse(text, Path::new("g.yaml"), &|_| {
-        Some("short-secret-value".into())
-    })
-    .err()
-    .unwrap()
-    .to_string();
+    let short = parse(text, Path::new("g.yaml"), &|_| Some("short-secret-value".into())).err().unwrap().to_string();
     assert!(short.contains("shorter than 32 bytes"), "{short}");
-    assert!(
-        !short.contains("short-secret-value"),
-        "the secret must never be echoed: {short}"
-    );
+    assert!(!short.contains("short-secret-value"), "the secret must never be echoed: {short}");
 }
 
 #[test]
@@ -126,20 +115,14 @@ fn environment_overrides_token_lifetimes() {
             env_with_secret(n)
         }
     };
-    let e = parse(SEED, Path::new("g.yaml"), &bad)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = parse(SEED, Path::new("g.yaml"), &bad).err().unwrap().to_string();
     assert!(e.contains("ACCESS_TOKEN_EXPIRE_MINUTES"), "{e}");
 }
 
 #[test]
 fn values_are_never_echoed_in_type_errors() {
     let e = errors("tokens: { leeway_seconds: sekrit-value-123 }\n");
-    assert_eq!(
-        e,
-        vec!["gw.yaml:1:27: tokens.leeway_seconds: expected u64, found a string"]
-    );
+    assert_eq!(e, vec!["gw.yaml:1:27: tokens.leeway_seconds: expected u64, found a string"]);
 }
 
 #[test]
@@ -154,15 +137,8 @@ fn yaml_syntax_errors_have_a_position() {
 fn role_levels_must_be_distinct_and_routes_unique() {
     let text = "roles: { a: 1, b: 1 }\nupstreams: { app: { url: \"http://127.0.0.1:1\" } }\nroutes:\n  - { name: x, path: /x, public: true, upstream: app }\n  - { name: x, path: /y, public: true, upstream: app }\n";
     let e = errors(text);
-    assert!(
-        e.iter().any(|m| m.contains("have the same level 1")),
-        "{e:?}"
-    );
-    assert!(
-        e.iter()
-            .any(|m| m.contains("route name `x` is already used by routes[0]")),
-        "{e:?}"
-    );
+    assert!(e.iter().any(|m| m.contains("have the same level 1")), "{e:?}");
+    assert!(e.iter().any(|m| m.contains("route name `x` is already used by routes[0]")), "{e:?}");
 }
 
 #[test]
@@ -170,10 +146,7 @@ fn upstream_urls_are_checked() {
     let text = "upstreams:\n  a: { url: \"ftp://x\" }\n  b: { url: \"http://u:p@127.0.0.1:1\" }\n  c: { url: \"http://127.0.0.1:1/base\" }\n  d: { url: \"https://127.0.0.1\" }\n";
     let e = errors(text);
     assert_eq!(e.len(), 3, "{e:?}");
-    assert!(
-        !e.iter().any(|m| m.contains("u:p")),
-        "credentials must not be echoed: {e:?}"
-    );
+    assert!(!e.iter().any(|m| m.contains("u:p")), "credentials must not be echoed: {e:?}");
 }
 
 #[test]

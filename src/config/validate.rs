@@ -7,24 +7,21 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawGrants, RawRoles, RawRoute, RawServer, RawStore, RawTokens, RawUpstream};
-use super::{
-    did_you_mean, lenient, Config, Problem, Secret, ServerSettings, StoreSettings, TokenSettings,
-    Upstream, Where,
+use super::raw::{
+    RawFileUser, RawGrants, RawPasswords, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
+    RawUsersFile,
 };
+use super::{
+    did_you_mean, lenient, Config, Diagnostic, Problem, Secret, ServerSettings, StoreSettings, TokenSettings, Upstream, UserSettings, Where,
+};
+use crate::auth::passwords::{is_argon2_hash, PasswordSettings};
+use crate::auth::sessions::{OutageMode, RoleChange, SessionSettings};
+use crate::auth::users::FileUser;
 use crate::policy::roles::UnknownPermission;
 use crate::policy::routes::parse_pattern;
 use crate::policy::{Access, PermissionMatrix, Policy, Roles, Route, RouteTable, Target};
 
-const SECTIONS: [&str; 7] = [
-    "server",
-    "store",
-    "tokens",
-    "roles",
-    "permissions",
-    "upstreams",
-    "routes",
-];
+const SECTIONS: [&str; 10] = ["server", "store", "tokens", "roles", "permissions", "upstreams", "routes", "users", "sessions", "passwords"];
 const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Default)]
@@ -36,6 +33,9 @@ struct Raw {
     permissions: BTreeMap<String, RawGrants>,
     upstreams: BTreeMap<String, Option<RawUpstream>>,
     routes: Vec<Option<RawRoute>>,
+    users: Option<RawUsers>,
+    sessions: Option<RawSessions>,
+    passwords: Option<RawPasswords>,
 }
 
 /// Checks everything and builds the config, or returns every problem found.
@@ -43,29 +43,36 @@ pub fn validate(
     value: Value,
     source: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    other_files: &mut Vec<Diagnostic>,
 ) -> Result<Config, Vec<Problem>> {
     let mut p = Vec::new();
     let raw = split_sections(value, &mut p);
     let server = raw.server.as_ref().map(|s| lower_server(s, &mut p));
-    let store = raw.store.as_ref().map(|s| lower_store(s, &mut p));
+    let store = raw.store.as_ref().map(|s| lower_store(s, env, &mut p));
     let tokens = raw.tokens.as_ref().map(|t| lower_tokens(t, env, &mut p));
     let roles = lower_roles(raw.roles.as_ref(), &mut p);
     let matrix = lower_permissions(&raw.permissions, &roles, &mut p);
     let upstreams = lower_upstreams(&raw.upstreams, &mut p);
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
     let routes = lower_routes(&raw.routes, &roles, &matrix, &upstream_names, &mut p);
-    match (server, store, tokens, p.is_empty()) {
-        (Some(Some(server)), Some(Some(store)), Some(Some(tokens)), true) => Ok(Config {
-            source: source.to_path_buf(),
-            server,
-            store,
-            tokens,
-            policy: Policy {
-                roles,
-                routes: RouteTable::new(routes),
-            },
-            upstreams: upstreams.into_iter().flatten().collect(),
-        }),
+    let users = raw.users.as_ref().map(|u| lower_users(u, source, &roles, &mut p, other_files));
+    let sessions = raw.sessions.as_ref().map(|s| lower_sessions(s, &mut p));
+    let passwords = raw.passwords.as_ref().map(|s| lower_passwords(s, &mut p));
+    let clean = p.is_empty() && other_files.is_empty();
+    match (server, store, tokens, users, sessions, passwords, clean) {
+        (Some(Some(server)), Some(Some(store)), Some(Some(tokens)), Some(Some(users)), Some(Some(sessions)), Some(Some(passwords)), true) => {
+            Ok(Config {
+                source: source.to_path_buf(),
+                server,
+                store,
+                tokens,
+                policy: Policy { roles, routes: RouteTable::new(routes) },
+                upstreams: upstreams.into_iter().flatten().collect(),
+                users,
+                sessions,
+                passwords,
+            })
+        }
         _ => Err(p),
     }
 }
@@ -76,34 +83,27 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
         Value::Mapping(m) => m,
         Value::Null => Mapping::new(),
         _ => {
-            p.push(Problem::new(
-                Where::Value(String::new()),
-                "the config must be a mapping of sections (server, tokens, roles, ...)",
-            ));
+            p.push(Problem::new(Where::Value(String::new()), "the config must be a mapping of sections (server, tokens, roles, ...)"));
             return raw;
         }
     };
     for (k, v) in root {
         let Some(key) = k.as_str().map(str::to_string) else {
-            p.push(Problem::new(
-                Where::Value(String::new()),
-                "section names must be strings",
-            ));
+            p.push(Problem::new(Where::Value(String::new()), "section names must be strings"));
             continue;
         };
         match key.as_str() {
             "server" => raw.server = section(v, "server", p),
             "store" => raw.store = section(v, "store", p),
             "tokens" => raw.tokens = section(v, "tokens", p),
+            "users" => raw.users = section(v, "users", p),
+            "sessions" => raw.sessions = section(v, "sessions", p),
+            "passwords" => raw.passwords = section(v, "passwords", p),
             "roles" => raw.roles = lenient::deserialize(v, "roles", p),
             "permissions" => {
                 for (resource, grants) in entries(v, "permissions", p) {
                     let path = format!("permissions.{resource}");
-                    let grants = if grants.is_null() {
-                        Some(RawGrants::new())
-                    } else {
-                        lenient::deserialize(grants, &path, p)
-                    };
+                    let grants = if grants.is_null() { Some(RawGrants::new()) } else { lenient::deserialize(grants, &path, p) };
                     raw.permissions.insert(resource, grants.unwrap_or_default());
                 }
             }
@@ -115,27 +115,16 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             }
             "routes" => match v {
                 Value::Sequence(items) => {
-                    raw.routes = items
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, r)| lenient::deserialize(r, &format!("routes[{i}]"), p))
-                        .collect();
+                    raw.routes = items.into_iter().enumerate().map(|(i, r)| lenient::deserialize(r, &format!("routes[{i}]"), p)).collect();
                 }
                 Value::Null => {}
-                _ => p.push(Problem::new(
-                    Where::Value("routes".into()),
-                    "expected a list of routes",
-                )),
+                _ => p.push(Problem::new(Where::Value("routes".into()), "expected a list of routes")),
             },
-            other => p.push(Problem::new(
-                Where::Key(other.into()),
-                format!("unknown key `{other}`{}", did_you_mean(other, SECTIONS)),
-            )),
+            other => p.push(Problem::new(Where::Key(other.into()), format!("unknown key `{other}`{}", did_you_mean(other, SECTIONS)))),
         }
     }
     // Sections that were absent take their defaults.
-    let untouched =
-        |section: &str, p: &[Problem]| !p.iter().any(|x| x.place.path().starts_with(section));
+    let untouched = |section: &str, p: &[Problem]| !p.iter().any(|x| x.place.path().starts_with(section));
     if raw.server.is_none() && untouched("server", p) {
         raw.server = Some(RawServer::default());
     }
@@ -145,15 +134,20 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
     if raw.tokens.is_none() && untouched("tokens", p) {
         raw.tokens = Some(RawTokens::default());
     }
+    if raw.users.is_none() && untouched("users", p) {
+        raw.users = Some(RawUsers::default());
+    }
+    if raw.sessions.is_none() && untouched("sessions", p) {
+        raw.sessions = Some(RawSessions::default());
+    }
+    if raw.passwords.is_none() && untouched("passwords", p) {
+        raw.passwords = Some(RawPasswords::default());
+    }
     raw
 }
 
 /// A section that may be empty (`server:` with nothing under it takes every default).
-fn section<T: serde::de::DeserializeOwned + Default>(
-    v: Value,
-    path: &str,
-    p: &mut Vec<Problem>,
-) -> Option<T> {
+fn section<T: serde::de::DeserializeOwned + Default>(v: Value, path: &str, p: &mut Vec<Problem>) -> Option<T> {
     if v.is_null() {
         return Some(T::default());
     }
@@ -168,20 +162,14 @@ fn entries(v: Value, path: &str, p: &mut Vec<Problem>) -> Vec<(String, Value)> {
             .filter_map(|(k, v)| match k.as_str() {
                 Some(s) => Some((s.to_string(), v)),
                 None => {
-                    p.push(Problem::new(
-                        Where::Value(path.into()),
-                        "keys must be strings",
-                    ));
+                    p.push(Problem::new(Where::Value(path.into()), "keys must be strings"));
                     None
                 }
             })
             .collect(),
         Value::Null => Vec::new(),
         _ => {
-            p.push(Problem::new(
-                Where::Value(path.into()),
-                "expected a mapping",
-            ));
+            p.push(Problem::new(Where::Value(path.into()), "expected a mapping"));
             Vec::new()
         }
     }
@@ -195,32 +183,20 @@ fn lower_server(s: &RawServer, p: &mut Vec<Problem>) -> Option<ServerSettings> {
     let addr = |path: &str, text: &str, p: &mut Vec<Problem>| -> Option<SocketAddr> {
         let parsed = text.parse::<SocketAddr>().ok();
         if parsed.is_none() {
-            value_problem(
-                p,
-                path,
-                "expected an IP address and port, like 127.0.0.1:8080",
-            );
+            value_problem(p, path, "expected an IP address and port, like 127.0.0.1:8080");
         }
         parsed
     };
     let listen = addr("server.listen", &s.listen, p);
     let admin_listen = addr("server.admin_listen", &s.admin_listen, p);
     if listen.is_some() && listen == admin_listen {
-        value_problem(
-            p,
-            "server.admin_listen",
-            "the admin listener must not share the proxy listener's address",
-        );
+        value_problem(p, "server.admin_listen", "the admin listener must not share the proxy listener's address");
     }
     if !(1..=1024).contains(&s.threads) {
         value_problem(p, "server.threads", "threads must be between 1 and 1024");
     }
     if s.upstream_keepalive_pool_size == 0 {
-        value_problem(
-            p,
-            "server.upstream_keepalive_pool_size",
-            "the pool size must be at least 1",
-        );
+        value_problem(p, "server.upstream_keepalive_pool_size", "the pool size must be at least 1");
     }
     Some(ServerSettings {
         listen: listen?,
@@ -234,56 +210,50 @@ fn lower_server(s: &RawServer, p: &mut Vec<Problem>) -> Option<ServerSettings> {
     })
 }
 
-fn lower_store(s: &RawStore, p: &mut Vec<Problem>) -> Option<StoreSettings> {
+fn lower_store(s: &RawStore, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<StoreSettings> {
     match s.backend.as_str() {
         "memory" => Some(StoreSettings::Memory),
         "redis" => {
-            value_problem(
-                p,
-                "store.backend",
-                "the `redis` backend is not available in this version yet; use `memory`",
-            );
-            None
+            let (url, place) = match env("REDIS_URL") {
+                Some(url) => (url, "environment variable `REDIS_URL`"),
+                None => match &s.redis_url {
+                    Some(url) => (url.clone(), "`redis_url`"),
+                    None => {
+                        value_problem(p, "store", "the redis backend needs `redis_url` (or the environment variable `REDIS_URL`)");
+                        return None;
+                    }
+                },
+            };
+            // The URL may carry a password: never repeat it.
+            if redis::Client::open(url.as_str()).is_err() {
+                value_problem(p, "store.redis_url", format!("{place} is not a valid Redis URL (redis://host:port/db or redis+unix:///path)"));
+                return None;
+            }
+            Some(StoreSettings::Redis { url, key_prefix: s.key_prefix.clone() })
         }
         other => {
             value_problem(
                 p,
                 "store.backend",
-                format!(
-                    "unknown store backend `{other}`: use `memory` or `redis`{}",
-                    did_you_mean(other, ["memory", "redis"])
-                ),
+                format!("unknown store backend `{other}`: use `memory` or `redis`{}", did_you_mean(other, ["memory", "redis"])),
             );
             None
         }
     }
 }
 
-fn env_number(
-    env: &dyn Fn(&str) -> Option<String>,
-    var: &str,
-    path: &str,
-    p: &mut Vec<Problem>,
-) -> Option<u64> {
+fn env_number(env: &dyn Fn(&str) -> Option<String>, var: &str, path: &str, p: &mut Vec<Problem>) -> Option<u64> {
     let text = env(var)?;
     match text.trim().parse::<u64>() {
         Ok(n) if n > 0 => Some(n),
         _ => {
-            value_problem(
-                p,
-                path,
-                format!("environment variable `{var}` must be a whole number greater than 0"),
-            );
+            value_problem(p, path, format!("environment variable `{var}` must be a whole number greater than 0"));
             None
         }
     }
 }
 
-fn lower_tokens(
-    t: &RawTokens,
-    env: &dyn Fn(&str) -> Option<String>,
-    p: &mut Vec<Problem>,
-) -> Option<TokenSettings> {
+fn lower_tokens(t: &RawTokens, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<TokenSettings> {
     let algorithm = match t.algorithm.as_str() {
         "HS256" => Some(jsonwebtoken::Algorithm::HS256),
         "HS384" => Some(jsonwebtoken::Algorithm::HS384),
@@ -292,52 +262,40 @@ fn lower_tokens(
             value_problem(
                 p,
                 "tokens.algorithm",
-                format!(
-                    "unsupported algorithm `{other}`: use HS256, HS384 or HS512{}",
-                    did_you_mean(other, ["HS256", "HS384", "HS512"])
-                ),
+                format!("unsupported algorithm `{other}`: use HS256, HS384 or HS512{}", did_you_mean(other, ["HS256", "HS384", "HS512"])),
             );
             None
         }
     };
     let secret = match env(&t.secret_env) {
         None => {
-            value_problem(p, "tokens.secret_env", format!("environment variable `{}` is not set: it must hold the token signing secret (at least {MIN_SECRET_BYTES} bytes)", t.secret_env));
+            value_problem(
+                p,
+                "tokens.secret_env",
+                format!(
+                    "environment variable `{}` is not set: it must hold the token signing secret (at least {MIN_SECRET_BYTES} bytes)",
+                    t.secret_env
+                ),
+            );
             None
         }
         Some(s) if s.len() < MIN_SECRET_BYTES => {
-            value_problem(p, "tokens.secret_env", format!("the secret in environment variable `{}` is shorter than {MIN_SECRET_BYTES} bytes", t.secret_env));
+            value_problem(
+                p,
+                "tokens.secret_env",
+                format!("the secret in environment variable `{}` is shorter than {MIN_SECRET_BYTES} bytes", t.secret_env),
+            );
             None
         }
         Some(s) => Some(Secret::new(s.into_bytes())),
     };
-    let access_minutes = env_number(
-        env,
-        "ACCESS_TOKEN_EXPIRE_MINUTES",
-        "tokens.access_ttl_minutes",
-        p,
-    )
-    .unwrap_or(t.access_ttl_minutes);
-    let refresh_days = env_number(
-        env,
-        "REFRESH_TOKEN_EXPIRE_DAYS",
-        "tokens.refresh_ttl_days",
-        p,
-    )
-    .unwrap_or(t.refresh_ttl_days);
+    let access_minutes = env_number(env, "ACCESS_TOKEN_EXPIRE_MINUTES", "tokens.access_ttl_minutes", p).unwrap_or(t.access_ttl_minutes);
+    let refresh_days = env_number(env, "REFRESH_TOKEN_EXPIRE_DAYS", "tokens.refresh_ttl_days", p).unwrap_or(t.refresh_ttl_days);
     if access_minutes == 0 {
-        value_problem(
-            p,
-            "tokens.access_ttl_minutes",
-            "the access token lifetime must be at least 1 minute",
-        );
+        value_problem(p, "tokens.access_ttl_minutes", "the access token lifetime must be at least 1 minute");
     }
     if refresh_days == 0 {
-        value_problem(
-            p,
-            "tokens.refresh_ttl_days",
-            "the refresh token lifetime must be at least 1 day",
-        );
+        value_problem(p, "tokens.refresh_ttl_days", "the refresh token lifetime must be at least 1 day");
     }
     Some(TokenSettings {
         secret: secret?,
@@ -356,17 +314,11 @@ fn lower_roles(raw: Option<&RawRoles>, p: &mut Vec<Problem>) -> Roles {
     for (name, level) in raw.into_iter().flatten() {
         let path = format!("roles.{name}");
         if name.is_empty() || name.contains(char::is_whitespace) {
-            p.push(Problem::new(
-                Where::Key(path.clone()),
-                "a role name must be non-empty and contain no spaces",
-            ));
+            p.push(Problem::new(Where::Key(path.clone()), "a role name must be non-empty and contain no spaces"));
         }
         let level = match level {
             None => {
-                p.push(Problem::new(
-                    Where::Key(path.clone()),
-                    format!("role `{name}` has no level"),
-                ));
+                p.push(Problem::new(Where::Key(path.clone()), format!("role `{name}` has no level")));
                 continue;
             }
             Some(l) => match u32::try_from(*l) {
@@ -385,18 +337,11 @@ fn lower_roles(raw: Option<&RawRoles>, p: &mut Vec<Problem>) -> Roles {
     Roles::new(levels)
 }
 
-fn lower_permissions(
-    raw: &BTreeMap<String, RawGrants>,
-    roles: &Roles,
-    p: &mut Vec<Problem>,
-) -> PermissionMatrix {
+fn lower_permissions(raw: &BTreeMap<String, RawGrants>, roles: &Roles, p: &mut Vec<Problem>) -> PermissionMatrix {
     let mut matrix: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for (resource, grants) in raw {
         if resource.is_empty() || resource.contains([':', ' ']) {
-            p.push(Problem::new(
-                Where::Key(format!("permissions.{resource}")),
-                "a resource name must be non-empty, without ':' or spaces",
-            ));
+            p.push(Problem::new(Where::Key(format!("permissions.{resource}")), "a resource name must be non-empty, without ':' or spaces"));
         }
         let by_role = matrix.entry(resource.clone()).or_default();
         for (role, actions) in grants {
@@ -404,20 +349,13 @@ fn lower_permissions(
             if roles.level(role).is_none() {
                 p.push(Problem::new(
                     Where::Key(path.clone()),
-                    format!(
-                        "role `{role}` has no level: it is not defined under `roles`{}",
-                        did_you_mean(role, roles.names())
-                    ),
+                    format!("role `{role}` has no level: it is not defined under `roles`{}", did_you_mean(role, roles.names())),
                 ));
                 continue;
             }
             for (i, action) in actions.iter().flatten().enumerate() {
                 if action.is_empty() || action.contains([':', ' ']) {
-                    value_problem(
-                        p,
-                        &format!("{path}[{i}]"),
-                        "an action must be non-empty, without ':' or spaces",
-                    );
+                    value_problem(p, &format!("{path}[{i}]"), "an action must be non-empty, without ':' or spaces");
                 }
             }
             by_role.insert(role.clone(), actions.clone().unwrap_or_default());
@@ -426,13 +364,8 @@ fn lower_permissions(
     PermissionMatrix::new(&matrix, roles)
 }
 
-fn lower_upstreams(
-    raw: &BTreeMap<String, Option<RawUpstream>>,
-    p: &mut Vec<Problem>,
-) -> Vec<Option<Upstream>> {
-    raw.iter()
-        .map(|(name, up)| up.as_ref().and_then(|u| lower_upstream(name, u, p)))
-        .collect()
+fn lower_upstreams(raw: &BTreeMap<String, Option<RawUpstream>>, p: &mut Vec<Problem>) -> Vec<Option<Upstream>> {
+    raw.iter().map(|(name, up)| up.as_ref().and_then(|u| lower_upstream(name, u, p))).collect()
 }
 
 fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<Upstream> {
@@ -442,10 +375,7 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
         None
     };
     let Ok(uri) = u.url.parse::<http::Uri>() else {
-        return bad(
-            p,
-            "not a valid URL: expected http://host:port or https://host:port",
-        );
+        return bad(p, "not a valid URL: expected http://host:port or https://host:port");
     };
     let tls = match uri.scheme_str() {
         Some("http") => false,
@@ -459,24 +389,13 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
         return bad(p, "credentials in an upstream URL are not supported");
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return bad(
-            p,
-            "an upstream URL must not have a path or query: routes keep the request's path",
-        );
+        return bad(p, "an upstream URL must not have a path or query: routes keep the request's path");
     }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let address = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => match (host.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-        {
+        Err(_) => match (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
             Some(a) => a,
             None => return bad(p, &format!("cannot resolve host `{host}`")),
         },
@@ -488,18 +407,10 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
         ("idle_timeout_seconds", u.idle_timeout_seconds),
     ] {
         if v == 0 {
-            value_problem(
-                p,
-                &format!("upstreams.{name}.{key}"),
-                "a timeout must be greater than 0",
-            );
+            value_problem(p, &format!("upstreams.{name}.{key}"), "a timeout must be greater than 0");
         }
     }
-    let host_header = if authority.port_u16().is_some() {
-        authority.as_str().to_string()
-    } else {
-        host.clone()
-    };
+    let host_header = if authority.port_u16().is_some() { authority.as_str().to_string() } else { host.clone() };
     Some(Upstream {
         name: name.to_string(),
         address,
@@ -516,11 +427,7 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
     })
 }
 
-type RouteEntry = (
-    Vec<crate::policy::routes::Segment>,
-    Option<Vec<Method>>,
-    Route,
-);
+type RouteEntry = (Vec<crate::policy::routes::Segment>, Option<Vec<Method>>, Route);
 
 fn lower_routes(
     raw: &[Option<RawRoute>],
@@ -537,75 +444,40 @@ fn lower_routes(
         if r.name.is_empty() {
             value_problem(p, &at("name"), "a route name must not be empty");
         } else if let Some(j) = names.insert(&r.name, i) {
-            value_problem(
-                p,
-                &at("name"),
-                format!("route name `{}` is already used by routes[{j}]", r.name),
-            );
+            value_problem(p, &at("name"), format!("route name `{}` is already used by routes[{j}]", r.name));
         }
-        let segments = parse_pattern(&r.path)
-            .map_err(|e| value_problem(p, &at("path"), e))
-            .ok();
+        let segments = parse_pattern(&r.path).map_err(|e| value_problem(p, &at("path"), e)).ok();
         let methods = r.methods.as_ref().map(|list| {
             if list.is_empty() {
-                value_problem(
-                    p,
-                    &at("methods"),
-                    "an empty method list matches nothing: omit `methods` to allow all",
-                );
+                value_problem(p, &at("methods"), "an empty method list matches nothing: omit `methods` to allow all");
             }
             list.iter()
                 .enumerate()
-                .filter_map(
-                    |(j, m)| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                        Ok(m) => Some(m),
-                        Err(_) => {
-                            value_problem(
-                                p,
-                                &format!("routes[{i}].methods[{j}]"),
-                                "not an HTTP method",
-                            );
-                            None
-                        }
-                    },
-                )
+                .filter_map(|(j, m)| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        value_problem(p, &format!("routes[{i}].methods[{j}]"), "not an HTTP method");
+                        None
+                    }
+                })
                 .collect::<Vec<_>>()
         });
         let access = lower_access(r, roles, matrix, &at, p);
         let target = match &r.upstream {
             None => {
-                p.push(Problem::new(
-                    Where::Value(format!("routes[{i}]")),
-                    "missing required key `upstream`",
-                ));
+                p.push(Problem::new(Where::Value(format!("routes[{i}]")), "missing required key `upstream`"));
                 None
             }
             Some(u) => match upstreams.iter().position(|n| n == u) {
                 Some(idx) => Some(Target::Upstream(idx)),
                 None => {
-                    value_problem(
-                        p,
-                        &at("upstream"),
-                        format!(
-                            "unknown upstream `{u}`{}",
-                            did_you_mean(u, upstreams.iter().copied())
-                        ),
-                    );
+                    value_problem(p, &at("upstream"), format!("unknown upstream `{u}`{}", did_you_mean(u, upstreams.iter().copied())));
                     None
                 }
             },
         };
         if let (Some(segments), Some(access), Some(target)) = (segments, access, target) {
-            out.push((
-                segments,
-                methods,
-                Route {
-                    name: r.name.clone(),
-                    pattern: r.path.clone(),
-                    access,
-                    target,
-                },
-            ));
+            out.push((segments, methods, Route { name: r.name.clone(), pattern: r.path.clone(), access, target }));
         }
     }
     out
@@ -619,21 +491,11 @@ fn lower_access(
     p: &mut Vec<Problem>,
 ) -> Option<Access> {
     let public = r.public == Some(true);
-    let said = [public, r.require_role.is_some(), r.permission.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let said = [public, r.require_role.is_some(), r.permission.is_some()].iter().filter(|b| **b).count();
     if said != 1 {
         let place = at("name");
-        let place = place
-            .rsplit_once('.')
-            .map(|(route, _)| route.to_string())
-            .unwrap_or(place);
-        value_problem(
-            p,
-            &place,
-            "a route must say exactly one of `public: true`, `require_role` or `permission`",
-        );
+        let place = place.rsplit_once('.').map(|(route, _)| route.to_string()).unwrap_or(place);
+        value_problem(p, &place, "a route must say exactly one of `public: true`, `require_role` or `permission`");
         return None;
     }
     if public {
@@ -641,43 +503,25 @@ fn lower_access(
     }
     if let Some(role) = &r.require_role {
         return match roles.level(role) {
-            Some(min_level) => Some(Access::Role {
-                role: role.clone(),
-                min_level,
-            }),
+            Some(min_level) => Some(Access::Role { role: role.clone(), min_level }),
             None => {
-                value_problem(
-                    p,
-                    &at("require_role"),
-                    format!("unknown role `{role}`{}", did_you_mean(role, roles.names())),
-                );
+                value_problem(p, &at("require_role"), format!("unknown role `{role}`{}", did_you_mean(role, roles.names())));
                 None
             }
         };
     }
     let perm = r.permission.as_deref().unwrap_or_default();
     let Some((resource, action)) = perm.split_once(':') else {
-        value_problem(
-            p,
-            &at("permission"),
-            "a permission is written `resource:action`, like `projects:read`",
-        );
+        value_problem(p, &at("permission"), "a permission is written `resource:action`, like `projects:read`");
         return None;
     };
     match matrix.min_level(resource, action) {
-        Ok(min_level) => Some(Access::Permission {
-            resource: resource.into(),
-            action: action.into(),
-            min_level,
-        }),
+        Ok(min_level) => Some(Access::Permission { resource: resource.into(), action: action.into(), min_level }),
         Err(UnknownPermission::Resource) => {
             value_problem(
                 p,
                 &at("permission"),
-                format!(
-                    "unknown resource `{resource}` (not under `permissions`){}",
-                    did_you_mean(resource, matrix.resources())
-                ),
+                format!("unknown resource `{resource}` (not under `permissions`){}", did_you_mean(resource, matrix.resources())),
             );
             None
         }
@@ -685,12 +529,138 @@ fn lower_access(
             value_problem(
                 p,
                 &at("permission"),
-                format!(
-                    "no role is granted `{action}` on `{resource}`{}",
-                    did_you_mean(action, matrix.actions(resource))
-                ),
+                format!("no role is granted `{action}` on `{resource}`{}", did_you_mean(action, matrix.actions(resource))),
             );
             None
         }
     }
+}
+
+fn lower_users(
+    u: &RawUsers,
+    source: &Path,
+    roles: &Roles,
+    p: &mut Vec<Problem>,
+    other_files: &mut Vec<Diagnostic>,
+) -> Option<UserSettings> {
+    if roles.level(&u.admin_role).is_none() && roles.names().next().is_some() {
+        value_problem(p, "users.admin_role", format!("unknown role `{}`{}", u.admin_role, did_you_mean(&u.admin_role, roles.names())));
+    }
+    let file_users = match &u.file {
+        None => Vec::new(),
+        Some(file) => {
+            let path = source.parent().unwrap_or(Path::new(".")).join(file);
+            match load_users_file(&path, roles) {
+                Ok(users) => users,
+                Err(mut diagnostics) => {
+                    if diagnostics.is_empty() {
+                        value_problem(p, "users.file", "cannot read the users file");
+                    }
+                    other_files.append(&mut diagnostics);
+                    Vec::new()
+                }
+            }
+        }
+    };
+    Some(UserSettings { file_users, admin_role: u.admin_role.clone() })
+}
+
+/// Reads and checks the users file; problems are located in that file.
+fn load_users_file(path: &Path, roles: &Roles) -> Result<Vec<FileUser>, Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: path.display().to_string(),
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message: format!("cannot read the users file: {e}"),
+        }]
+    })?;
+    let value = super::parse_yaml(&text, path).map_err(|d| vec![d])?;
+    let mut p = Vec::new();
+    let file: Option<RawUsersFile> = if value.is_null() { Some(RawUsersFile::default()) } else { lenient::deserialize(value, "", &mut p) };
+    let mut users: Vec<FileUser> = Vec::new();
+    for (i, entry) in file.map(|f| f.users).unwrap_or_default().into_iter().enumerate() {
+        let at = format!("users[{i}]");
+        let Some(u) = lenient::deserialize::<RawFileUser>(entry, &at, &mut p) else { continue };
+        if roles.level(&u.role).is_none() {
+            value_problem(&mut p, &format!("{at}.role"), format!("unknown role `{}`{}", u.role, did_you_mean(&u.role, roles.names())));
+        }
+        if !is_argon2_hash(&u.password_hash) {
+            // Never repeat the hash.
+            value_problem(&mut p, &format!("{at}.password_hash"), "not an argon2 PHC string (make one with `portcullis hash-password`)");
+        }
+        if !u.email.contains('@') {
+            value_problem(&mut p, &format!("{at}.email"), "not an email address");
+        }
+        if users.iter().any(|o| o.id == u.id) {
+            value_problem(&mut p, &format!("{at}.id"), format!("user id `{}` appears twice", u.id));
+        }
+        if users.iter().any(|o| o.email.eq_ignore_ascii_case(&u.email)) {
+            value_problem(&mut p, &format!("{at}.email"), "this email appears twice");
+        }
+        users.push(FileUser { id: u.id, email: u.email, role: u.role, password_hash: u.password_hash });
+    }
+    if p.is_empty() {
+        Ok(users)
+    } else {
+        Err(super::locate(&text, path, p))
+    }
+}
+
+fn lower_sessions(s: &RawSessions, p: &mut Vec<Problem>) -> Option<SessionSettings> {
+    let on_store_outage = match s.on_store_outage.as_str() {
+        "serve_cached" => Some(OutageMode::ServeCached),
+        "deny" => Some(OutageMode::Deny),
+        other => {
+            value_problem(p, "sessions.on_store_outage", format!("unknown mode `{other}`: use `serve_cached` or `deny`"));
+            None
+        }
+    };
+    let on_role_change = match s.on_role_change.as_str() {
+        "refresh" => Some(RoleChange::Refresh),
+        "revoke" => Some(RoleChange::Revoke),
+        other => {
+            value_problem(p, "sessions.on_role_change", format!("unknown mode `{other}`: use `refresh` or `revoke`"));
+            None
+        }
+    };
+    for (key, v) in [
+        ("idle_timeout_minutes", s.idle_timeout_minutes),
+        ("absolute_timeout_hours", s.absolute_timeout_hours),
+        ("activity_flush_seconds", s.activity_flush_seconds),
+    ] {
+        if v == 0 {
+            value_problem(p, &format!("sessions.{key}"), "must be greater than 0");
+        }
+    }
+    let flush = Duration::from_secs(s.activity_flush_seconds.max(1));
+    Some(SessionSettings {
+        idle_timeout: Duration::from_secs(s.idle_timeout_minutes.checked_mul(60)?),
+        absolute_timeout: Duration::from_secs(s.absolute_timeout_hours.checked_mul(3600)?),
+        on_store_outage: on_store_outage?,
+        on_role_change: on_role_change?,
+        activity_flush: flush,
+        reconcile_every: flush,
+    })
+}
+
+fn lower_passwords(s: &RawPasswords, p: &mut Vec<Problem>) -> Option<PasswordSettings> {
+    if argon2::Params::new(s.memory_kib, s.iterations, s.parallelism, None).is_err() {
+        value_problem(p, "passwords", "invalid argon2 parameters (memory_kib >= 8 x parallelism, iterations >= 1, parallelism >= 1)");
+    }
+    if s.min_length < 8 {
+        value_problem(p, "passwords.min_length", "must be at least 8");
+    }
+    if s.max_concurrent == 0 {
+        value_problem(p, "passwords.max_concurrent", "must be at least 1");
+    }
+    Some(PasswordSettings {
+        memory_kib: s.memory_kib,
+        iterations: s.iterations,
+        parallelism: s.parallelism,
+        min_length: s.min_length,
+        max_concurrent: s.max_concurrent,
+        max_queue: s.max_queue,
+    })
 }

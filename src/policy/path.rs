@@ -84,16 +84,11 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, PathError> {
         if b != b'%' {
             // Non-ASCII bytes only arrive as part of valid UTF-8 (the input is a &str).
             let ch_len = utf8_len(b);
-            out.push_str(
-                std::str::from_utf8(&bytes[i..i + ch_len]).map_err(|_| PathError::BadEscape)?,
-            );
+            out.push_str(std::str::from_utf8(&bytes[i..i + ch_len]).map_err(|_| PathError::BadEscape)?);
             i += ch_len;
             continue;
         }
-        let (hi, lo) = match (
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
+        let (hi, lo) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
             (Some(hi), Some(lo)) => (hi, lo),
             _ => return Err(PathError::BadEscape),
         };

@@ -15,9 +15,7 @@ pub struct Roles {
 impl Roles {
     /// Builds the hierarchy; the caller has checked that levels are distinct.
     pub fn new(levels: impl IntoIterator<Item = (String, u32)>) -> Self {
-        Roles {
-            levels: levels.into_iter().collect(),
-        }
+        Roles { levels: levels.into_iter().collect() }
     }
 
     /// The level of a role name; `None` for a role the config does not define.
@@ -58,17 +56,8 @@ impl PermissionMatrix {
     }
 
     /// The lowest level allowed `action` on `resource`: `Err(())` if no such permission exists.
-    pub fn min_level(
-        &self,
-        resource: &str,
-        action: &str,
-    ) -> Result<Option<u32>, UnknownPermission> {
-        self.grants
-            .get(resource)
-            .ok_or(UnknownPermission::Resource)?
-            .get(action)
-            .copied()
-            .ok_or(UnknownPermission::Action)
+    pub fn min_level(&self, resource: &str, action: &str) -> Result<Option<u32>, UnknownPermission> {
+        self.grants.get(resource).ok_or(UnknownPermission::Resource)?.get(action).copied().ok_or(UnknownPermission::Action)
     }
 
     /// Resource names, for did-you-mean suggestions.
@@ -78,10 +67,7 @@ impl PermissionMatrix {
 
     /// The actions known for a resource, for did-you-mean suggestions.
     pub fn actions(&self, resource: &str) -> impl Iterator<Item = &str> {
-        self.grants
-            .get(resource)
-            .into_iter()
-            .flat_map(|m| m.keys().map(String::as_str))
+        self.grants.get(resource).into_iter().flat_map(|m| m.keys().map(String::as_str))
     }
 
     /// Whether `role` may perform `action` on `resource` (unknown roles and permissions: no).
@@ -105,19 +91,11 @@ mod tests {
     use super::*;
 
     fn seed() -> (Roles, PermissionMatrix) {
-        let roles = Roles::new([
-            ("admin".into(), 3),
-            ("user".into(), 2),
-            ("viewer".into(), 1),
-            ("guest".into(), 0),
-        ]);
+        let roles = Roles::new([("admin".into(), 3), ("user".into(), 2), ("viewer".into(), 1), ("guest".into(), 0)]);
         let mut m: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         let grant = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let projects = m.entry("projects".into()).or_default();
-        projects.insert(
-            "admin".into(),
-            grant(&["create", "read", "update", "delete"]),
-        );
+        projects.insert("admin".into(), grant(&["create", "read", "update", "delete"]));
         projects.insert("user".into(), grant(&["create", "read", "update"]));
         projects.insert("viewer".into(), grant(&["read"]));
         projects.insert("guest".into(), grant(&[]));
@@ -166,11 +144,7 @@ mod tests {
             ("admin", "projects", "archive", false),
         ];
         for (role, resource, action, want) in table {
-            assert_eq!(
-                m.allows(&roles, role, resource, action),
-                want,
-                "{role} {resource}:{action}"
-            );
+            assert_eq!(m.allows(&roles, role, resource, action), want, "{role} {resource}:{action}");
         }
     }
 
@@ -178,19 +152,11 @@ mod tests {
     fn a_higher_role_inherits_grants_it_was_not_given_directly() {
         let roles = Roles::new([("admin".into(), 3), ("viewer".into(), 1)]);
         let mut m: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-        m.entry("reports".into())
-            .or_default()
-            .insert("viewer".into(), vec!["export".into()]);
+        m.entry("reports".into()).or_default().insert("viewer".into(), vec!["export".into()]);
         let matrix = PermissionMatrix::new(&m, &roles);
         assert!(matrix.allows(&roles, "admin", "reports", "export"));
         assert_eq!(matrix.min_level("reports", "export"), Ok(Some(1)));
-        assert_eq!(
-            matrix.min_level("reports", "delete"),
-            Err(UnknownPermission::Action)
-        );
-        assert_eq!(
-            matrix.min_level("nope", "x"),
-            Err(UnknownPermission::Resource)
-        );
+        assert_eq!(matrix.min_level("reports", "delete"), Err(UnknownPermission::Action));
+        assert_eq!(matrix.min_level("nope", "x"), Err(UnknownPermission::Resource));
     }
 }

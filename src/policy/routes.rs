@@ -25,9 +25,7 @@ pub fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
     };
     let canonical = super::path::normalize(pattern).map_err(|e| e.to_string())?;
     if canonical != pattern {
-        return Err(format!(
-            "the path pattern is not in normalized form (it would match as `{canonical}`)"
-        ));
+        return Err(format!("the path pattern is not in normalized form (it would match as `{canonical}`)"));
     }
     let parts: Vec<&str> = body.split('/').collect();
     let mut segments = Vec::with_capacity(parts.len());
@@ -39,12 +37,9 @@ pub fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
             }
             Segment::Rest
         } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            let valid =
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(format!(
-                    "`{part}`: a parameter name is letters, digits and '_'"
-                ));
+                return Err(format!("`{part}`: a parameter name is letters, digits and '_'"));
             }
             if names.contains(&name) {
                 return Err(format!("parameter `{name}` appears twice"));
@@ -52,9 +47,7 @@ pub fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
             names.push(name);
             Segment::Param(name.to_string())
         } else if part.contains(['{', '}', '*']) {
-            return Err(format!(
-                "`{part}`: use `{{name}}` for a whole segment or a final `/**`"
-            ));
+            return Err(format!("`{part}`: use `{{name}}` for a whole segment or a final `/**`"));
         } else {
             Segment::Literal(part.to_string())
         };
@@ -80,15 +73,8 @@ impl Node {
         match segments.split_first() {
             None => self.end.push(index),
             Some((Segment::Rest, _)) => self.rest.push(index),
-            Some((Segment::Literal(s), tail)) => self
-                .literal
-                .entry(s.clone())
-                .or_default()
-                .insert(tail, index),
-            Some((Segment::Param(_), tail)) => self
-                .param
-                .get_or_insert_with(Default::default)
-                .insert(tail, index),
+            Some((Segment::Literal(s), tail)) => self.literal.entry(s.clone()).or_default().insert(tail, index),
+            Some((Segment::Param(_), tail)) => self.param.get_or_insert_with(Default::default).insert(tail, index),
         }
     }
 
@@ -127,11 +113,7 @@ impl<R> RouteTable<R> {
             methods.push(m);
         }
         root.finish();
-        RouteTable {
-            routes,
-            methods,
-            root,
-        }
+        RouteTable { routes, methods, root }
     }
 
     /// The first route (in file order) whose pattern and methods match; `path` must be normalized.
@@ -162,11 +144,7 @@ impl<R> RouteTable<R> {
     }
 
     fn first_accepting(&self, list: &[u32], method: &Method, best: &mut u32) {
-        if let Some(&i) = list
-            .iter()
-            .take_while(|&&i| i < *best)
-            .find(|&&i| self.accepts(i, method))
-        {
+        if let Some(&i) = list.iter().take_while(|&&i| i < *best).find(|&&i| self.accepts(i, method)) {
             *best = i;
         }
     }
@@ -200,11 +178,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (p, m))| {
-                let methods = m.map(|ms| {
-                    ms.iter()
-                        .map(|s| Method::from_bytes(s.as_bytes()).unwrap())
-                        .collect()
-                });
+                let methods = m.map(|ms| ms.iter().map(|s| Method::from_bytes(s.as_bytes()).unwrap()).collect());
                 let name: &'static str = Box::leak(format!("r{i}").into_boxed_str());
                 (parse_pattern(p).unwrap(), methods, name)
             })
@@ -223,8 +197,7 @@ mod tests {
     }
 
     fn find<'a>(t: &'a RouteTable<&'static str>, m: &str, p: &str) -> Option<&'a str> {
-        t.find(&Method::from_bytes(m.as_bytes()).unwrap(), p)
-            .map(|(_, r)| *r)
+        t.find(&Method::from_bytes(m.as_bytes()).unwrap(), p).map(|(_, r)| *r)
     }
 
     #[test]
@@ -256,12 +229,7 @@ mod tests {
 
     #[test]
     fn first_match_in_file_order_wins_across_branches() {
-        let t = table(&[
-            ("/a/**", Some(&["GET"])),
-            ("/a/b", None),
-            ("/{x}/b", None),
-            ("/**", None),
-        ]);
+        let t = table(&[("/a/**", Some(&["GET"])), ("/a/b", None), ("/{x}/b", None), ("/**", None)]);
         assert_eq!(find(&t, "GET", "/a/b"), Some("r0"));
         assert_eq!(find(&t, "POST", "/a/b"), Some("r1"));
         assert_eq!(find(&t, "POST", "/z/b"), Some("r2"));
@@ -279,32 +247,15 @@ mod tests {
     #[test]
     fn thousands_of_routes_still_find_the_right_one() {
         let pats: Vec<String> = (0..5000).map(|i| format!("/svc{i}/items/{{id}}")).collect();
-        let entries = pats
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (parse_pattern(p).unwrap(), None, i))
-            .collect();
+        let entries = pats.iter().enumerate().map(|(i, p)| (parse_pattern(p).unwrap(), None, i)).collect();
         let t = RouteTable::new(entries);
-        assert_eq!(
-            t.find(&Method::GET, "/svc4321/items/9").map(|(_, r)| *r),
-            Some(4321)
-        );
+        assert_eq!(t.find(&Method::GET, "/svc4321/items/9").map(|(_, r)| *r), Some(4321));
         assert_eq!(t.find(&Method::GET, "/svc5000/items/9"), None);
     }
 
     #[test]
     fn rejects_bad_patterns() {
-        for p in [
-            "projects",
-            "/a/**/b",
-            "/a/{}",
-            "/a/{x}/{x}",
-            "/a*",
-            "/a/{x-y}",
-            "/a/../b",
-            "//a",
-            "/a%2fb",
-        ] {
+        for p in ["projects", "/a/**/b", "/a/{}", "/a/{x}/{x}", "/a*", "/a/{x-y}", "/a/../b", "//a", "/a%2fb"] {
             assert!(parse_pattern(p).is_err(), "{p}");
         }
         assert_eq!(parse_pattern("/**").unwrap(), vec![Segment::Rest]);

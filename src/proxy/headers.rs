@@ -16,11 +16,7 @@ pub fn request_id(req: &RequestHeader) -> String {
     let mut sent = req.headers.get_all("x-request-id").iter();
     if let (Some(v), None) = (sent.next(), sent.next()) {
         let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
-        {
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-')) {
             // checked ASCII above
             return String::from_utf8_lossy(b).into_owned();
         }
@@ -57,10 +53,7 @@ pub fn rewrite_upstream_request(req: &mut RequestHeader, f: &Forwarding<'_>) -> 
             Some(q) => format!("{path}?{q}"),
             None => path.to_string(),
         };
-        let uri = http::Uri::try_from(target).or_err(
-            ErrorType::HTTPStatus(400),
-            "normalized path is not a valid URI",
-        )?;
+        let uri = http::Uri::try_from(target).or_err(ErrorType::HTTPStatus(400), "normalized path is not a valid URI")?;
         req.set_uri(uri);
     }
     for name in IDENTITY_HEADERS {
@@ -78,11 +71,7 @@ pub fn rewrite_upstream_request(req: &mut RequestHeader, f: &Forwarding<'_>) -> 
     }
     req.insert_header("x-request-id", f.request_id)?;
     if let Some(ip) = f.client_ip {
-        let forwarded = match req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        let forwarded = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prior) => format!("{prior}, {ip}"),
             None => ip.to_string(),
         };
@@ -129,38 +118,16 @@ mod tests {
     fn identity_headers_are_replaced_by_verified_values() {
         let mut r = request(
             "/p",
-            &[
-                ("X-User-Id", "1"),
-                ("x-user-id", "2"),
-                ("X-User-Role", "admin"),
-                ("X-Session-Id", "s"),
-                ("Authorization", "Bearer t"),
-            ],
+            &[("X-User-Id", "1"), ("x-user-id", "2"), ("X-User-Role", "admin"), ("X-Session-Id", "s"), ("Authorization", "Bearer t")],
         );
-        let id = Identity {
-            user_id: "42".into(),
-            role: Some("viewer".into()),
-            session_id: "sid".into(),
-        };
+        let id = Identity { user_id: "42".into(), role: Some("viewer".into()), session_id: "sid".into() };
         let up = upstream(false);
         rewrite_upstream_request(
             &mut r,
-            &Forwarding {
-                path: None,
-                identity: Some(&id),
-                request_id: "rid",
-                client_ip: None,
-                upstream: &up,
-            },
+            &Forwarding { path: None, identity: Some(&id), request_id: "rid", client_ip: None, upstream: &up },
         )
         .unwrap();
-        let all = |n: &str| {
-            r.headers
-                .get_all(n)
-                .iter()
-                .map(|v| v.to_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
+        let all = |n: &str| r.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert_eq!(all("x-user-id"), vec!["42"]);
         assert_eq!(all("x-user-role"), vec!["viewer"]);
         assert_eq!(all("x-session-id"), vec!["sid"]);
@@ -170,20 +137,11 @@ mod tests {
 
     #[test]
     fn anonymous_requests_carry_no_identity_and_authorization_is_kept_when_asked() {
-        let mut r = request(
-            "/p?q=1",
-            &[("X-User-Id", "1"), ("Authorization", "Bearer t")],
-        );
+        let mut r = request("/p?q=1", &[("X-User-Id", "1"), ("Authorization", "Bearer t")]);
         let up = upstream(true);
         rewrite_upstream_request(
             &mut r,
-            &Forwarding {
-                path: Some("/n"),
-                identity: None,
-                request_id: "r",
-                client_ip: Some("10.0.0.1".parse().unwrap()),
-                upstream: &up,
-            },
+            &Forwarding { path: Some("/n"), identity: None, request_id: "r", client_ip: Some("10.0.0.1".parse().unwrap()), upstream: &up },
         )
         .unwrap();
         assert!(r.headers.get("x-user-id").is_none());
@@ -194,10 +152,7 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_only_when_well_formed() {
-        assert_eq!(
-            request_id(&request("/", &[("x-request-id", "abc-123")])),
-            "abc-123"
-        );
+        assert_eq!(request_id(&request("/", &[("x-request-id", "abc-123")])), "abc-123");
         for bad in ["", "a b", "a\"b", &"x".repeat(129)] {
             let got = request_id(&request("/", &[("x-request-id", bad)]));
             assert_ne!(got, bad);
@@ -210,16 +165,7 @@ mod tests {
     #[test]
     fn several_authorization_headers_are_one_malformed_value() {
         assert_eq!(authorization(&request("/", &[])), None);
-        assert_eq!(
-            authorization(&request("/", &[("authorization", "Bearer a")])),
-            Some(&b"Bearer a"[..])
-        );
-        assert_eq!(
-            authorization(&request(
-                "/",
-                &[("authorization", "Bearer a"), ("authorization", "Bearer b")]
-            )),
-            Some(&b""[..])
-        );
+        assert_eq!(authorization(&request("/", &[("authorization", "Bearer a")])), Some(&b"Bearer a"[..]));
+        assert_eq!(authorization(&request("/", &[("authorization", "Bearer a"), ("authorization", "Bearer b")])), Some(&b""[..]));
     }
 }

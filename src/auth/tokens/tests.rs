@@ -21,13 +21,7 @@ fn manager() -> TokenManager {
 }
 
 fn spec(kind: TokenKind) -> TokenSpec<'static> {
-    TokenSpec {
-        user_id: "42",
-        role: Some("user"),
-        kind,
-        session_id: "s1",
-        ttl: None,
-    }
+    TokenSpec { user_id: "42", role: Some("user"), kind, session_id: "s1", ttl: None, jti: None }
 }
 
 /// Signs arbitrary claims with arbitrary header and key, as an attacker or another issuer would.
@@ -49,8 +43,7 @@ fn b64(s: &str) -> String {
     for chunk in b.chunks(3) {
         let n = chunk.iter().fold(0u32, |acc, &x| acc << 8 | x as u32) << (8 * (3 - chunk.len()));
         for i in 0..=chunk.len() {
-            out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char)
-                .unwrap();
+            out.write_char(T[((n >> (18 - 6 * i)) & 63) as usize] as char).unwrap();
         }
     }
     out
@@ -87,20 +80,11 @@ fn a_refresh_token_is_never_an_access_token_and_vice_versa() {
     let m = manager();
     let refresh = m.create_refresh_token("1", "s").unwrap();
     let access = m.create_access_token("1", "admin", "s").unwrap();
-    assert_eq!(
-        m.verify(&refresh, TokenKind::Access),
-        Err(TokenError::WrongType(TokenKind::Access))
-    );
-    assert_eq!(
-        m.verify(&access, TokenKind::Refresh),
-        Err(TokenError::WrongType(TokenKind::Refresh))
-    );
+    assert_eq!(m.verify(&refresh, TokenKind::Access), Err(TokenError::WrongType(TokenKind::Access)));
+    assert_eq!(m.verify(&access, TokenKind::Refresh), Err(TokenError::WrongType(TokenKind::Refresh)));
     let mut other = good_claims();
     other["type"] = "id".into();
-    assert_eq!(
-        m.verify(&forge(Algorithm::HS256, SECRET, &other), TokenKind::Access),
-        Err(TokenError::WrongType(TokenKind::Access))
-    );
+    assert_eq!(m.verify(&forge(Algorithm::HS256, SECRET, &other), TokenKind::Access), Err(TokenError::WrongType(TokenKind::Access)));
 }
 
 #[test]
@@ -109,10 +93,7 @@ fn refreshing_keeps_user_and_session_and_takes_the_current_role() {
     let refresh = m.create_refresh_token("9", "sess-9").unwrap();
     let access = m.refresh_access_token(&refresh, "admin").unwrap();
     let c = m.verify(&access, TokenKind::Access).unwrap();
-    assert_eq!(
-        (c.user_id.as_str(), c.role.as_deref(), c.sid.as_str()),
-        ("9", Some("admin"), "sess-9")
-    );
+    assert_eq!((c.user_id.as_str(), c.role.as_deref(), c.sid.as_str()), ("9", Some("admin"), "sess-9"));
     let not_refresh = m.create_access_token("9", "user", "s").unwrap();
     assert!(m.refresh_access_token(&not_refresh, "admin").is_err());
 }
@@ -121,20 +102,9 @@ fn refreshing_keeps_user_and_session_and_takes_the_current_role() {
 fn expired_tokens_are_refused_and_leeway_is_honoured() {
     let m = manager();
     let past = unix_now() - 1000;
-    let t = m
-        .create_token_at(
-            &TokenSpec {
-                ttl: Some(Duration::from_secs(100)),
-                ..spec(TokenKind::Access)
-            },
-            past,
-        )
-        .unwrap();
+    let t = m.create_token_at(&TokenSpec { ttl: Some(Duration::from_secs(100)), ..spec(TokenKind::Access) }, past).unwrap();
     assert_eq!(m.verify(&t, TokenKind::Access), Err(TokenError::Expired));
-    let lenient = TokenManager::new(&TokenSettings {
-        leeway_seconds: 1200,
-        ..settings()
-    });
+    let lenient = TokenManager::new(&TokenSettings { leeway_seconds: 1200, ..settings() });
     assert!(lenient.verify(&t, TokenKind::Access).is_ok());
 }
 
@@ -151,38 +121,19 @@ fn the_algorithm_is_pinned() {
     let m = manager();
     for alg in [Algorithm::HS384, Algorithm::HS512] {
         let t = forge(alg, SECRET, &good_claims());
-        assert_eq!(
-            m.verify(&t, TokenKind::Access),
-            Err(TokenError::BadAlgorithm),
-            "{alg:?}"
-        );
+        assert_eq!(m.verify(&t, TokenKind::Access), Err(TokenError::BadAlgorithm), "{alg:?}");
     }
     // alg: none, unsigned
-    let none = format!(
-        "{}.{}.",
-        b64(r#"{"alg":"none","typ":"JWT"}"#),
-        b64(&good_claims().to_string())
-    );
+    let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&good_claims().to_string()));
     assert!(m.verify(&none, TokenKind::Access).is_err());
     // alg: none, carrying a valid HS256 signature of another token
     let real = forge(Algorithm::HS256, SECRET, &good_claims());
     let sig = real.rsplit('.').next().unwrap();
-    let none_signed = format!(
-        "{}.{}.{sig}",
-        b64(r#"{"alg":"none"}"#),
-        b64(&good_claims().to_string())
-    );
+    let none_signed = format!("{}.{}.{sig}", b64(r#"{"alg":"none"}"#), b64(&good_claims().to_string()));
     assert!(m.verify(&none_signed, TokenKind::Access).is_err());
     // an RS256 header over an HMAC signature
-    let rs = format!(
-        "{}.{}.{sig}",
-        b64(r#"{"alg":"RS256"}"#),
-        b64(&good_claims().to_string())
-    );
-    assert_eq!(
-        m.verify(&rs, TokenKind::Access),
-        Err(TokenError::BadAlgorithm)
-    );
+    let rs = format!("{}.{}.{sig}", b64(r#"{"alg":"RS256"}"#), b64(&good_claims().to_string()));
+    assert_eq!(m.verify(&rs, TokenKind::Access), Err(TokenError::BadAlgorithm));
 }
 
 #[test]
@@ -192,25 +143,15 @@ fn signatures_must_be_present_and_valid() {
     let (head, _sig) = t.rsplit_once('.').unwrap();
     assert!(m.verify(&format!("{head}."), TokenKind::Access).is_err());
     assert!(m.verify(head, TokenKind::Access).is_err());
-    let wrong_key = forge(
-        Algorithm::HS256,
-        b"another-secret-another-secret-000",
-        &good_claims(),
-    );
-    assert_eq!(
-        m.verify(&wrong_key, TokenKind::Access),
-        Err(TokenError::BadSignature)
-    );
+    let wrong_key = forge(Algorithm::HS256, b"another-secret-another-secret-000", &good_claims());
+    assert_eq!(m.verify(&wrong_key, TokenKind::Access), Err(TokenError::BadSignature));
     // payload swapped under an untouched signature
     let mut elevated = good_claims();
     elevated["user_id"] = "1".into();
     let forged_payload = b64(&elevated.to_string());
     let parts: Vec<&str> = t.split('.').collect();
     let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-    assert_eq!(
-        m.verify(&tampered, TokenKind::Access),
-        Err(TokenError::BadSignature)
-    );
+    assert_eq!(m.verify(&tampered, TokenKind::Access), Err(TokenError::BadSignature));
     for junk in ["", "a", "a.b", "a.b.c", "....", "eyJ.eyJ.sig"] {
         assert!(m.verify(junk, TokenKind::Access).is_err(), "{junk:?}");
     }
@@ -218,39 +159,24 @@ fn signatures_must_be_present_and_valid() {
 
 #[test]
 fn issuer_and_audience_are_checked_when_configured() {
-    let strict = TokenManager::new(&TokenSettings {
-        issuer: Some("portcullis".into()),
-        audience: Some("apps".into()),
-        ..settings()
-    });
+    let strict = TokenManager::new(&TokenSettings { issuer: Some("portcullis".into()), audience: Some("apps".into()), ..settings() });
     let own = strict.create_token(&spec(TokenKind::Access)).unwrap();
     assert!(strict.verify(&own, TokenKind::Access).is_ok());
     let mut c = good_claims();
-    assert_eq!(
-        strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access),
-        Err(TokenError::InvalidClaims)
-    );
+    assert_eq!(strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access), Err(TokenError::InvalidClaims));
     c["iss"] = "someone-else".into();
     c["aud"] = "apps".into();
-    assert_eq!(
-        strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access),
-        Err(TokenError::InvalidClaims)
-    );
+    assert_eq!(strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access), Err(TokenError::InvalidClaims));
     c["iss"] = "portcullis".into();
     c["aud"] = "other".into();
-    assert_eq!(
-        strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access),
-        Err(TokenError::InvalidClaims)
-    );
+    assert_eq!(strict.verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access), Err(TokenError::InvalidClaims));
 }
 
 #[test]
 fn numeric_user_ids_are_read_as_strings() {
     let mut c = good_claims();
     c["user_id"] = 17.into();
-    let got = manager()
-        .verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access)
-        .unwrap();
+    let got = manager().verify(&forge(Algorithm::HS256, SECRET, &c), TokenKind::Access).unwrap();
     assert_eq!(got.user_id, "17");
 }
 
@@ -259,26 +185,11 @@ fn bearer_header_parsing() {
     assert_eq!(bearer_token(None), Err(TokenError::Missing));
     assert_eq!(bearer_token(Some(b"Bearer abc.def.ghi")), Ok("abc.def.ghi"));
     assert_eq!(bearer_token(Some(b"bearer   abc")), Ok("abc"));
-    for bad in [
-        &b"Basic dXNlcjpwYXNz"[..],
-        b"Bearer",
-        b"Bearer ",
-        b"Token abc",
-        b"Bearer a b",
-        b"Bearer a\"b",
-        b"\xff\xfe",
-    ] {
-        assert_eq!(
-            bearer_token(Some(bad)),
-            Err(TokenError::Malformed),
-            "{bad:?}"
-        );
+    for bad in [&b"Basic dXNlcjpwYXNz"[..], b"Bearer", b"Bearer ", b"Token abc", b"Bearer a b", b"Bearer a\"b", b"\xff\xfe"] {
+        assert_eq!(bearer_token(Some(bad)), Err(TokenError::Malformed), "{bad:?}");
     }
     let huge = format!("Bearer {}", "a".repeat(9000));
-    assert_eq!(
-        bearer_token(Some(huge.as_bytes())),
-        Err(TokenError::Malformed)
-    );
+    assert_eq!(bearer_token(Some(huge.as_bytes())), Err(TokenError::Malformed));
 }
 
 /// Wycheproof's HS256 JWS vectors: the HMAC backend agrees on the valid ones, and since none of
@@ -293,28 +204,16 @@ fn wycheproof_hs256_vectors() {
     for group in doc["testGroups"].as_array().unwrap() {
         let k = group["private"]["k"].as_str().unwrap();
         let key = base64url_decode(k);
-        let m = TokenManager::new(&TokenSettings {
-            secret: Secret::new(key.clone()),
-            ..settings()
-        });
+        let m = TokenManager::new(&TokenSettings { secret: Secret::new(key.clone()), ..settings() });
         for t in group["tests"].as_array().unwrap() {
             let id = t["tcId"].as_i64().unwrap();
             let jws = t["jws"].as_str().unwrap_or("");
-            assert!(
-                m.verify(jws, TokenKind::Access).is_err(),
-                "tc{id} must be refused as an access token"
-            );
+            assert!(m.verify(jws, TokenKind::Access).is_err(), "tc{id} must be refused as an access token");
             if mislabelled.contains(&id) || t["result"] != "valid" {
                 continue;
             }
             let (msg, sig) = jws.rsplit_once('.').unwrap();
-            let ok = jsonwebtoken::crypto::verify(
-                sig,
-                msg.as_bytes(),
-                &DecodingKey::from_secret(&key),
-                Algorithm::HS256,
-            )
-            .unwrap();
+            let ok = jsonwebtoken::crypto::verify(sig, msg.as_bytes(), &DecodingKey::from_secret(&key), Algorithm::HS256).unwrap();
             assert!(ok, "tc{id} is a valid MAC");
             checked += 1;
         }

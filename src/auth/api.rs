@@ -1,0 +1,471 @@
+//! The endpoints the gateway serves itself: `/auth/*` (login, refresh, logout, sessions, me) and
+//! `/admin/users*`. JSON in and out; no Pingora types (the proxy adapts requests to [`handle`]).
+//!
+//! Never puts a password, hash or token into an error message or a log line.
+
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::borrow::Cow;
+
+use super::passwords::{PasswordError, Passwords};
+use super::sessions::{RoleChange, SessionVeto, Sessions};
+use super::tokens::{new_id, unix_now, TokenError, TokenKind, TokenManager};
+use super::users::{Source, User, UserDirectory};
+use crate::admission::{authenticate, Identity};
+use crate::policy::Roles;
+use crate::store::{Rotation, SessionRecord, StoreError, UserRecord};
+use crate::timefmt::rfc3339;
+
+/// The largest body the gateway's own endpoints read.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Whether a (normalized) path belongs to the gateway's own endpoints.
+pub fn is_api_path(path: &str) -> bool {
+    path == "/auth" || path.starts_with("/auth/") || path == "/admin/users" || path.starts_with("/admin/users/")
+}
+
+/// One request to an endpoint, already read.
+pub struct ApiRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub content_type: Option<&'a str>,
+    pub user_agent: &'a str,
+    pub client_ip: &'a str,
+    pub authorization: Option<&'a [u8]>,
+    pub body: &'a [u8],
+}
+
+/// What an endpoint answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Value,
+    /// For 401s: the `WWW-Authenticate` challenge is due.
+    pub challenge: bool,
+}
+
+/// A refused endpoint request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(400, "invalid_request", message)
+    }
+
+    fn invalid_token(e: &TokenError) -> Self {
+        Self::new(401, "invalid_token", e.to_string())
+    }
+
+    fn not_found() -> Self {
+        Self::new(404, "not_found", "no such endpoint")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "store operation failed");
+        ApiError::new(503, "store_unavailable", "the session store is unavailable; try again shortly")
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
+        match e {
+            PasswordError::Busy => ApiError::new(503, "busy", "too many logins are in progress; try again shortly"),
+            PasswordError::Internal => ApiError::new(500, "internal_error", "password processing failed"),
+        }
+    }
+}
+
+/// Everything the endpoints need: the current config's pieces and the long-lived services.
+pub struct ApiContext<'a> {
+    pub tokens: &'a TokenManager,
+    pub roles: &'a Roles,
+    pub users: &'a UserDirectory,
+    pub sessions: &'a Sessions,
+    pub passwords: &'a Passwords,
+    /// Role required for `/admin/users*`.
+    pub admin_role: &'a str,
+    /// How long a revocation must stay in force: the access token lifetime plus leeway.
+    pub revocation_ttl: u64,
+}
+
+/// Serves one endpoint request.
+pub async fn handle(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> ApiResponse {
+    let result = route(cx, req).await;
+    match result {
+        Ok((status, body)) => ApiResponse { status, body, challenge: false },
+        Err(e) => ApiResponse { status: e.status, body: json!({ "error": e.code, "message": e.message }), challenge: e.status == 401 },
+    }
+}
+
+type Reply = Result<(u16, Value), ApiError>;
+
+async fn route(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let m = req.method;
+    match segments.as_slice() {
+        ["auth", "login"] => only(m, Method::POST, || login(cx, req)).await,
+        ["auth", "refresh"] => only(m, Method::POST, || refresh(cx, req)).await,
+        ["auth", "logout"] => only(m, Method::POST, || logout(cx, req)).await,
+        ["auth", "logout-all"] => only(m, Method::POST, || logout_all(cx, req)).await,
+        ["auth", "me"] => only(m, Method::GET, || me(cx, req)).await,
+        ["auth", "sessions"] => only(m, Method::GET, || list_sessions(cx, req)).await,
+        ["auth", "sessions", id] if !id.is_empty() => only(m, Method::DELETE, || revoke_session(cx, req, id)).await,
+        ["admin", "users"] => match *m {
+            Method::GET => list_users(cx, req).await,
+            Method::POST => create_user(cx, req).await,
+            _ => Err(method_not_allowed("GET, POST")),
+        },
+        ["admin", "users", id] if !id.is_empty() => match *m {
+            Method::PATCH => update_user(cx, req, id).await,
+            Method::DELETE => delete_user(cx, req, id).await,
+            _ => Err(method_not_allowed("PATCH, DELETE")),
+        },
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn only<F, Fut>(method: &Method, allowed: Method, f: F) -> Reply
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    if *method != allowed {
+        return Err(method_not_allowed(allowed.as_str()));
+    }
+    f().await
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(405, "method_not_allowed", format!("use {allowed}"))
+}
+
+// === request helpers ===
+
+/// Parses a JSON body of type `T`; messages name the problem but never echo a value.
+fn json_body<T: DeserializeOwned>(req: &ApiRequest<'_>) -> Result<T, ApiError> {
+    let is_json =
+        req.content_type.is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(ApiError::bad_request("the content type must be application/json"));
+    }
+    if req.body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::bad_request(format!("the body is larger than {MAX_BODY_BYTES} bytes")));
+    }
+    match req.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => return Err(ApiError::bad_request("the body must be a JSON object")),
+        _ => {}
+    }
+    let mut de = serde_json::Deserializer::from_slice(req.body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        let message = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+                format!("the body is not valid JSON (line {}, column {})", inner.line(), inner.column())
+            }
+            serde_json::error::Category::Data => {
+                let text = inner.to_string();
+                match text.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+                    Some(field) => format!("missing field `{field}`"),
+                    None => format!("field `{}` has the wrong type", e.path()),
+                }
+            }
+        };
+        ApiError::bad_request(message)
+    })
+}
+
+/// The caller of an authenticated endpoint (bearer access token, not revoked).
+fn caller(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Identity, ApiError> {
+    let identity = authenticate(cx.tokens, req.authorization).map_err(|e| {
+        let code = if e == TokenError::Missing { "missing_token" } else { "invalid_token" };
+        ApiError::new(401, code, e.to_string())
+    })?;
+    match cx.sessions.check(&identity.session_id, unix_now()) {
+        Ok(()) => Ok(identity),
+        Err(SessionVeto::Revoked) => Err(ApiError::new(401, "invalid_token", "the session has ended")),
+        Err(SessionVeto::StoreUnavailable) => Err(StoreError::Unavailable("deny mode".into()).into()),
+    }
+}
+
+fn admin(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Identity, ApiError> {
+    let identity = caller(cx, req)?;
+    let level = identity.role.as_deref().and_then(|r| cx.roles.level(r));
+    match (level, cx.roles.level(cx.admin_role)) {
+        (Some(l), Some(min)) if l >= min => Ok(identity),
+        _ => Err(ApiError::new(403, "forbidden", format!("this endpoint requires the role `{}`", cx.admin_role))),
+    }
+}
+
+fn token_reply(access: String, refresh: String, expires_in: u64) -> Reply {
+    Ok((200, json!({ "access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": expires_in })))
+}
+
+fn store_failed(cx: &ApiContext<'_>, e: StoreError) -> ApiError {
+    cx.sessions.set_store_healthy(false);
+    e.into()
+}
+
+// === /auth ===
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let body: LoginBody = json_body(req)?;
+    let user = cx.users.by_email(cx.sessions.store.as_ref(), body.email.trim()).await.map_err(|e| store_failed(cx, e))?;
+    let ok = cx.passwords.verify(body.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => return Err(ApiError::new(401, "invalid_credentials", "the email or password is wrong")),
+    };
+    let now = unix_now();
+    let session_id = new_id();
+    let pair = cx
+        .tokens
+        .create_token_pair(&user.id, &user.role, &session_id)
+        .map_err(|_| ApiError::new(500, "internal_error", "token signing failed"))?;
+    let record = SessionRecord {
+        id: session_id,
+        user_id: user.id.clone(),
+        created_at: now,
+        last_activity: now,
+        expires_at: now + cx.sessions.settings.absolute_timeout.as_secs(),
+        user_agent: req.user_agent.chars().take(256).collect(),
+        ip: req.client_ip.to_string(),
+        refresh_jti: pair.refresh_jti.clone(),
+    };
+    cx.sessions.store.create_session(&record, cx.sessions.settings.idle_timeout.as_secs(), now).await.map_err(|e| store_failed(cx, e))?;
+    tracing::info!(user_id = %user.id, session_id = %record.id, "login");
+    token_reply(pair.access_token, pair.refresh_token, pair.expires_in)
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let body: RefreshBody = json_body(req)?;
+    let claims = cx.tokens.verify(body.refresh_token.trim(), TokenKind::Refresh).map_err(|e| ApiError::invalid_token(&e))?;
+    let now = unix_now();
+    let store = cx.sessions.store.as_ref();
+    let ended = || ApiError::new(401, "invalid_token", "the session has ended");
+    if cx.sessions.revocations.is_revoked(&claims.sid, now) {
+        return Err(ended());
+    }
+    let Some(user) = cx.users.by_id(store, &claims.user_id).await.map_err(|e| store_failed(cx, e))? else {
+        let _ = cx.sessions.revoke(std::slice::from_ref(&claims.sid), now + cx.revocation_ttl, now).await;
+        return Err(ended());
+    };
+    let next_jti = new_id();
+    let idle = cx.sessions.settings.idle_timeout.as_secs();
+    match store.rotate_refresh(&claims.sid, &claims.jti, &next_jti, now, idle).await.map_err(|e| store_failed(cx, e))? {
+        Rotation::Rotated => {}
+        Rotation::Missing => return Err(ended()),
+        Rotation::Reused => {
+            // RFC 9700 4.14.2: a rotated refresh token presented again means it leaked; end the session.
+            tracing::warn!(user_id = %claims.user_id, session_id = %claims.sid, "refresh token reuse: session revoked");
+            cx.sessions.revoke(std::slice::from_ref(&claims.sid), now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+            return Err(ApiError::new(401, "refresh_token_reused", "this refresh token was already used; the session has been ended"));
+        }
+    }
+    let fail = |_| ApiError::new(500, "internal_error", "token signing failed");
+    let access = cx.tokens.create_access_token(&user.id, &user.role, &claims.sid).map_err(fail)?;
+    let refresh = cx.tokens.create_refresh_token_with_jti(&user.id, &claims.sid, &next_jti).map_err(fail)?;
+    token_reply(access, refresh, cx.tokens.access_ttl().as_secs())
+}
+
+async fn logout(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let id = caller(cx, req)?;
+    let now = unix_now();
+    cx.sessions.revoke(std::slice::from_ref(&id.session_id), now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+    tracing::info!(user_id = %id.user_id, session_id = %id.session_id, "logout");
+    Ok((200, json!({ "status": "logged_out" })))
+}
+
+async fn logout_all(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let id = caller(cx, req)?;
+    let revoked = revoke_all_of(cx, &id.user_id, Some(&id.session_id)).await?;
+    tracing::info!(user_id = %id.user_id, sessions = revoked, "logout-all");
+    Ok((200, json!({ "status": "logged_out", "sessions_revoked": revoked })))
+}
+
+/// Revokes every session of a user (plus `also`, the caller's own, even if the store lost it).
+async fn revoke_all_of(cx: &ApiContext<'_>, user_id: &str, also: Option<&str>) -> Result<usize, ApiError> {
+    let mut ids: Vec<String> =
+        cx.sessions.store.sessions_of(user_id).await.map_err(|e| store_failed(cx, e))?.into_iter().map(|s| s.id).collect();
+    if let Some(own) = also {
+        if !ids.iter().any(|s| s == own) {
+            ids.push(own.to_string());
+        }
+    }
+    let now = unix_now();
+    if !ids.is_empty() {
+        cx.sessions.revoke(&ids, now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+    }
+    Ok(ids.len())
+}
+
+async fn me(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let id = caller(cx, req)?;
+    Ok((200, json!({ "user_id": id.user_id, "role": id.role, "session_id": id.session_id })))
+}
+
+async fn list_sessions(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let id = caller(cx, req)?;
+    let sessions = cx.sessions.store.sessions_of(&id.user_id).await.map_err(|e| store_failed(cx, e))?;
+    let list: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "created_at": rfc3339(s.created_at),
+                "last_activity": rfc3339(s.last_activity),
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "current": s.id == id.session_id,
+            })
+        })
+        .collect();
+    Ok((200, json!({ "sessions": list })))
+}
+
+async fn revoke_session(cx: &ApiContext<'_>, req: &ApiRequest<'_>, session_id: &str) -> Reply {
+    let id = caller(cx, req)?;
+    let session = cx.sessions.store.session(session_id).await.map_err(|e| store_failed(cx, e))?;
+    match session {
+        Some(s) if s.user_id == id.user_id => {
+            let now = unix_now();
+            cx.sessions.revoke(&[s.id], now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+            Ok((200, json!({ "status": "revoked" })))
+        }
+        // Someone else's session is indistinguishable from no session.
+        _ => Err(ApiError::new(404, "not_found", "no such session")),
+    }
+}
+
+// === /admin/users ===
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "role": u.role,
+        "created_at": u.created_at.map(rfc3339),
+        "source": u.source,
+    })
+}
+
+async fn list_users(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    admin(cx, req)?;
+    let users = cx.users.all(cx.sessions.store.as_ref()).await.map_err(|e| store_failed(cx, e))?;
+    Ok((200, json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    email: String,
+    password: String,
+    role: String,
+}
+
+fn valid_email(email: &str) -> bool {
+    let parts: Vec<&str> = email.split('@').collect();
+    email.len() <= 254 && parts.len() == 2 && !parts[0].is_empty() && parts[1].contains('.') && !email.contains(char::is_whitespace)
+}
+
+async fn create_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let by = admin(cx, req)?;
+    let body: NewUser = json_body(req)?;
+    let email = body.email.trim().to_string();
+    if !valid_email(&email) {
+        return Err(ApiError::bad_request("`email` is not a valid email address"));
+    }
+    if cx.roles.level(&body.role).is_none() {
+        return Err(ApiError::bad_request(format!("unknown role `{}`", body.role)));
+    }
+    cx.passwords.check_policy(&body.password, &email).map_err(|e| ApiError::bad_request(format!("password rejected: {e}")))?;
+    let store = cx.sessions.store.as_ref();
+    if cx.users.by_email(store, &email).await.map_err(|e| store_failed(cx, e))?.is_some() {
+        return Err(ApiError::new(409, "user_exists", "a user with this email already exists"));
+    }
+    let record =
+        UserRecord { id: new_id(), email, role: body.role, password_hash: cx.passwords.hash(body.password).await?, created_at: unix_now() };
+    if !store.create_user(&record).await.map_err(|e| store_failed(cx, e))? {
+        return Err(ApiError::new(409, "user_exists", "a user with this email already exists"));
+    }
+    tracing::info!(by = %by.user_id, user_id = %record.id, role = %record.role, "user created");
+    Ok((201, user_json(&record.into())))
+}
+
+#[derive(Deserialize)]
+struct UserChange {
+    role: String,
+}
+
+async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -> Reply {
+    let by = admin(cx, req)?;
+    let body: UserChange = json_body(req)?;
+    if cx.roles.level(&body.role).is_none() {
+        return Err(ApiError::bad_request(format!("unknown role `{}`", body.role)));
+    }
+    let store = cx.sessions.store.as_ref();
+    match cx.users.by_id(store, user_id).await.map_err(|e| store_failed(cx, e))? {
+        None => return Err(ApiError::new(404, "not_found", "no such user")),
+        Some(u) if u.source == Source::File => {
+            return Err(ApiError::new(409, "user_in_file", "this user is defined in the users file; change it there"))
+        }
+        Some(_) => {}
+    }
+    if !store.set_user_role(user_id, &body.role).await.map_err(|e| store_failed(cx, e))? {
+        return Err(ApiError::new(404, "not_found", "no such user"));
+    }
+    let revoked = match cx.sessions.settings.on_role_change {
+        RoleChange::Revoke => revoke_all_of(cx, user_id, None).await?,
+        RoleChange::Refresh => 0,
+    };
+    tracing::info!(by = %by.user_id, user_id = %user_id, role = %body.role, sessions_revoked = revoked, "user role changed");
+    let user = cx
+        .users
+        .by_id(store, user_id)
+        .await
+        .map_err(|e| store_failed(cx, e))?
+        .ok_or_else(|| ApiError::new(404, "not_found", "no such user"))?;
+    Ok((200, user_json(&user)))
+}
+
+async fn delete_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -> Reply {
+    let by = admin(cx, req)?;
+    let store = cx.sessions.store.as_ref();
+    match cx.users.by_id(store, user_id).await.map_err(|e| store_failed(cx, e))? {
+        None => return Err(ApiError::new(404, "not_found", "no such user")),
+        Some(u) if u.source == Source::File => {
+            return Err(ApiError::new(409, "user_in_file", "this user is defined in the users file; remove it there"))
+        }
+        Some(_) => {}
+    }
+    let revoked = revoke_all_of(cx, user_id, None).await?;
+    store.delete_user(user_id).await.map_err(|e| store_failed(cx, e))?;
+    tracing::info!(by = %by.user_id, user_id = %user_id, sessions_revoked = revoked, "user deleted");
+    Ok((200, json!({ "status": "deleted", "sessions_revoked": revoked })))
+}
+
+#[cfg(test)]
+mod tests;

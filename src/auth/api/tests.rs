@@ -1,0 +1,274 @@
+use super::*;
+use crate::auth::passwords::PasswordSettings;
+use crate::auth::sessions::SessionSettings;
+use crate::config::tests::seed_config;
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+use std::sync::Arc;
+
+struct World {
+    tokens: TokenManager,
+    roles: Roles,
+    users: UserDirectory,
+    sessions: Sessions,
+    passwords: Passwords,
+}
+
+fn world_with(settings: SessionSettings) -> World {
+    let c = seed_config();
+    let passwords = Passwords::new(&PasswordSettings { memory_kib: 1024, iterations: 1, ..Default::default() }).unwrap();
+    let alice_hash = crate::auth::passwords::hash_blocking(&PasswordSettings { memory_kib: 1024, iterations: 1, ..Default::default() }, "alice-password-123").unwrap();
+    let users = UserDirectory::new(vec![
+        crate::auth::users::FileUser { id: "u-alice".into(), email: "alice@example.com".into(), role: "user".into(), password_hash: alice_hash.clone() },
+        crate::auth::users::FileUser { id: "u-root".into(), email: "root@example.com".into(), role: "admin".into(), password_hash: alice_hash },
+    ]);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    World { tokens: TokenManager::new(&c.tokens), roles: c.policy.roles, users, sessions: Sessions::new(store, settings), passwords }
+}
+
+fn world() -> World {
+    world_with(SessionSettings::default())
+}
+
+impl World {
+    fn cx(&self) -> ApiContext<'_> {
+        ApiContext {
+            tokens: &self.tokens,
+            roles: &self.roles,
+            users: &self.users,
+            sessions: &self.sessions,
+            passwords: &self.passwords,
+            admin_role: "admin",
+            revocation_ttl: 900,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> ApiResponse {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.call_raw(method, path, auth.as_deref(), Some("application/json"), body.as_bytes()).await
+    }
+
+    async fn call_raw(&self, method: Method, path: &str, auth: Option<&str>, content_type: Option<&str>, body: &[u8]) -> ApiResponse {
+        let req = ApiRequest {
+            method: &method,
+            path,
+            content_type,
+            user_agent: "test-agent/1.0",
+            client_ip: "127.0.0.1",
+            authorization: auth.map(str::as_bytes),
+            body,
+        };
+        handle(&self.cx(), &req).await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (String, String) {
+        let r = self.call(Method::POST, "/auth/login", None, Some(json!({"email": email, "password": password}))).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        (r.body["access_token"].as_str().unwrap().into(), r.body["refresh_token"].as_str().unwrap().into())
+    }
+}
+
+#[tokio::test]
+async fn login_returns_a_token_pair_for_a_session() {
+    let w = world();
+    let r = w.call(Method::POST, "/auth/login", None, Some(json!({"email": "Alice@Example.com", "password": "alice-password-123"}))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["token_type"], "bearer");
+    assert_eq!(r.body["expires_in"], 900);
+    let access = w.tokens.verify(r.body["access_token"].as_str().unwrap(), TokenKind::Access).unwrap();
+    let refresh = w.tokens.verify(r.body["refresh_token"].as_str().unwrap(), TokenKind::Refresh).unwrap();
+    assert_eq!((access.user_id.as_str(), access.role.as_deref()), ("u-alice", Some("user")));
+    assert_eq!(access.sid, refresh.sid);
+    let s = w.sessions.store.session(&access.sid).await.unwrap().unwrap();
+    assert_eq!((s.user_agent.as_str(), s.ip.as_str(), s.refresh_jti.as_str()), ("test-agent/1.0", "127.0.0.1", refresh.jti.as_str()));
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_get_the_same_answer() {
+    let w = world();
+    let wrong = w.call(Method::POST, "/auth/login", None, Some(json!({"email": "alice@example.com", "password": "nope-nope-nope"}))).await;
+    let unknown = w.call(Method::POST, "/auth/login", None, Some(json!({"email": "nobody@example.com", "password": "nope-nope-nope"}))).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong.body["error"], "invalid_credentials");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reused_refresh_token_ends_the_session() {
+    let w = world();
+    let (access, refresh1) = w.login("alice@example.com", "alice-password-123").await;
+    let r = w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": refresh1}))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let refresh2 = r.body["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(refresh1, refresh2);
+    // The old one again: reuse.
+    let r = w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": refresh1}))).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (401, Some("refresh_token_reused")));
+    // The whole session is over: the newest refresh token and the access token too.
+    let r = w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": refresh2}))).await;
+    assert_eq!(r.status, 401);
+    let r = w.call(Method::GET, "/auth/me", Some(&access), None).await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn refresh_refuses_access_tokens_and_garbage() {
+    let w = world();
+    let (access, _) = w.login("alice@example.com", "alice-password-123").await;
+    for bad in [access.as_str(), "garbage", ""] {
+        let r = w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": bad}))).await;
+        assert_eq!(r.status, 401, "{bad}");
+        assert!(r.challenge);
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_only_that_session_and_logout_all_ends_every_one() {
+    let w = world();
+    let (a1, r1) = w.login("alice@example.com", "alice-password-123").await;
+    let (a2, _) = w.login("alice@example.com", "alice-password-123").await;
+    let (a3, _) = w.login("alice@example.com", "alice-password-123").await;
+    let r = w.call(Method::POST, "/auth/logout", Some(&a1), None).await;
+    assert_eq!((r.status, &r.body), (200, &json!({"status": "logged_out"})));
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&a1), None).await.status, 401);
+    assert_eq!(w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": r1}))).await.status, 401);
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&a2), None).await.status, 200);
+    let r = w.call(Method::POST, "/auth/logout-all", Some(&a2), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["sessions_revoked"], 2);
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&a3), None).await.status, 401);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_with_the_current_one_marked_and_can_be_revoked_one_by_one() {
+    let w = world();
+    let (a1, _) = w.login("alice@example.com", "alice-password-123").await;
+    let (a2, _) = w.login("alice@example.com", "alice-password-123").await;
+    let (root, _) = w.login("root@example.com", "alice-password-123").await;
+    let r = w.call(Method::GET, "/auth/sessions", Some(&a1), None).await;
+    let list = r.body["sessions"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    let current: Vec<bool> = list.iter().map(|s| s["current"].as_bool().unwrap()).collect();
+    assert_eq!(current.iter().filter(|c| **c).count(), 1);
+    assert!(list[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(list[0]["user_agent"], "test-agent/1.0");
+    let sid2 = w.tokens.verify(&a2, TokenKind::Access).unwrap().sid;
+    // Another user cannot end it.
+    let r = w.call(Method::DELETE, &format!("/auth/sessions/{sid2}"), Some(&root), None).await;
+    assert_eq!(r.status, 404);
+    let r = w.call(Method::DELETE, &format!("/auth/sessions/{sid2}"), Some(&a1), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&a2), None).await.status, 401);
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&a1), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn me_tells_who_the_caller_is() {
+    let w = world();
+    let (a, _) = w.login("alice@example.com", "alice-password-123").await;
+    let r = w.call(Method::GET, "/auth/me", Some(&a), None).await;
+    let sid = w.tokens.verify(&a, TokenKind::Access).unwrap().sid;
+    assert_eq!(r.body, json!({"user_id": "u-alice", "role": "user", "session_id": sid}));
+    assert_eq!(w.call(Method::GET, "/auth/me", None, None).await.body["error"], "missing_token");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_naming_the_problem() {
+    let w = world();
+    let cases: Vec<(Option<&str>, &[u8], &str)> = vec![
+        (Some("application/json"), b"{not json", "not valid JSON"),
+        (Some("application/json"), b"", "not valid JSON"),
+        (Some("application/json"), br#"{"email": "a@b.c"}"#, "missing field `password`"),
+        (Some("application/json"), br#"{"email": 5, "password": "x"}"#, "field `email` has the wrong type"),
+        (Some("application/json"), br#"[1,2]"#, "JSON object"),
+        (Some("text/plain"), br#"{"email": "a@b.c", "password": "x"}"#, "content type must be application/json"),
+        (None, br#"{"email": "a@b.c", "password": "x"}"#, "content type must be application/json"),
+    ];
+    for (ct, body, want) in cases {
+        let r = w.call_raw(Method::POST, "/auth/login", None, ct, body).await;
+        assert_eq!(r.status, 400, "{body:?}");
+        assert_eq!(r.body["error"], "invalid_request");
+        let msg = r.body["message"].as_str().unwrap();
+        assert!(msg.contains(want), "{msg:?} should mention {want:?}");
+    }
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    let r = w.call_raw(Method::POST, "/auth/login", None, Some("application/json"), &big).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().contains("larger than"));
+}
+
+#[tokio::test]
+async fn methods_and_unknown_paths() {
+    let w = world();
+    assert_eq!(w.call(Method::GET, "/auth/login", None, None).await.status, 405);
+    assert_eq!(w.call(Method::GET, "/auth/nope", None, None).await.status, 404);
+    assert_eq!(w.call(Method::PUT, "/admin/users", None, None).await.status, 405);
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_nobody_else_can() {
+    let w = world();
+    let (root, _) = w.login("root@example.com", "alice-password-123").await;
+    let (alice, _) = w.login("alice@example.com", "alice-password-123").await;
+    let new = json!({"email": "bob@example.com", "password": "bob-password-123", "role": "viewer"});
+    assert_eq!(w.call(Method::POST, "/admin/users", Some(&alice), Some(new.clone())).await.status, 403);
+    assert_eq!(w.call(Method::GET, "/admin/users", None, None).await.status, 401);
+    let r = w.call(Method::POST, "/admin/users", Some(&root), Some(new.clone())).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let bob_id = r.body["id"].as_str().unwrap().to_string();
+    assert!(r.body.get("password_hash").is_none());
+    assert_eq!(w.call(Method::POST, "/admin/users", Some(&root), Some(new)).await.status, 409);
+
+    let r = w.call(Method::GET, "/admin/users", Some(&root), None).await;
+    let listed = r.body.to_string();
+    assert!(listed.contains("bob@example.com") && listed.contains("alice@example.com"));
+    assert!(!listed.contains("argon2"), "hashes are never listed");
+
+    let (bob, bob_refresh) = w.login("bob@example.com", "bob-password-123").await;
+    assert_eq!(w.tokens.verify(&bob, TokenKind::Access).unwrap().role.as_deref(), Some("viewer"));
+    let r = w.call(Method::PATCH, &format!("/admin/users/{bob_id}"), Some(&root), Some(json!({"role": "user"}))).await;
+    assert_eq!((r.status, r.body["role"].as_str()), (200, Some("user")));
+    // The session picks the new role up at its next refresh.
+    let r = w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": bob_refresh}))).await;
+    let new_access = r.body["access_token"].as_str().unwrap();
+    assert_eq!(w.tokens.verify(new_access, TokenKind::Access).unwrap().role.as_deref(), Some("user"));
+
+    let r = w.call(Method::PATCH, "/admin/users/u-alice", Some(&root), Some(json!({"role": "admin"}))).await;
+    assert_eq!(r.status, 409, "file users are changed in the file");
+    let r = w.call(Method::PATCH, &format!("/admin/users/{bob_id}"), Some(&root), Some(json!({"role": "emperor"}))).await;
+    assert_eq!(r.status, 400);
+
+    let r = w.call(Method::DELETE, &format!("/admin/users/{bob_id}"), Some(&root), None).await;
+    assert_eq!((r.status, r.body["sessions_revoked"].as_u64()), (200, Some(1)));
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(new_access), None).await.status, 401);
+    let r = w.call(Method::POST, "/auth/login", None, Some(json!({"email": "bob@example.com", "password": "bob-password-123"}))).await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn new_passwords_must_follow_the_policy() {
+    let w = world();
+    let (root, _) = w.login("root@example.com", "alice-password-123").await;
+    let cases = [
+        (json!({"email": "c@example.com", "password": "short", "role": "user"}), "at least 12"),
+        (json!({"email": "carol.long@example.com", "password": "carol.long@example.com", "role": "user"}), "email"),
+        (json!({"email": "not-an-email", "password": "long enough password", "role": "user"}), "email"),
+    ];
+    for (body, want) in cases {
+        let r = w.call(Method::POST, "/admin/users", Some(&root), Some(body)).await;
+        assert_eq!(r.status, 400);
+        assert!(r.body["message"].as_str().unwrap().contains(want), "{:?}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn role_changes_can_revoke_sessions_at_once() {
+    let w = world_with(SessionSettings { on_role_change: RoleChange::Revoke, ..Default::default() });
+    let (root, _) = w.login("root@example.com", "alice-password-123").await;
+    let r = w.call(Method::POST, "/admin/users", Some(&root), Some(json!({"email": "d@example.com", "password": "dave-password-123", "role": "user"}))).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let (dave, _) = w.login("d@example.com", "dave-password-123").await;
+    w.call(Method::PATCH, &format!("/admin/users/{id}"), Some(&root), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&dave), None).await.status, 401);
+}

@@ -1,0 +1,311 @@
+//! Sessions: login, refresh-token rotation with reuse detection, logout, and the local view of
+//! revoked sessions that proxied requests are checked against.
+//!
+//! The proxied request path only reads [`Revocations`] and writes [`Activity`] (both local,
+//! lock-free or sharded); the store is written here and read by the background sync, never
+//! awaited per proxied request.
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::{Store, StoreError};
+
+/// What proxied requests do when the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageMode {
+    /// Keep serving on the last known revocation view.
+    ServeCached,
+    /// Refuse authenticated requests with 503 until the store is back.
+    Deny,
+}
+
+/// What a role change does to the user's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Sessions get the new role at their next refresh.
+    Refresh,
+    /// Sessions are revoked at once.
+    Revoke,
+}
+
+/// Session lifetimes and behaviour (`sessions:` in gateway.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub on_store_outage: OutageMode,
+    pub on_role_change: RoleChange,
+    /// How often recorded activity is written to the store.
+    pub activity_flush: Duration,
+    /// How often the revocation view is reconciled with the store.
+    pub reconcile_every: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(7 * 86_400),
+            on_store_outage: OutageMode::ServeCached,
+            on_role_change: RoleChange::Refresh,
+            activity_flush: Duration::from_secs(5),
+            reconcile_every: Duration::from_secs(5),
+        }
+    }
+}
+
+// === impl Revocations ===
+
+/// The local view of revoked sessions: session id -> revoked until (unix seconds).
+/// Reads are lock-free; writes (rare) copy the map.
+#[derive(Default)]
+pub struct Revocations {
+    map: ArcSwap<HashMap<String, u64>>,
+}
+
+impl Revocations {
+    /// Whether access tokens of `session_id` are refused at `now`.
+    pub fn is_revoked(&self, session_id: &str, now: u64) -> bool {
+        self.map.load().get(session_id).is_some_and(|until| *until > now)
+    }
+
+    /// Adds revocations (keeping the later deadline) and drops expired ones.
+    pub fn merge(&self, batch: &[(String, u64)], now: u64) {
+        if batch.is_empty() {
+            return;
+        }
+        self.map.rcu(|current| {
+            let mut next: HashMap<String, u64> = current.iter().filter(|(_, u)| **u > now).map(|(k, u)| (k.clone(), *u)).collect();
+            for (id, until) in batch {
+                let slot = next.entry(id.clone()).or_insert(0);
+                *slot = (*slot).max(*until);
+            }
+            next
+        });
+    }
+
+    /// How many revocations are in force.
+    pub fn len(&self) -> usize {
+        self.map.load().len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+// === impl Activity ===
+
+const SHARDS: usize = 16;
+
+/// Session activity seen by this instance since the last flush (write-behind).
+pub struct Activity {
+    shards: Vec<Mutex<HashMap<String, u64>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), hasher: Default::default() }
+    }
+}
+
+impl Activity {
+    /// Notes that `session_id` was used at `now`.
+    pub fn record(&self, session_id: &str, now: u64) {
+        let shard = &self.shards[self.hasher.hash_one(session_id) as usize % SHARDS];
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(session_id) {
+            Some(t) => *t = (*t).max(now),
+            None => {
+                map.insert(session_id.to_string(), now);
+            }
+        }
+    }
+
+    /// Takes everything recorded so far.
+    pub fn drain(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).drain());
+        }
+        out
+    }
+}
+
+// === impl Sessions ===
+
+/// The long-lived session machinery shared by the proxy, the /auth endpoints and the sync task.
+pub struct Sessions {
+    pub store: Arc<dyn Store>,
+    pub revocations: Revocations,
+    pub activity: Activity,
+    pub settings: SessionSettings,
+    healthy: AtomicBool,
+}
+
+/// Why a session-backed request cannot proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionVeto {
+    Revoked,
+    StoreUnavailable,
+}
+
+impl Sessions {
+    /// Session machinery over `store`.
+    pub fn new(store: Arc<dyn Store>, settings: SessionSettings) -> Self {
+        Sessions { store, revocations: Revocations::default(), activity: Activity::default(), settings, healthy: AtomicBool::new(true) }
+    }
+
+    /// Whether the store answered at the last check.
+    pub fn store_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Marks the store's health (the sync task, and callers that saw it fail).
+    pub fn set_store_healthy(&self, healthy: bool) {
+        let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        if was != healthy {
+            if healthy {
+                tracing::info!("store reachable again");
+            } else {
+                tracing::warn!("store unreachable: serving on the last known revocation view");
+            }
+        }
+    }
+
+    /// The hot-path check for a proxied request's session: local only, never the store.
+    pub fn check(&self, session_id: &str, now: u64) -> Result<(), SessionVeto> {
+        if self.revocations.is_revoked(session_id, now) {
+            return Err(SessionVeto::Revoked);
+        }
+        if self.settings.on_store_outage == OutageMode::Deny && !self.store_healthy() {
+            return Err(SessionVeto::StoreUnavailable);
+        }
+        self.activity.record(session_id, now);
+        Ok(())
+    }
+
+    /// Revokes sessions everywhere: in the store (which tells other instances) and locally at once.
+    pub async fn revoke(&self, session_ids: &[String], until: u64, now: u64) -> Result<(), StoreError> {
+        let batch: Vec<(String, u64)> = session_ids.iter().map(|s| (s.clone(), until)).collect();
+        self.revocations.merge(&batch, now);
+        self.store.revoke_sessions(session_ids, until).await
+    }
+
+    /// Pulls every revocation in force from the store into the local view.
+    pub async fn reconcile(&self, now: u64) -> Result<(), StoreError> {
+        let all = self.store.revocations(now).await?;
+        self.revocations.merge(&all, now);
+        Ok(())
+    }
+
+    /// Writes recorded activity to the store.
+    pub async fn flush_activity(&self) -> Result<(), StoreError> {
+        let batch = self.activity.drain();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.store.touch_sessions(&batch, self.settings.idle_timeout.as_secs()).await
+    }
+
+    /// Keeps the local view in step with the store until `shutdown` fires: subscribes to
+    /// revocation notices, reconciles on (re)connect and periodically, flushes activity, and
+    /// tracks the store's health. Reconnects by itself.
+    pub async fn sync_forever(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let now = crate::auth::tokens::unix_now;
+            match self.store.watch_revocations().await {
+                Ok(mut notices) => {
+                    match self.reconcile(now()).await {
+                        Ok(()) => {
+                            self.set_store_healthy(true);
+                            backoff = Duration::from_millis(100);
+                        }
+                        Err(_) => self.set_store_healthy(false),
+                    }
+                    let mut tick = tokio::time::interval(self.settings.reconcile_every.min(self.settings.activity_flush));
+                    tick.tick().await;
+                    loop {
+                        tokio::select! {
+                            notice = notices.next() => match notice {
+                                Some(batch) => self.revocations.merge(&batch, now()),
+                                None => break,
+                            },
+                            _ = tick.tick() => {
+                                let result = match self.flush_activity().await {
+                                    Ok(()) => self.reconcile(now()).await,
+                                    Err(e) => Err(e),
+                                };
+                                self.set_store_healthy(result.is_ok());
+                            }
+                            _ = shutdown.changed() => {
+                                let _ = self.flush_activity().await;
+                                return;
+                            }
+                        }
+                    }
+                    self.set_store_healthy(false);
+                }
+                Err(e) => {
+                    self.set_store_healthy(false);
+                    tracing::debug!(error = %e, "store subscription failed; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_expire_and_keep_the_later_deadline() {
+        let r = Revocations::default();
+        r.merge(&[("a".into(), 100), ("b".into(), 50)], 10);
+        assert!(r.is_revoked("a", 99));
+        assert!(!r.is_revoked("a", 100));
+        assert!(!r.is_revoked("c", 0));
+        r.merge(&[("a".into(), 80), ("c".into(), 200)], 60);
+        assert!(r.is_revoked("a", 99), "the later deadline wins");
+        assert!(!r.is_revoked("b", 60));
+        assert_eq!(r.len(), 2, "expired entries are dropped on write");
+    }
+
+    #[test]
+    fn activity_keeps_the_latest_time_per_session_until_drained() {
+        let a = Activity::default();
+        a.record("s1", 10);
+        a.record("s1", 30);
+        a.record("s1", 20);
+        a.record("s2", 5);
+        let mut got = a.drain();
+        got.sort();
+        assert_eq!(got, vec![("s1".to_string(), 30), ("s2".to_string(), 5)]);
+        assert!(a.drain().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deny_mode_refuses_while_the_store_is_down() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::new());
+        let s = Sessions::new(store, SessionSettings { on_store_outage: OutageMode::Deny, ..Default::default() });
+        assert_eq!(s.check("x", 1), Ok(()));
+        s.set_store_healthy(false);
+        assert_eq!(s.check("x", 1), Err(SessionVeto::StoreUnavailable));
+        s.revoke(&["x".into()], 100, 1).await.unwrap();
+        assert_eq!(s.check("x", 1), Err(SessionVeto::Revoked));
+    }
+}

@@ -1,0 +1,114 @@
+//! Shared state: users created through the admin API, sessions, and revocations. One trait, two
+//! real backends: [`memory::MemoryStore`] (embedded, one instance) and [`redis::RedisStore`]
+//! (any number of instances).
+//!
+//! The store is never awaited on the proxied request path: proxied requests consult the local
+//! [`crate::auth::sessions::Revocations`] view, which the store feeds.
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Batches of revoked sessions, as they are announced.
+pub type RevocationNotices = BoxStream<'static, Vec<(String, u64)>>;
+
+/// A user known to the store (created through the admin API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    /// An argon2 PHC string; never serialized into an API answer (see `auth::api`).
+    pub password_hash: String,
+    pub created_at: u64,
+}
+
+/// One login on one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: u64,
+    pub last_activity: u64,
+    /// The absolute end of the session (unix seconds), whatever its activity.
+    pub expires_at: u64,
+    pub user_agent: String,
+    pub ip: String,
+    /// The `jti` of the only refresh token that may be presented next.
+    pub refresh_jti: String,
+}
+
+/// What happened to a refresh-token rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented token was current; the session now expects the new one.
+    Rotated,
+    /// The presented token was already rotated: reuse (RFC 9700).
+    Reused,
+    /// No such session (expired, logged out or revoked).
+    Missing,
+}
+
+/// The store could not be reached or answered nonsense.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store returned corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// How long a session key may live: until it idles out or reaches its absolute end.
+pub fn session_ttl(s: &SessionRecord, idle_seconds: u64, now: u64) -> u64 {
+    let idle_end = s.last_activity.saturating_add(idle_seconds);
+    idle_end.min(s.expires_at).saturating_sub(now).max(1)
+}
+
+/// The operations the gateway needs from shared state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A user by id.
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// A user by email (case-insensitive).
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// All users.
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Creates a user; false if the email is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
+    /// Changes a user's role; false if there is no such user.
+    async fn set_user_role(&self, id: &str, role: &str) -> Result<bool, StoreError>;
+    /// Deletes a user; false if there is no such user.
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Records a new session, alive for `idle_seconds` of inactivity (and never past `expires_at`).
+    async fn create_session(&self, session: &SessionRecord, idle_seconds: u64, now: u64) -> Result<(), StoreError>;
+    /// A live session.
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// A user's live sessions.
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Atomically replaces the session's expected refresh `jti` if `presented` is the current one.
+    async fn rotate_refresh(
+        &self,
+        session_id: &str,
+        presented: &str,
+        next: &str,
+        now: u64,
+        idle_seconds: u64,
+    ) -> Result<Rotation, StoreError>;
+    /// Write-behind activity: each session's latest activity time, extending its idle deadline.
+    async fn touch_sessions(&self, activity: &[(String, u64)], idle_seconds: u64) -> Result<(), StoreError>;
+    /// Ends sessions and records them as revoked until `until` (when their last access token
+    /// expires), telling every instance.
+    async fn revoke_sessions(&self, session_ids: &[String], until: u64) -> Result<(), StoreError>;
+    /// Every revocation still in force at `now`: (session id, in force until).
+    async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A stream of revocation notices from every instance (session id, in force until). It ends
+    /// when the connection behind it breaks; the caller reconnects and reconciles.
+    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError>;
+}

@@ -1,0 +1,157 @@
+//! The embedded store: one process, nothing survives a restart. Revocations reach the local view
+//! directly (there is no other instance to tell).
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures_util::StreamExt;
+
+use super::{RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<String, UserRecord>,
+    sessions: HashMap<String, (SessionRecord, u64 /* idle deadline */)>,
+    revoked: HashMap<String, u64>,
+}
+
+/// An in-process store.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the whole store: keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn live(entry: &(SessionRecord, u64), now: u64) -> bool {
+    now < entry.1 && now < entry.0.expires_at
+}
+
+fn unix_now() -> u64 {
+    crate::auth::tokens::unix_now()
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.lock().users.get(id).cloned())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.lock().users.values().find(|u| u.email.eq_ignore_ascii_case(email)).cloned())
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut all: Vec<UserRecord> = self.lock().users.values().cloned().collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.users.values().any(|u| u.email.eq_ignore_ascii_case(&user.email)) || inner.users.contains_key(&user.id) {
+            return Ok(false);
+        }
+        inner.users.insert(user.id.clone(), user.clone());
+        Ok(true)
+    }
+
+    async fn set_user_role(&self, id: &str, role: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().users.get_mut(id).map(|u| u.role = role.to_string()).is_some())
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().users.remove(id).is_some())
+    }
+
+    async fn create_session(&self, session: &SessionRecord, idle_seconds: u64, now: u64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        // Expired sessions are dropped here so the map never grows without bound.
+        inner.sessions.retain(|_, e| live(e, now));
+        inner.sessions.insert(session.id.clone(), (session.clone(), now + idle_seconds));
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let now = unix_now();
+        Ok(self.lock().sessions.get(id).filter(|e| live(e, now)).map(|e| e.0.clone()))
+    }
+
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let now = unix_now();
+        let mut all: Vec<SessionRecord> =
+            self.lock().sessions.values().filter(|e| live(e, now) && e.0.user_id == user_id).map(|e| e.0.clone()).collect();
+        all.sort_by_key(|s| s.created_at);
+        Ok(all)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        session_id: &str,
+        presented: &str,
+        next: &str,
+        now: u64,
+        idle_seconds: u64,
+    ) -> Result<Rotation, StoreError> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.sessions.get_mut(session_id).filter(|e| live(e, now)) else {
+            return Ok(Rotation::Missing);
+        };
+        if entry.0.refresh_jti != presented {
+            return Ok(Rotation::Reused);
+        }
+        entry.0.refresh_jti = next.to_string();
+        entry.0.last_activity = now;
+        entry.1 = now + idle_seconds;
+        Ok(Rotation::Rotated)
+    }
+
+    async fn touch_sessions(&self, activity: &[(String, u64)], idle_seconds: u64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for (id, at) in activity {
+            if let Some(entry) = inner.sessions.get_mut(id) {
+                if *at > entry.0.last_activity {
+                    entry.0.last_activity = *at;
+                    entry.1 = entry.1.max(at + idle_seconds);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke_sessions(&self, session_ids: &[String], until: u64) -> Result<(), StoreError> {
+        let now = unix_now();
+        let mut inner = self.lock();
+        inner.revoked.retain(|_, u| *u > now);
+        for id in session_ids {
+            inner.sessions.remove(id);
+            inner.revoked.insert(id.clone(), until);
+        }
+        Ok(())
+    }
+
+    async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self.lock().revoked.iter().filter(|(_, u)| **u > now).map(|(k, u)| (k.clone(), *u)).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
+        // One process: revocations reach the local view directly, nothing is ever announced.
+        Ok(futures_util::stream::pending().boxed())
+    }
+}

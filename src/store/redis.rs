@@ -1,0 +1,410 @@
+//! The Redis store: users, sessions and revocations shared by any number of gateway instances.
+//!
+//! Keys (all under the configured prefix, `portcullis:` by default):
+//!
+//! | key | type | TTL |
+//! |---|---|---|
+//! | `user:{id}` | hash: id, email, role, password_hash, created_at | none (deleted explicitly) |
+//! | `user-email:{email}` | string: user id (email lower-cased) | none (deleted with the user) |
+//! | `users` | set of user ids | none |
+//! | `session:{sid}` | hash: id, user_id, created_at, last_activity, expires_at, user_agent, ip, refresh_jti | until idle timeout or absolute end, whichever is first; extended by activity |
+//! | `user-sessions:{user_id}` | set of session ids (pruned when read) | until the user's newest session's absolute end |
+//! | `revoked` | sorted set: session id scored by "in force until" | until the last revocation lapses; lapsed members removed on every write and read |
+//! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
+//!
+//! Connections: one `ConnectionManager` (auto-reconnecting) per thread, created lazily on that
+//! thread, so a connection is only ever driven by the runtime that made it.
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use super::{session_ttl, RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
+
+const CREATE_USER: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('HSET', KEYS[2], 'id', ARGV[1], 'email', ARGV[2], 'role', ARGV[3], 'password_hash', ARGV[4], 'created_at', ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+";
+
+const ROTATE: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'refresh_jti')
+if not cur then return -1 end
+if cur ~= ARGV[1] then return 0 end
+local now = tonumber(ARGV[3])
+local exp = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
+if exp <= now then redis.call('DEL', KEYS[1]) return -1 end
+redis.call('HSET', KEYS[1], 'refresh_jti', ARGV[2], 'last_activity', ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.max(1, math.min(now + tonumber(ARGV[4]), exp) - now))
+return 1
+";
+
+const TOUCH: &str = r"
+local now = tonumber(ARGV[1])
+local idle = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local at = tonumber(ARGV[i + 2])
+  local last = redis.call('HGET', key, 'last_activity')
+  if last and at > tonumber(last) then
+    local exp = tonumber(redis.call('HGET', key, 'expires_at'))
+    redis.call('HSET', key, 'last_activity', at)
+    redis.call('EXPIRE', key, math.max(1, math.min(at + idle, exp) - now))
+  end
+end
+return 1
+";
+
+const REVOKE: &str = r"
+local untl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  redis.call('ZADD', KEYS[1], untl, ARGV[i])
+  redis.call('DEL', KEYS[i - 2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('EXPIRE', KEYS[1], math.max(1, math.ceil(tonumber(last[2]) - now))) end
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. ' ' .. table.concat(ARGV, ' ', 4))
+return #ARGV - 3
+";
+
+/// A Redis-backed store.
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    managers: Mutex<HashMap<ThreadId, ConnectionManager>>,
+    create_user: Script,
+    rotate: Script,
+    touch: Script,
+    revoke: Script,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn now() -> u64 {
+    crate::auth::tokens::unix_now()
+}
+
+impl RedisStore {
+    /// A store for `url` (`redis://host:port/db` or `redis+unix:///path`); connects lazily.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        Ok(RedisStore {
+            client,
+            prefix: prefix.to_string(),
+            managers: Mutex::new(HashMap::new()),
+            create_user: Script::new(CREATE_USER),
+            rotate: Script::new(ROTATE),
+            touch: Script::new(TOUCH),
+            revoke: Script::new(REVOKE),
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn con(&self) -> Result<ConnectionManager, StoreError> {
+        let id = std::thread::current().id();
+        let mut managers = self.managers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = managers.get(&id) {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(1000)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let c = ConnectionManager::new_lazy_with_config(self.client.clone(), config).map_err(unavailable)?;
+        managers.insert(id, c.clone());
+        Ok(c)
+    }
+
+    async fn hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
+        self.con()?.hgetall(key).await.map_err(unavailable)
+    }
+
+    async fn hashes(&self, keys: &[String]) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.hgetall(k);
+        }
+        pipe.query_async(&mut self.con()?).await.map_err(unavailable)
+    }
+}
+
+fn field<'a>(h: &'a HashMap<String, String>, name: &str) -> Result<&'a str, StoreError> {
+    h.get(name).map(String::as_str).ok_or_else(|| StoreError::Corrupt(format!("missing field {name}")))
+}
+
+fn number(h: &HashMap<String, String>, name: &str) -> Result<u64, StoreError> {
+    field(h, name)?.parse().map_err(|_| StoreError::Corrupt(format!("field {name} is not a number")))
+}
+
+fn user_from(h: &HashMap<String, String>) -> Result<Option<UserRecord>, StoreError> {
+    if h.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(UserRecord {
+        id: field(h, "id")?.into(),
+        email: field(h, "email")?.into(),
+        role: field(h, "role")?.into(),
+        password_hash: field(h, "password_hash")?.into(),
+        created_at: number(h, "created_at")?,
+    }))
+}
+
+fn session_from(h: &HashMap<String, String>) -> Result<Option<SessionRecord>, StoreError> {
+    if h.is_empty() {
+        return Ok(None);
+    }
+    let s = SessionRecord {
+        id: field(h, "id")?.into(),
+        user_id: field(h, "user_id")?.into(),
+        created_at: number(h, "created_at")?,
+        last_activity: number(h, "last_activity")?,
+        expires_at: number(h, "expires_at")?,
+        user_agent: field(h, "user_agent")?.into(),
+        ip: field(h, "ip")?.into(),
+        refresh_jti: field(h, "refresh_jti")?.into(),
+    };
+    Ok((s.expires_at > now()).then_some(s))
+}
+
+/// Parses a revocation notice: `"{until} {sid} {sid}..."`.
+fn parse_notice(payload: &str) -> Vec<(String, u64)> {
+    let mut parts = payload.split(' ');
+    let Some(until) = parts.next().and_then(|u| u.parse::<u64>().ok()) else {
+        return Vec::new();
+    };
+    parts.filter(|s| !s.is_empty()).map(|s| (s.to_string(), until)).collect()
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        user_from(&self.hash(&self.key(&format!("user:{id}"))).await?)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id: Option<String> = self.con()?.get(self.key(&format!("user-email:{}", email.to_lowercase()))).await.map_err(unavailable)?;
+        match id {
+            Some(id) => self.user(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let ids: Vec<String> = self.con()?.smembers(self.key("users")).await.map_err(unavailable)?;
+        let keys: Vec<String> = ids.iter().map(|id| self.key(&format!("user:{id}"))).collect();
+        let mut users = Vec::new();
+        for h in self.hashes(&keys).await? {
+            users.extend(user_from(&h)?);
+        }
+        users.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(users)
+    }
+
+    async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
+        let created: i64 = self
+            .create_user
+            .key(self.key(&format!("user-email:{}", u.email.to_lowercase())))
+            .key(self.key(&format!("user:{}", u.id)))
+            .key(self.key("users"))
+            .arg(&u.id)
+            .arg(&u.email)
+            .arg(&u.role)
+            .arg(&u.password_hash)
+            .arg(u.created_at)
+            .invoke_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(created == 1)
+    }
+
+    async fn set_user_role(&self, id: &str, role: &str) -> Result<bool, StoreError> {
+        let key = self.key(&format!("user:{id}"));
+        let mut con = self.con()?;
+        let exists: bool = con.exists(&key).await.map_err(unavailable)?;
+        if exists {
+            let _: () = con.hset(&key, "role", role).await.map_err(unavailable)?;
+        }
+        Ok(exists)
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(user) = self.user(id).await? else {
+            return Ok(false);
+        };
+        let _: () = redis::pipe()
+            .atomic()
+            .del(self.key(&format!("user:{id}")))
+            .del(self.key(&format!("user-email:{}", user.email.to_lowercase())))
+            .srem(self.key("users"), id)
+            .del(self.key(&format!("user-sessions:{id}")))
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn create_session(&self, s: &SessionRecord, idle_seconds: u64, now: u64) -> Result<(), StoreError> {
+        let key = self.key(&format!("session:{}", s.id));
+        let index = self.key(&format!("user-sessions:{}", s.user_id));
+        let fields: [(&str, String); 8] = [
+            ("id", s.id.clone()),
+            ("user_id", s.user_id.clone()),
+            ("created_at", s.created_at.to_string()),
+            ("last_activity", s.last_activity.to_string()),
+            ("expires_at", s.expires_at.to_string()),
+            ("user_agent", s.user_agent.clone()),
+            ("ip", s.ip.clone()),
+            ("refresh_jti", s.refresh_jti.clone()),
+        ];
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .expire(&key, session_ttl(s, idle_seconds, now) as i64)
+            .sadd(&index, &s.id)
+            .expire(&index, s.expires_at.saturating_sub(now).max(1) as i64)
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        session_from(&self.hash(&self.key(&format!("session:{id}"))).await?)
+    }
+
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let index = self.key(&format!("user-sessions:{user_id}"));
+        let ids: Vec<String> = self.con()?.smembers(&index).await.map_err(unavailable)?;
+        let keys: Vec<String> = ids.iter().map(|id| self.key(&format!("session:{id}"))).collect();
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (id, h) in ids.iter().zip(self.hashes(&keys).await?) {
+            match session_from(&h)? {
+                Some(s) => live.push(s),
+                None => dead.push(id.clone()),
+            }
+        }
+        if !dead.is_empty() {
+            let _: () = self.con()?.srem(&index, dead).await.map_err(unavailable)?;
+        }
+        live.sort_by_key(|s| s.created_at);
+        Ok(live)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        session_id: &str,
+        presented: &str,
+        next: &str,
+        now: u64,
+        idle_seconds: u64,
+    ) -> Result<Rotation, StoreError> {
+        let outcome: i64 = self
+            .rotate
+            .key(self.key(&format!("session:{session_id}")))
+            .arg(presented)
+            .arg(next)
+            .arg(now)
+            .arg(idle_seconds)
+            .invoke_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(match outcome {
+            1 => Rotation::Rotated,
+            0 => Rotation::Reused,
+            _ => Rotation::Missing,
+        })
+    }
+
+    async fn touch_sessions(&self, activity: &[(String, u64)], idle_seconds: u64) -> Result<(), StoreError> {
+        let mut con = self.con()?;
+        for chunk in activity.chunks(500) {
+            let mut call = self.touch.prepare_invoke();
+            call.arg(now()).arg(idle_seconds);
+            for (id, at) in chunk {
+                call.key(self.key(&format!("session:{id}"))).arg(*at);
+            }
+            let _: i64 = call.invoke_async(&mut con).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn revoke_sessions(&self, session_ids: &[String], until: u64) -> Result<(), StoreError> {
+        let mut con = self.con()?;
+        for chunk in session_ids.chunks(500) {
+            let mut call = self.revoke.prepare_invoke();
+            call.key(self.key("revoked")).arg(until).arg(now()).arg(self.key("revocations"));
+            for id in chunk {
+                call.key(self.key(&format!("session:{id}"))).arg(id);
+            }
+            let _: i64 = call.invoke_async(&mut con).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let key = self.key("revoked");
+        let (all,): (Vec<(String, f64)>,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(all.into_iter().map(|(id, until)| (id, until as u64)).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.key("revocations")).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(Duration::from_secs(1), connect)
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out subscribing".into()))?
+            .map_err(unavailable)?;
+        Ok(pubsub.into_on_message().map(|msg| parse_notice(&String::from_utf8_lossy(msg.get_payload_bytes()))).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_carry_a_deadline_and_session_ids() {
+        assert_eq!(parse_notice("100 a b"), vec![("a".to_string(), 100), ("b".to_string(), 100)]);
+        assert!(parse_notice("garbage a").is_empty());
+        assert!(parse_notice("").is_empty());
+    }
+}
