@@ -112,7 +112,9 @@ pub fn admit<'a>(
         Ok(()) => {}
         Err(SessionVeto::Revoked) => return Err(Reject::new(401, "invalid_token", "the session has ended", "revoked").on(route)),
         Err(SessionVeto::StoreUnavailable) => {
-            return Err(Reject::new(503, "store_unavailable", "the session store is unavailable; try again shortly", "store_unavailable").on(route))
+            return Err(
+                Reject::new(503, "store_unavailable", "the session store is unavailable; try again shortly", "store_unavailable").on(route)
+            )
         }
     }
     let level = identity.role.as_deref().and_then(|r| policy.roles.level(r));

@@ -104,7 +104,12 @@ fn main() -> ExitCode {
                 eprintln!("error: the password is empty");
                 return ExitCode::from(2);
             }
-            let settings = PasswordSettings { memory_kib: cost.memory_kib, iterations: cost.iterations, parallelism: cost.parallelism, ..Default::default() };
+            let settings = PasswordSettings {
+                memory_kib: cost.memory_kib,
+                iterations: cost.iterations,
+                parallelism: cost.parallelism,
+                ..Default::default()
+            };
             match hash_blocking(&settings, password) {
                 Ok(hash) => {
                     println!("{hash}");

@@ -158,8 +158,14 @@ impl ProxyHttp for Gateway {
         let snapshot = self.state.load_full();
         let req = session.req_header();
         ctx.request_id = headers::request_id(req);
-        let decision =
-            admit(&snapshot.policy, &snapshot.tokens, self.services.sessions.as_ref(), &req.method, req.uri.path(), headers::authorization(req));
+        let decision = admit(
+            &snapshot.policy,
+            &snapshot.tokens,
+            self.services.sessions.as_ref(),
+            &req.method,
+            req.uri.path(),
+            headers::authorization(req),
+        );
         match decision {
             Ok(Destination::Upstream(admitted)) => {
                 let Target::Upstream(upstream) = admitted.route.target;
@@ -195,7 +201,12 @@ impl ProxyHttp for Gateway {
 
     /// Rewrites the upstream request: normalized path, verified identity headers only, no client
     /// credentials unless the upstream asks for them, a request id, forwarding headers.
-    async fn upstream_request_filter(&self, session: &mut Session, upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let Some(up) = ctx.snapshot.as_ref().zip(ctx.upstream).map(|(s, i)| &s.upstreams[i]) else {
             return Error::e_explain(ErrorType::InternalError, "no upstream decided for this request");
         };

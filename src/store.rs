@@ -71,6 +71,13 @@ pub fn session_ttl(s: &SessionRecord, idle_seconds: u64, now: u64) -> u64 {
 /// The operations the gateway needs from shared state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Called once, on the long-lived runtime that should drive the store's connections, before
+    /// anything else (the session sync does it when it starts).
+    fn prepare(&self) {}
+    /// Whether the store lives in this process (then it is always reachable).
+    fn is_local(&self) -> bool {
+        false
+    }
     /// A user by id.
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// A user by email (case-insensitive).

@@ -160,7 +160,9 @@ pub enum SessionVeto {
 impl Sessions {
     /// Session machinery over `store`.
     pub fn new(store: Arc<dyn Store>, settings: SessionSettings) -> Self {
-        Sessions { store, revocations: Revocations::default(), activity: Activity::default(), settings, healthy: AtomicBool::new(true) }
+        // A shared store is not ready until the sync task has reached it once.
+        let healthy = AtomicBool::new(store.is_local());
+        Sessions { store, revocations: Revocations::default(), activity: Activity::default(), settings, healthy }
     }
 
     /// Whether the store answered at the last check.
@@ -192,11 +194,14 @@ impl Sessions {
         Ok(())
     }
 
-    /// Revokes sessions everywhere: in the store (which tells other instances) and locally at once.
+    /// Revokes sessions everywhere: in the store (which tells other instances), then locally at once.
     pub async fn revoke(&self, session_ids: &[String], until: u64, now: u64) -> Result<(), StoreError> {
+        // Store first: a revocation that failed is reported as failed (503) and changes nothing,
+        // rather than holding on this instance only.
+        self.store.revoke_sessions(session_ids, until).await?;
         let batch: Vec<(String, u64)> = session_ids.iter().map(|s| (s.clone(), until)).collect();
         self.revocations.merge(&batch, now);
-        self.store.revoke_sessions(session_ids, until).await
+        Ok(())
     }
 
     /// Pulls every revocation in force from the store into the local view.
@@ -212,13 +217,21 @@ impl Sessions {
         if batch.is_empty() {
             return Ok(());
         }
-        self.store.touch_sessions(&batch, self.settings.idle_timeout.as_secs()).await
+        let result = self.store.touch_sessions(&batch, self.settings.idle_timeout.as_secs()).await;
+        if result.is_err() {
+            // Keep the activity for the next flush: an outage must not make sessions idle out.
+            for (id, at) in &batch {
+                self.activity.record(id, *at);
+            }
+        }
+        result
     }
 
     /// Keeps the local view in step with the store until `shutdown` fires: subscribes to
     /// revocation notices, reconciles on (re)connect and periodically, flushes activity, and
     /// tracks the store's health. Reconnects by itself.
     pub async fn sync_forever(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.store.prepare();
         let mut backoff = Duration::from_millis(100);
         loop {
             let now = crate::auth::tokens::unix_now;
@@ -231,8 +244,11 @@ impl Sessions {
                         }
                         Err(_) => self.set_store_healthy(false),
                     }
-                    let mut tick = tokio::time::interval(self.settings.reconcile_every.min(self.settings.activity_flush));
-                    tick.tick().await;
+                    // Check often while unhealthy so recovery is noticed quickly; otherwise
+                    // sync every `reconcile_every`.
+                    let every = self.settings.reconcile_every.min(self.settings.activity_flush);
+                    let mut tick = tokio::time::interval(Duration::from_millis(250));
+                    let mut last_sync = tokio::time::Instant::now();
                     loop {
                         tokio::select! {
                             notice = notices.next() => match notice {
@@ -240,6 +256,10 @@ impl Sessions {
                                 None => break,
                             },
                             _ = tick.tick() => {
+                                if self.store_healthy() && last_sync.elapsed() < every {
+                                    continue;
+                                }
+                                last_sync = tokio::time::Instant::now();
                                 let result = match self.flush_activity().await {
                                     Ok(()) => self.reconcile(now()).await,
                                     Err(e) => Err(e),

@@ -60,19 +60,25 @@ pub fn validate(
     let passwords = raw.passwords.as_ref().map(|s| lower_passwords(s, &mut p));
     let clean = p.is_empty() && other_files.is_empty();
     match (server, store, tokens, users, sessions, passwords, clean) {
-        (Some(Some(server)), Some(Some(store)), Some(Some(tokens)), Some(Some(users)), Some(Some(sessions)), Some(Some(passwords)), true) => {
-            Ok(Config {
-                source: source.to_path_buf(),
-                server,
-                store,
-                tokens,
-                policy: Policy { roles, routes: RouteTable::new(routes) },
-                upstreams: upstreams.into_iter().flatten().collect(),
-                users,
-                sessions,
-                passwords,
-            })
-        }
+        (
+            Some(Some(server)),
+            Some(Some(store)),
+            Some(Some(tokens)),
+            Some(Some(users)),
+            Some(Some(sessions)),
+            Some(Some(passwords)),
+            true,
+        ) => Ok(Config {
+            source: source.to_path_buf(),
+            server,
+            store,
+            tokens,
+            policy: Policy { roles, routes: RouteTable::new(routes) },
+            upstreams: upstreams.into_iter().flatten().collect(),
+            users,
+            sessions,
+            passwords,
+        }),
         _ => Err(p),
     }
 }
@@ -226,7 +232,11 @@ fn lower_store(s: &RawStore, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<P
             };
             // The URL may carry a password: never repeat it.
             if redis::Client::open(url.as_str()).is_err() {
-                value_problem(p, "store.redis_url", format!("{place} is not a valid Redis URL (redis://host:port/db or redis+unix:///path)"));
+                value_problem(
+                    p,
+                    "store.redis_url",
+                    format!("{place} is not a valid Redis URL (redis://host:port/db or redis+unix:///path)"),
+                );
                 return None;
             }
             Some(StoreSettings::Redis { url, key_prefix: s.key_prefix.clone() })

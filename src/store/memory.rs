@@ -45,6 +45,10 @@ fn unix_now() -> u64 {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(self.lock().users.get(id).cloned())
     }

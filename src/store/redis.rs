@@ -12,16 +12,17 @@
 //! | `revoked` | sorted set: session id scored by "in force until" | until the last revocation lapses; lapsed members removed on every write and read |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
 //!
-//! Connections: one `ConnectionManager` (auto-reconnecting) per thread, created lazily on that
-//! thread, so a connection is only ever driven by the runtime that made it.
+//! Connections: one multiplexed, auto-reconnecting `ConnectionManager`, created by
+//! [`Store::prepare`] on the session-sync background service's runtime (which lives as long as
+//! the process) and shared by every thread. The sync task's health checks and the endpoints
+//! therefore see the same connection state: when `/readyz` says ready, logins work.
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::thread::ThreadId;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::{session_ttl, RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
@@ -79,7 +80,7 @@ return #ARGV - 3
 pub struct RedisStore {
     client: redis::Client,
     prefix: String,
-    managers: Mutex<HashMap<ThreadId, ConnectionManager>>,
+    manager: OnceLock<ConnectionManager>,
     create_user: Script,
     rotate: Script,
     touch: Script,
@@ -101,7 +102,7 @@ impl RedisStore {
         Ok(RedisStore {
             client,
             prefix: prefix.to_string(),
-            managers: Mutex::new(HashMap::new()),
+            manager: OnceLock::new(),
             create_user: Script::new(CREATE_USER),
             rotate: Script::new(ROTATE),
             touch: Script::new(TOUCH),
@@ -114,19 +115,7 @@ impl RedisStore {
     }
 
     fn con(&self) -> Result<ConnectionManager, StoreError> {
-        let id = std::thread::current().id();
-        let mut managers = self.managers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = managers.get(&id) {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(1000)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let c = ConnectionManager::new_lazy_with_config(self.client.clone(), config).map_err(unavailable)?;
-        managers.insert(id, c.clone());
-        Ok(c)
+        self.manager.get().cloned().ok_or_else(|| StoreError::Unavailable("not connected yet".into()))
     }
 
     async fn hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -194,6 +183,23 @@ fn parse_notice(payload: &str) -> Vec<(String, u64)> {
 
 #[async_trait]
 impl Store for RedisStore {
+    fn prepare(&self) {
+        if self.manager.get().is_some() {
+            return;
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(1000)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), config) {
+            Ok(c) => {
+                let _ = self.manager.set(c);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot create the Redis connection manager"),
+        }
+    }
+
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         user_from(&self.hash(&self.key(&format!("user:{id}"))).await?)
     }

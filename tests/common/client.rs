@@ -56,6 +56,11 @@ impl Request {
         self.header("Authorization", &format!("Bearer {token}"))
     }
 
+    /// A JSON body with its content type.
+    pub fn json(self, value: &serde_json::Value) -> Self {
+        self.header("Content-Type", "application/json").body(value.to_string())
+    }
+
     /// A body, sent with its Content-Length.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();

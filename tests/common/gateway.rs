@@ -65,7 +65,9 @@ impl TestGateway {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 panic!("portcullis exited with {status}:\n{}", gw.log());
             }
-            std::net::TcpStream::connect(gw.admin).is_ok() && std::net::TcpStream::connect(gw.addr).is_ok()
+            std::net::TcpStream::connect(gw.admin).is_ok()
+                && std::net::TcpStream::connect(gw.addr).is_ok()
+                && gw.admin_get("/readyz").status == 200
         });
         assert!(up, "portcullis did not start:\n{}", gw.log());
         gw

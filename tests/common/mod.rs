@@ -5,10 +5,12 @@
 
 pub mod client;
 pub mod gateway;
+pub mod redis;
 pub mod upstream;
 
 pub use client::{Reply, Request};
 pub use gateway::TestGateway;
+pub use redis::RedisServer;
 pub use upstream::MockUpstream;
 
 use std::time::{Duration, Instant};
@@ -65,6 +67,19 @@ routes:
   - { name: profile,         path: /profile, require_role: guest, upstream: app }
   - { name: docs,            path: "/public/**", public: true, upstream: app }
 "#;
+
+/// A store section for the memory backend.
+pub const MEMORY_STORE: &str = "store:   { backend: memory }";
+
+/// A store section for a Redis server.
+pub fn redis_store(url: &str) -> String {
+    format!("store:   {{ backend: redis, redis_url: \"{url}\" }}")
+}
+
+/// The seed config pointing at `upstream`, with another `store:` line.
+pub fn seed_config_with_store(upstream: &str, store: &str) -> String {
+    seed_config(upstream).replace(MEMORY_STORE, store)
+}
 
 /// The seed config pointing at `upstream`.
 pub fn seed_config(upstream: &str) -> String {

@@ -17,10 +17,24 @@ struct World {
 fn world_with(settings: SessionSettings) -> World {
     let c = seed_config();
     let passwords = Passwords::new(&PasswordSettings { memory_kib: 1024, iterations: 1, ..Default::default() }).unwrap();
-    let alice_hash = crate::auth::passwords::hash_blocking(&PasswordSettings { memory_kib: 1024, iterations: 1, ..Default::default() }, "alice-password-123").unwrap();
+    let alice_hash = crate::auth::passwords::hash_blocking(
+        &PasswordSettings { memory_kib: 1024, iterations: 1, ..Default::default() },
+        "alice-password-123",
+    )
+    .unwrap();
     let users = UserDirectory::new(vec![
-        crate::auth::users::FileUser { id: "u-alice".into(), email: "alice@example.com".into(), role: "user".into(), password_hash: alice_hash.clone() },
-        crate::auth::users::FileUser { id: "u-root".into(), email: "root@example.com".into(), role: "admin".into(), password_hash: alice_hash },
+        crate::auth::users::FileUser {
+            id: "u-alice".into(),
+            email: "alice@example.com".into(),
+            role: "user".into(),
+            password_hash: alice_hash.clone(),
+        },
+        crate::auth::users::FileUser {
+            id: "u-root".into(),
+            email: "root@example.com".into(),
+            role: "admin".into(),
+            password_hash: alice_hash,
+        },
     ]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     World { tokens: TokenManager::new(&c.tokens), roles: c.policy.roles, users, sessions: Sessions::new(store, settings), passwords }
@@ -88,7 +102,8 @@ async fn login_returns_a_token_pair_for_a_session() {
 async fn unknown_email_and_wrong_password_get_the_same_answer() {
     let w = world();
     let wrong = w.call(Method::POST, "/auth/login", None, Some(json!({"email": "alice@example.com", "password": "nope-nope-nope"}))).await;
-    let unknown = w.call(Method::POST, "/auth/login", None, Some(json!({"email": "nobody@example.com", "password": "nope-nope-nope"}))).await;
+    let unknown =
+        w.call(Method::POST, "/auth/login", None, Some(json!({"email": "nobody@example.com", "password": "nope-nope-nope"}))).await;
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong, unknown);
     assert_eq!(wrong.body["error"], "invalid_credentials");
@@ -266,7 +281,14 @@ async fn new_passwords_must_follow_the_policy() {
 async fn role_changes_can_revoke_sessions_at_once() {
     let w = world_with(SessionSettings { on_role_change: RoleChange::Revoke, ..Default::default() });
     let (root, _) = w.login("root@example.com", "alice-password-123").await;
-    let r = w.call(Method::POST, "/admin/users", Some(&root), Some(json!({"email": "d@example.com", "password": "dave-password-123", "role": "user"}))).await;
+    let r = w
+        .call(
+            Method::POST,
+            "/admin/users",
+            Some(&root),
+            Some(json!({"email": "d@example.com", "password": "dave-password-123", "role": "user"})),
+        )
+        .await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let (dave, _) = w.login("d@example.com", "dave-password-123").await;
     w.call(Method::PATCH, &format!("/admin/users/{id}"), Some(&root), Some(json!({"role": "viewer"}))).await;
