@@ -8,10 +8,13 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 use crate::auth::sessions::Sessions;
+use crate::metrics::Metrics;
 
-/// Serves `GET /healthz` (alive) and `GET /readyz` (the store answers).
+/// Serves `GET /healthz` (alive), `GET /readyz` (the store answers) and `GET /metrics`.
 pub struct AdminApp {
     pub sessions: Arc<Sessions>,
+    /// None when `metrics.enabled` is false.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -38,7 +41,21 @@ impl ServeHttp for AdminApp {
                     json(503, serde_json::json!({ "status": "not_ready", "reason": "store_unavailable" }))
                 }
             }
-            (_, "/healthz" | "/readyz") => json(405, serde_json::json!({ "error": "method_not_allowed", "message": "use GET" })),
+            ("GET", "/metrics") => match &self.metrics {
+                Some(m) => {
+                    let body = m.render();
+                    Response::builder()
+                        .status(200)
+                        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                        .header("content-length", body.len())
+                        .body(body)
+                        .unwrap_or_default()
+                }
+                None => json(404, serde_json::json!({ "error": "not_found", "message": "metrics are disabled (metrics.enabled: false)" })),
+            },
+            (_, "/healthz" | "/readyz" | "/metrics") => {
+                json(405, serde_json::json!({ "error": "method_not_allowed", "message": "use GET" }))
+            }
             _ => json(404, serde_json::json!({ "error": "not_found", "message": "no such admin endpoint" })),
         }
     }

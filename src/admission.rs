@@ -40,8 +40,8 @@ pub struct Reject {
     pub message: Cow<'static, str>,
     /// A finer reason for audit and metrics (e.g. `expired`, `bad_signature`).
     pub reason: &'static str,
-    /// The matched route's name, when one matched.
-    pub route: Option<String>,
+    /// The matched route's name and index, when one matched.
+    pub route: Option<(usize, String)>,
 }
 
 impl Reject {
@@ -49,8 +49,8 @@ impl Reject {
         Reject { status, code, message: message.into(), reason, route: None }
     }
 
-    fn on(mut self, route: &Route) -> Self {
-        self.route = Some(route.name.clone());
+    fn on(mut self, index: usize, route: &Route) -> Self {
+        self.route = Some((index, route.name.clone()));
         self
     }
 
@@ -107,14 +107,15 @@ pub fn admit<'a>(
     if route.access == Access::Public {
         return Ok(Destination::Upstream(Admitted { route_index, route, path, identity: None }));
     }
-    let identity = authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).on(route))?;
+    let identity = authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).on(route_index, route))?;
     match sessions.check(&identity.session_id) {
         Ok(()) => {}
-        Err(SessionVeto::Revoked) => return Err(Reject::new(401, "invalid_token", "the session has ended", "revoked").on(route)),
+        Err(SessionVeto::Revoked) => {
+            return Err(Reject::new(401, "invalid_token", "the session has ended", "revoked").on(route_index, route))
+        }
         Err(SessionVeto::StoreUnavailable) => {
-            return Err(
-                Reject::new(503, "store_unavailable", "the session store is unavailable; try again shortly", "store_unavailable").on(route)
-            )
+            return Err(Reject::new(503, "store_unavailable", "the session store is unavailable; try again shortly", "store_unavailable")
+                .on(route_index, route))
         }
     }
     let level = identity.role.as_deref().and_then(|r| policy.roles.level(r));
@@ -124,7 +125,7 @@ pub fn admit<'a>(
             Access::Permission { resource, action, .. } => format!("this route requires the permission `{resource}:{action}`"),
             Access::Public => String::new(),
         };
-        return Err(Reject::new(403, "forbidden", message, "insufficient_role").on(route));
+        return Err(Reject::new(403, "forbidden", message, "insufficient_role").on(route_index, route));
     }
     Ok(Destination::Upstream(Admitted { route_index, route, path, identity: Some(identity) }))
 }

@@ -13,7 +13,9 @@ use crate::admin::AdminApp;
 use crate::auth::passwords::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
 use crate::config::{Config, StoreSettings};
+use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Services, Snapshot};
+use crate::reload::{Reloader, RestartOnly};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
@@ -71,18 +73,21 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let opt = Opt { upgrade: opts.upgrade, daemon: opts.daemon, ..Opt::default() };
     let (listen, admin_listen) = (s.listen.to_string(), s.admin_listen.to_string());
 
-    let sessions = Arc::new(Sessions::new(open_store(&config.store)?, config.sessions.clone()));
+    let metrics = config.metrics_enabled.then(Metrics::new);
+    let sessions = Arc::new(Sessions::new(open_store(&config.store)?, config.sessions.clone()).with_metrics(metrics.clone()));
     let passwords = Arc::new(Passwords::new(&config.passwords)?);
-    let services = Arc::new(Services { sessions: sessions.clone(), passwords });
+    let services = Arc::new(Services { sessions: sessions.clone(), passwords, metrics: metrics.clone() });
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
+    let (config_path, running) = (config.source.clone(), RestartOnly::of(&config));
+    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(config, metrics.as_deref())));
+    let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state, services), "portcullis proxy");
     proxy.add_tcp(&listen);
 
-    let mut admin = Service::new("portcullis admin".to_string(), AdminApp { sessions: sessions.clone() });
+    let mut admin = Service::new("portcullis admin".to_string(), AdminApp { sessions: sessions.clone(), metrics });
     admin.add_tcp(&admin_listen);
     admin.threads = Some(1);
 
@@ -91,6 +96,10 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
 
     server.add_service(proxy);
     server.add_service(admin);
+    let mut reload = background_service("config reload", reloader);
+    reload.threads = Some(1);
+
     server.add_service(sync);
+    server.add_service(reload);
     Ok(server)
 }

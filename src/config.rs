@@ -33,6 +33,17 @@ pub struct Config {
     pub users: UserSettings,
     pub sessions: SessionSettings,
     pub passwords: PasswordSettings,
+    pub metrics_enabled: bool,
+    pub logging: LoggingSettings,
+}
+
+/// How the gateway logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    /// One JSON object per line instead of human text.
+    pub json: bool,
+    /// A `tracing` filter directive such as `info` or `portcullis=debug,info`.
+    pub level: String,
 }
 
 /// Users from the users file, and the role that may manage users.

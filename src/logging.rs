@@ -4,6 +4,8 @@
 //! so they are dropped whatever `RUST_LOG` asks for: a secret must never reach a log line.
 
 use tracing::Level;
+
+use crate::config::LoggingSettings;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
@@ -12,16 +14,20 @@ pub fn allowed(target: &str, level: &Level) -> bool {
     !(target.starts_with("pingora") && *level > Level::INFO)
 }
 
-/// Installs the global subscriber: human text to stderr, level from `RUST_LOG` (default info).
-pub fn init() {
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .with_filter(env)
-        .with_filter(filter_fn(|m| allowed(m.target(), m.level())));
-    tracing_subscriber::registry().with(layer).init();
+/// Installs the global subscriber on stderr: human text or JSON lines, level from `RUST_LOG`
+/// if set, else from the config.
+pub fn init(settings: &LoggingSettings) {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let pingora_quiet = filter_fn(|m| allowed(m.target(), m.level()));
+    if settings.json {
+        let layer = tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(env).with_filter(pingora_quiet);
+        tracing_subscriber::registry().with(layer).init();
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let layer =
+            tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(env).with_filter(pingora_quiet);
+        tracing_subscriber::registry().with(layer).init();
+    }
 }
 
 #[cfg(test)]

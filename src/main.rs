@@ -169,7 +169,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config, upgrade, daemon } => {
-            portcullis::logging::init();
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -178,6 +177,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            portcullis::logging::init(&cfg.logging);
             tracing::info!(listen = %cfg.server.listen, admin = %cfg.server.admin_listen, routes = cfg.policy.routes.routes().len(), "portcullis starting");
             match build_server(cfg, RunOptions { upgrade, daemon }) {
                 Ok(server) => server.run_forever(),

@@ -21,8 +21,10 @@ use crate::auth::sessions::Sessions;
 use crate::auth::users::UserDirectory;
 use crate::auth::TokenManager;
 use crate::config::{Config, Upstream};
+use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
 use crate::policy::{Policy, Target};
 pub use reply::error_body;
+use std::time::Instant;
 
 /// Everything a request is judged and routed with that comes from gateway.yaml. Swapped whole
 /// on reload; a request keeps the snapshot it started with.
@@ -33,12 +35,22 @@ pub struct Snapshot {
     pub users: UserDirectory,
     pub admin_role: String,
     peers: Vec<HttpPeer>,
+    /// Metric handles per route and per upstream (same order as the config's), if enabled.
+    route_metrics: Vec<Arc<RouteMetrics>>,
+    upstream_metrics: Vec<UpstreamMetrics>,
 }
 
 impl Snapshot {
     /// Builds the request-path view of a validated config.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, metrics: Option<&Metrics>) -> Self {
         let peers = config.upstreams.iter().map(upstream::peer).collect();
+        let (route_metrics, upstream_metrics) = match metrics {
+            Some(m) => (
+                config.policy.routes.routes().iter().map(|r| m.route(&r.name)).collect(),
+                config.upstreams.iter().map(|u| m.upstream(&u.name)).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         Snapshot {
             tokens: TokenManager::new(&config.tokens),
             policy: config.policy,
@@ -46,6 +58,8 @@ impl Snapshot {
             users: UserDirectory::new(config.users.file_users),
             admin_role: config.users.admin_role,
             peers,
+            route_metrics,
+            upstream_metrics,
         }
     }
 }
@@ -54,6 +68,7 @@ impl Snapshot {
 pub struct Services {
     pub sessions: Arc<Sessions>,
     pub passwords: Arc<Passwords>,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// The proxy service.
@@ -94,6 +109,7 @@ impl Gateway {
             passwords: &self.services.passwords,
             admin_role: &snapshot.admin_role,
             revocation_ttl: snapshot.tokens.access_ttl().as_secs() + snapshot.tokens.leeway_seconds(),
+            metrics: self.services.metrics.as_deref(),
         };
         let api_req = ApiRequest {
             method: &req.method,
@@ -132,8 +148,8 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, String> {
 }
 
 /// Per-request state carried between phases.
-#[derive(Default)]
 pub struct RequestCtx {
+    started: Instant,
     snapshot: Option<Arc<Snapshot>>,
     request_id: String,
     route: Option<usize>,
@@ -141,6 +157,16 @@ pub struct RequestCtx {
     /// The normalized path when it differs from the request's.
     rewritten_path: Option<String>,
     identity: Option<Identity>,
+    /// Where this request's metrics go.
+    route_metrics: Option<Arc<RouteMetrics>>,
+    upstream_started: Option<Instant>,
+    upstream_answered: bool,
+}
+
+impl RequestCtx {
+    fn upstream_metrics(&self) -> Option<&UpstreamMetrics> {
+        self.snapshot.as_ref().zip(self.upstream).and_then(|(s, i)| s.upstream_metrics.get(i))
+    }
 }
 
 #[async_trait]
@@ -148,7 +174,18 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            request_id: String::new(),
+            route: None,
+            upstream: None,
+            rewritten_path: None,
+            identity: None,
+            route_metrics: None,
+            upstream_started: None,
+            upstream_answered: false,
+        }
     }
 
     /// Enforces the whole admission policy (path normalization, routing, authentication,
@@ -175,16 +212,34 @@ impl ProxyHttp for Gateway {
                     ctx.rewritten_path = Some(admitted.path.into_owned());
                 }
                 ctx.identity = admitted.identity;
+                ctx.route_metrics = snapshot.route_metrics.get(admitted.route_index).cloned();
                 ctx.snapshot = Some(snapshot);
                 Ok(false)
             }
             Ok(Destination::Api(path)) => {
                 let path = path.into_owned();
+                ctx.route_metrics = self.services.metrics.as_ref().map(|m| m.gateway().clone());
                 self.serve_api(session, ctx, &snapshot, &path).await;
                 Ok(true)
             }
             Err(reject) => {
-                tracing::debug!(status = reject.status, reason = reject.reason, route = reject.route.as_deref(), request_id = %ctx.request_id, "request refused");
+                let route_name = reject.route.as_ref().map(|(_, name)| name.as_str());
+                tracing::debug!(status = reject.status, reason = reject.reason, route = route_name, request_id = %ctx.request_id, "request refused");
+                if let Some(m) = &self.services.metrics {
+                    ctx.route_metrics = match reject.route {
+                        Some((i, _)) => snapshot.route_metrics.get(i).cloned(),
+                        None => Some(m.unmatched().clone()),
+                    };
+                    match reject.status {
+                        401 => m.auth_failure(reject.reason),
+                        403 => {
+                            if let Some(r) = &ctx.route_metrics {
+                                r.denied.inc();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 reply::send(session, &reject, &ctx.request_id).await;
                 Ok(true)
             }
@@ -193,6 +248,7 @@ impl ProxyHttp for Gateway {
 
     /// Sends the request to the upstream its route names.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(Instant::now());
         match (&ctx.snapshot, ctx.upstream) {
             (Some(snapshot), Some(i)) => Ok(Box::new(snapshot.peers[i].clone())),
             _ => Error::e_explain(ErrorType::InternalError, "no upstream decided for this request"),
@@ -220,6 +276,37 @@ impl ProxyHttp for Gateway {
                 upstream: up,
             },
         )
+    }
+
+    /// Times the upstream until its response header.
+    async fn upstream_response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if !ctx.upstream_answered {
+            ctx.upstream_answered = true;
+            if let (Some(m), Some(t)) = (ctx.upstream_metrics(), ctx.upstream_started) {
+                m.duration.observe(t.elapsed().as_secs_f64());
+                m.outcome(if response.status.is_server_error() { "http_5xx" } else { "ok" });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the request's metrics (every request passes here, refused or not).
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(r) = &ctx.route_metrics {
+            r.finished(method_label(&session.req_header().method), status, ctx.started.elapsed().as_secs_f64());
+        }
+        if let (Some(e), false, Some(m)) = (e, ctx.upstream_answered, ctx.upstream_metrics()) {
+            if ctx.upstream_started.is_some() && e.esource() == &ErrorSource::Upstream {
+                m.outcome(match e.etype() {
+                    ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+                        "connect_error"
+                    }
+                    ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                    _ => "error",
+                });
+            }
+        }
     }
 
     /// Tells the client which request id the gateway used.

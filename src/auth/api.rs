@@ -14,6 +14,7 @@ use super::sessions::{RoleChange, SessionVeto, Sessions};
 use super::tokens::{new_id, unix_now, TokenError, TokenKind, TokenManager};
 use super::users::{Source, User, UserDirectory};
 use crate::admission::{authenticate, Identity};
+use crate::metrics::Metrics;
 use crate::policy::Roles;
 use crate::store::{Rotation, SessionRecord, StoreError, UserRecord};
 use crate::timefmt::rfc3339;
@@ -99,6 +100,7 @@ pub struct ApiContext<'a> {
     pub admin_role: &'a str,
     /// How long a revocation must stay in force: the access token lifetime plus leeway.
     pub revocation_ttl: u64,
+    pub metrics: Option<&'a Metrics>,
 }
 
 /// Serves one endpoint request.
@@ -216,7 +218,16 @@ fn token_reply(access: String, refresh: String, expires_in: u64) -> Reply {
 
 fn store_failed(cx: &ApiContext<'_>, e: StoreError) -> ApiError {
     cx.sessions.set_store_healthy(false);
+    if let Some(m) = cx.metrics {
+        m.store_error("api");
+    }
     e.into()
+}
+
+fn count_login(cx: &ApiContext<'_>, result: &'static str) {
+    if let Some(m) = cx.metrics {
+        m.login(result);
+    }
 }
 
 // === /auth ===
@@ -229,6 +240,19 @@ struct LoginBody {
 
 async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     let body: LoginBody = json_body(req)?;
+    let outcome = login_checked(cx, req, body).await;
+    count_login(
+        cx,
+        match &outcome {
+            Ok(_) => "success",
+            Err(e) if e.code == "invalid_credentials" => "invalid_credentials",
+            Err(_) => "error",
+        },
+    );
+    outcome
+}
+
+async fn login_checked(cx: &ApiContext<'_>, req: &ApiRequest<'_>, body: LoginBody) -> Reply {
     let user = cx.users.by_email(cx.sessions.store.as_ref(), body.email.trim()).await.map_err(|e| store_failed(cx, e))?;
     let ok = cx.passwords.verify(body.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let user = match (ok, user) {

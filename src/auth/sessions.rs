@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// What proxied requests do when the store cannot be reached.
@@ -148,6 +149,7 @@ pub struct Sessions {
     pub activity: Activity,
     pub settings: SessionSettings,
     healthy: AtomicBool,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Why a session-backed request cannot proceed.
@@ -162,7 +164,13 @@ impl Sessions {
     pub fn new(store: Arc<dyn Store>, settings: SessionSettings) -> Self {
         // A shared store is not ready until the sync task has reached it once.
         let healthy = AtomicBool::new(store.is_local());
-        Sessions { store, revocations: Revocations::default(), activity: Activity::default(), settings, healthy }
+        Sessions { store, revocations: Revocations::default(), activity: Activity::default(), settings, healthy, metrics: None }
+    }
+
+    /// Counts revocations and store errors in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Whether the store answered at the last check.
@@ -172,6 +180,9 @@ impl Sessions {
 
     /// Marks the store's health (the sync task, and callers that saw it fail).
     pub fn set_store_healthy(&self, healthy: bool) {
+        if let (false, Some(m)) = (healthy, &self.metrics) {
+            m.store_error("sync");
+        }
         let was = self.healthy.swap(healthy, Ordering::Relaxed);
         if was != healthy {
             if healthy {
@@ -199,6 +210,9 @@ impl Sessions {
         // Store first: a revocation that failed is reported as failed (503) and changes nothing,
         // rather than holding on this instance only.
         self.store.revoke_sessions(session_ids, until).await?;
+        if let Some(m) = &self.metrics {
+            m.sessions_revoked(session_ids.len());
+        }
         let batch: Vec<(String, u64)> = session_ids.iter().map(|s| (s.clone(), until)).collect();
         self.revocations.merge(&batch, now);
         Ok(())

@@ -157,6 +157,33 @@ impl Default for RawPasswords {
     }
 }
 
+/// `metrics:`: whether the admin listener serves /metrics (and the request path records them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub enabled: bool,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics { enabled: true }
+    }
+}
+
+/// `logging:`: log format and level (`RUST_LOG` overrides the level).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogging {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging { format: "text".into(), level: "info".into() }
+    }
+}
+
 /// `roles:`: role name -> level (a missing level is reported, not defaulted).
 pub type RawRoles = BTreeMap<String, Option<i64>>;
 

@@ -8,11 +8,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{
-    RawFileUser, RawGrants, RawPasswords, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
-    RawUsersFile,
+    RawFileUser, RawGrants, RawLogging, RawMetrics, RawPasswords, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens,
+    RawUpstream, RawUsers, RawUsersFile,
 };
 use super::{
-    did_you_mean, lenient, Config, Diagnostic, Problem, Secret, ServerSettings, StoreSettings, TokenSettings, Upstream, UserSettings, Where,
+    did_you_mean, lenient, Config, Diagnostic, LoggingSettings, Problem, Secret, ServerSettings, StoreSettings, TokenSettings, Upstream,
+    UserSettings, Where,
 };
 use crate::auth::passwords::{is_argon2_hash, PasswordSettings};
 use crate::auth::sessions::{OutageMode, RoleChange, SessionSettings};
@@ -21,7 +22,8 @@ use crate::policy::roles::UnknownPermission;
 use crate::policy::routes::parse_pattern;
 use crate::policy::{Access, PermissionMatrix, Policy, Roles, Route, RouteTable, Target};
 
-const SECTIONS: [&str; 10] = ["server", "store", "tokens", "roles", "permissions", "upstreams", "routes", "users", "sessions", "passwords"];
+const SECTIONS: [&str; 12] =
+    ["server", "store", "tokens", "roles", "permissions", "upstreams", "routes", "users", "sessions", "passwords", "metrics", "logging"];
 const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Default)]
@@ -36,6 +38,8 @@ struct Raw {
     users: Option<RawUsers>,
     sessions: Option<RawSessions>,
     passwords: Option<RawPasswords>,
+    metrics: Option<RawMetrics>,
+    logging: Option<RawLogging>,
 }
 
 /// Checks everything and builds the config, or returns every problem found.
@@ -58,15 +62,15 @@ pub fn validate(
     let users = raw.users.as_ref().map(|u| lower_users(u, source, &roles, &mut p, other_files));
     let sessions = raw.sessions.as_ref().map(|s| lower_sessions(s, &mut p));
     let passwords = raw.passwords.as_ref().map(|s| lower_passwords(s, &mut p));
+    let logging = raw.logging.as_ref().map(|l| lower_logging(l, &mut p));
+    let metrics_enabled = raw.metrics.as_ref().map(|m| m.enabled);
     let clean = p.is_empty() && other_files.is_empty();
-    match (server, store, tokens, users, sessions, passwords, clean) {
+    let sections = (server, store, tokens, users, sessions, passwords);
+    match (sections, logging, metrics_enabled, clean) {
         (
-            Some(Some(server)),
-            Some(Some(store)),
-            Some(Some(tokens)),
-            Some(Some(users)),
-            Some(Some(sessions)),
-            Some(Some(passwords)),
+            (Some(Some(server)), Some(Some(store)), Some(Some(tokens)), Some(Some(users)), Some(Some(sessions)), Some(Some(passwords))),
+            Some(Some(logging)),
+            Some(metrics_enabled),
             true,
         ) => Ok(Config {
             source: source.to_path_buf(),
@@ -78,6 +82,8 @@ pub fn validate(
             users,
             sessions,
             passwords,
+            metrics_enabled,
+            logging,
         }),
         _ => Err(p),
     }
@@ -105,6 +111,8 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             "users" => raw.users = section(v, "users", p),
             "sessions" => raw.sessions = section(v, "sessions", p),
             "passwords" => raw.passwords = section(v, "passwords", p),
+            "metrics" => raw.metrics = section(v, "metrics", p),
+            "logging" => raw.logging = section(v, "logging", p),
             "roles" => raw.roles = lenient::deserialize(v, "roles", p),
             "permissions" => {
                 for (resource, grants) in entries(v, "permissions", p) {
@@ -148,6 +156,12 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
     }
     if raw.passwords.is_none() && untouched("passwords", p) {
         raw.passwords = Some(RawPasswords::default());
+    }
+    if raw.metrics.is_none() && untouched("metrics", p) {
+        raw.metrics = Some(RawMetrics::default());
+    }
+    if raw.logging.is_none() && untouched("logging", p) {
+        raw.logging = Some(RawLogging::default());
     }
     raw
 }
@@ -673,4 +687,20 @@ fn lower_passwords(s: &RawPasswords, p: &mut Vec<Problem>) -> Option<PasswordSet
         max_concurrent: s.max_concurrent,
         max_queue: s.max_queue,
     })
+}
+
+fn lower_logging(l: &RawLogging, p: &mut Vec<Problem>) -> Option<LoggingSettings> {
+    let json = match l.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            value_problem(p, "logging.format", format!("unknown format `{other}`: use `text` or `json`"));
+            return None;
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
+        value_problem(p, "logging.level", "not a log level or filter (e.g. `info`, `warn`, `portcullis=debug,info`)");
+        return None;
+    }
+    Some(LoggingSettings { json, level: l.level.clone() })
 }

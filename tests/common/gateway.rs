@@ -112,6 +112,40 @@ impl TestGateway {
         self.dir.path()
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the gateway process.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Rewrites the config file (harness placeholders filled in as at start).
+    pub fn rewrite_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_path).expect("config");
+        let new = edit(text);
+        // Write then rename, as editors and config management do, so a reader never sees half.
+        let tmp = self.dir.path().join("gateway.yaml.tmp");
+        std::fs::write(&tmp, new).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("replace config");
+    }
+
+    /// The value of one metric sample line (exact series), if exported.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = String::from_utf8_lossy(&self.admin_get("/metrics").body).into_owned();
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -54,6 +54,7 @@ impl World {
             passwords: &self.passwords,
             admin_role: "admin",
             revocation_ttl: 900,
+            metrics: None,
         }
     }
 

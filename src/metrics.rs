@@ -1,0 +1,302 @@
+//! Prometheus metrics, in a private registry (two gateways in one process never collide).
+//!
+//! Recording on the request path takes no lock and allocates nothing in steady state: per-route
+//! and per-upstream handles are resolved when a config snapshot is built, and label sets that
+//! depend on the request (status code, method, failure reason) are resolved once into a
+//! copy-on-write map ([`LabelCache`]) whose reads are lock-free.
+//! Label values are always bounded: configured route and upstream names, fixed reason words,
+//! method names from a fixed list, status codes; never a raw path, user id or token.
+
+use arc_swap::ArcSwap;
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+/// Route label for requests that matched no route (404, bad paths).
+pub const UNMATCHED: &str = "_unmatched";
+/// Route label for the gateway's own endpoints (/auth, /admin/users).
+pub const GATEWAY: &str = "_gateway";
+
+const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Resolved children of a metric vector, by key: lock-free reads, copy-on-write inserts.
+pub struct LabelCache<K, C> {
+    map: ArcSwap<HashMap<K, C>>,
+}
+
+impl<K: Hash + Eq + Clone, C: Clone> LabelCache<K, C> {
+    fn new() -> Self {
+        LabelCache { map: ArcSwap::from_pointee(HashMap::new()) }
+    }
+
+    /// The child for `key`, resolving it with `make` the first time only.
+    pub fn get(&self, key: K, make: impl FnOnce() -> C) -> C {
+        if let Some(c) = self.map.load().get(&key) {
+            return c.clone();
+        }
+        let child = make();
+        self.map.rcu(|m| {
+            let mut next = HashMap::clone(m);
+            next.entry(key.clone()).or_insert_with(|| child.clone());
+            next
+        });
+        child
+    }
+}
+
+/// A fixed, bounded method label.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Every series the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    auth_failures: IntCounterVec,
+    authz_denied: IntCounterVec,
+    logins: IntCounterVec,
+    sessions_revoked: IntCounter,
+    upstream_requests: IntCounterVec,
+    upstream_duration: HistogramVec,
+    config_reloads: IntCounterVec,
+    store_errors: IntCounterVec,
+    auth_failure_cache: LabelCache<&'static str, IntCounter>,
+    /// The special routes' handles (unmatched, gateway endpoints).
+    unmatched: Arc<RouteMetrics>,
+    gateway: Arc<RouteMetrics>,
+}
+
+/// Handles for one route.
+pub struct RouteMetrics {
+    name: String,
+    requests: IntCounterVec,
+    by_status: LabelCache<(&'static str, u16), IntCounter>,
+    pub duration: Histogram,
+    pub denied: IntCounter,
+}
+
+impl RouteMetrics {
+    /// Counts one finished request.
+    pub fn finished(&self, method: &'static str, status: u16, seconds: f64) {
+        let c =
+            self.by_status.get((method, status), || self.requests.with_label_values(&[self.name.as_str(), method, &status.to_string()]));
+        c.inc();
+        self.duration.observe(seconds);
+    }
+}
+
+/// Handles for one upstream.
+pub struct UpstreamMetrics {
+    outcomes: HashMap<&'static str, IntCounter>,
+    pub duration: Histogram,
+}
+
+/// What happened to one upstream request.
+pub const OUTCOMES: [&str; 5] = ["ok", "http_5xx", "connect_error", "timeout", "error"];
+
+impl UpstreamMetrics {
+    /// Counts one upstream attempt's outcome (one of [`OUTCOMES`]).
+    pub fn outcome(&self, outcome: &'static str) {
+        if let Some(c) = self.outcomes.get(outcome) {
+            c.inc();
+        }
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels).expect("valid metric definition");
+    registry.register(Box::new(v.clone())).expect("metric registered once");
+    v
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let v = HistogramVec::new(HistogramOpts::new(name, help).namespace("portcullis").buckets(LATENCY_BUCKETS.to_vec()), labels)
+        .expect("valid metric definition");
+    registry.register(Box::new(v.clone())).expect("metric registered once");
+    v
+}
+
+impl Metrics {
+    /// A fresh registry with every series declared.
+    pub fn new() -> Arc<Self> {
+        let r = Registry::new();
+        let requests =
+            counter_vec(&r, "requests_total", "Requests answered, by route name, method and status.", &["route", "method", "status"]);
+        let request_duration =
+            histogram_vec(&r, "request_duration_seconds", "Time from request to the end of the response, by route.", &["route"]);
+        let authz_denied =
+            counter_vec(&r, "authz_denied_total", "Authenticated requests refused for lack of role or permission, by route.", &["route"]);
+        let route = |name: &str| {
+            Arc::new(RouteMetrics {
+                name: name.to_string(),
+                requests: requests.clone(),
+                by_status: LabelCache::new(),
+                duration: request_duration.with_label_values(&[name]),
+                denied: authz_denied.with_label_values(&[name]),
+            })
+        };
+        let (unmatched, gateway) = (route(UNMATCHED), route(GATEWAY));
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; the version label says which build runs.").namespace("portcullis"),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(build_info.clone())).expect("metric registered once");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Arc::new(Metrics {
+            auth_failures: counter_vec(&r, "auth_failures_total", "Requests refused for a missing or bad token, by reason.", &["reason"]),
+            logins: counter_vec(&r, "logins_total", "Login attempts, by result.", &["result"]),
+            sessions_revoked: {
+                let c = IntCounter::with_opts(
+                    Opts::new("sessions_revoked_total", "Sessions ended by logout, reuse detection or an admin.").namespace("portcullis"),
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
+            upstream_requests: counter_vec(
+                &r,
+                "upstream_requests_total",
+                "Requests sent upstream, by upstream and outcome.",
+                &["upstream", "outcome"],
+            ),
+            upstream_duration: histogram_vec(
+                &r,
+                "upstream_duration_seconds",
+                "Time until the upstream's response header, by upstream.",
+                &["upstream"],
+            ),
+            config_reloads: counter_vec(&r, "config_reloads_total", "Config reloads, by result.", &["result"]),
+            store_errors: counter_vec(&r, "store_errors_total", "Failed store operations, by operation.", &["op"]),
+            requests,
+            request_duration,
+            authz_denied,
+            auth_failure_cache: LabelCache::new(),
+            unmatched,
+            gateway,
+            registry: r,
+        })
+    }
+
+    /// Handles for a configured route.
+    pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
+        Arc::new(RouteMetrics {
+            name: name.to_string(),
+            requests: self.requests.clone(),
+            by_status: LabelCache::new(),
+            duration: self.request_duration.with_label_values(&[name]),
+            denied: self.authz_denied.with_label_values(&[name]),
+        })
+    }
+
+    /// Handles for requests that matched no route.
+    pub fn unmatched(&self) -> &Arc<RouteMetrics> {
+        &self.unmatched
+    }
+
+    /// Handles for the gateway's own endpoints.
+    pub fn gateway(&self) -> &Arc<RouteMetrics> {
+        &self.gateway
+    }
+
+    /// Handles for a configured upstream.
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            outcomes: OUTCOMES.iter().map(|o| (*o, self.upstream_requests.with_label_values(&[name, o]))).collect(),
+            duration: self.upstream_duration.with_label_values(&[name]),
+        }
+    }
+
+    /// Counts a token refusal by reason (a fixed word such as `expired`).
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failure_cache.get(reason, || self.auth_failures.with_label_values(&[reason])).inc();
+    }
+
+    /// Counts a login by result (`success`, `invalid_credentials`, `error`).
+    pub fn login(&self, result: &'static str) {
+        self.logins.with_label_values(&[result]).inc();
+    }
+
+    /// Counts ended sessions.
+    pub fn sessions_revoked(&self, n: usize) {
+        self.sessions_revoked.inc_by(n as u64);
+    }
+
+    /// Counts a config reload (`success` or `error`).
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Counts a failed store operation.
+    pub fn store_error(&self, op: &'static str) {
+        self.store_errors.with_label_values(&[op]).inc();
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would only mean a malformed family.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_bounded_series_with_the_contract_names() {
+        let m = Metrics::new();
+        let r = m.route("projects-read");
+        r.finished("GET", 200, 0.002);
+        r.finished("GET", 200, 0.003);
+        r.finished("GET", 403, 0.001);
+        r.denied.inc();
+        m.unmatched().finished("GET", 404, 0.0001);
+        m.auth_failure("expired");
+        m.auth_failure("expired");
+        m.login("success");
+        m.sessions_revoked(2);
+        m.upstream("app").outcome("ok");
+        m.config_reload("error");
+        m.store_error("login");
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"portcullis_requests_total{method="GET",route="projects-read",status="200"} 2"#,
+            r#"portcullis_requests_total{method="GET",route="projects-read",status="403"} 1"#,
+            r#"portcullis_requests_total{method="GET",route="_unmatched",status="404"} 1"#,
+            r#"portcullis_request_duration_seconds_count{route="projects-read"} 3"#,
+            r#"portcullis_authz_denied_total{route="projects-read"} 1"#,
+            r#"portcullis_auth_failures_total{reason="expired"} 2"#,
+            r#"portcullis_logins_total{result="success"} 1"#,
+            "portcullis_sessions_revoked_total 2",
+            r#"portcullis_upstream_requests_total{outcome="ok",upstream="app"} 1"#,
+            r#"portcullis_config_reloads_total{result="error"} 1"#,
+            r#"portcullis_store_errors_total{op="login"} 1"#,
+            r#"portcullis_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_label_cache_resolves_each_key_once() {
+        let cache: LabelCache<u16, Arc<u16>> = LabelCache::new();
+        let a = cache.get(200, || Arc::new(200));
+        let b = cache.get(200, || panic!("resolved twice"));
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}

@@ -1,0 +1,185 @@
+//! Hot reload of gateway.yaml: on SIGHUP or when the file (or the users file) changes, parse and
+//! validate, then swap the whole snapshot atomically. Requests in flight keep the snapshot they
+//! started with. A broken file is refused with the same messages as `portcullis check` and the
+//! running configuration stays in force.
+//!
+//! Settings that need a restart (listeners, threads, store, sessions, passwords, metrics,
+//! logging) are reported when they change, and keep their running values.
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::passwords::PasswordSettings;
+use crate::auth::sessions::SessionSettings;
+use crate::config::{self, Config, LoggingSettings, ServerSettings, StoreSettings};
+use crate::metrics::Metrics;
+use crate::proxy::Snapshot;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new config is in force; these restart-only settings changed but were not applied.
+    Applied { needs_restart: Vec<&'static str> },
+    /// The file was refused; the old config stays. Each line is `FILE:LINE:COL: message`.
+    Refused(Vec<String>),
+}
+
+/// The settings that only take effect at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartOnly {
+    server: ServerSettings,
+    store: StoreSettings,
+    sessions: SessionSettings,
+    passwords: PasswordSettings,
+    metrics_enabled: bool,
+    logging: LoggingSettings,
+}
+
+impl RestartOnly {
+    /// The restart-only part of a config.
+    pub fn of(c: &Config) -> Self {
+        RestartOnly {
+            server: c.server.clone(),
+            store: c.store.clone(),
+            sessions: c.sessions.clone(),
+            passwords: c.passwords.clone(),
+            metrics_enabled: c.metrics_enabled,
+            logging: c.logging.clone(),
+        }
+    }
+
+    /// The keys whose values differ in `new`.
+    pub fn changes(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.server, &new.server);
+        let checks: [(&'static str, bool); 13] = [
+            ("server.listen", a.listen != b.listen),
+            ("server.admin_listen", a.admin_listen != b.admin_listen),
+            ("server.threads", a.threads != b.threads),
+            ("server.grace_period_seconds", a.grace_period_seconds != b.grace_period_seconds),
+            ("server.graceful_shutdown_timeout_seconds", a.graceful_shutdown_timeout_seconds != b.graceful_shutdown_timeout_seconds),
+            ("server.pid_file", a.pid_file != b.pid_file),
+            ("server.upgrade_sock", a.upgrade_sock != b.upgrade_sock),
+            ("server.upstream_keepalive_pool_size", a.upstream_keepalive_pool_size != b.upstream_keepalive_pool_size),
+            ("store", self.store != new.store),
+            ("sessions", self.sessions != new.sessions),
+            ("passwords", self.passwords != new.passwords),
+            ("metrics", self.metrics_enabled != new.metrics_enabled),
+            ("logging", self.logging != new.logging),
+        ];
+        checks.into_iter().filter(|(_, changed)| *changed).map(|(k, _)| k).collect()
+    }
+}
+
+/// Watches the config and swaps snapshots.
+pub struct Reloader {
+    path: PathBuf,
+    state: Arc<ArcSwap<Snapshot>>,
+    metrics: Option<Arc<Metrics>>,
+    running: RestartOnly,
+    /// Files whose content is watched: the config and, if any, the users file.
+    watched: Vec<PathBuf>,
+}
+
+impl Reloader {
+    /// A reloader for the config at `path`, currently running `config`.
+    pub fn new(path: PathBuf, running: RestartOnly, state: Arc<ArcSwap<Snapshot>>, metrics: Option<Arc<Metrics>>) -> Self {
+        let watched = watched_files(&path);
+        Reloader { path, state, metrics, running, watched }
+    }
+
+    /// Loads, validates and (if good) swaps in the config file now.
+    pub fn reload(&self, why: &str) -> Outcome {
+        let outcome = match config::load(&self.path) {
+            Ok(new) => {
+                let needs_restart = self.running.changes(&new);
+                self.state.store(Arc::new(Snapshot::new(new, self.metrics.as_deref())));
+                Outcome::Applied { needs_restart }
+            }
+            Err(errors) => Outcome::Refused(errors.0.iter().map(|d| d.to_string()).collect()),
+        };
+        match &outcome {
+            Outcome::Applied { needs_restart } => {
+                tracing::info!(trigger = why, "config reloaded");
+                for key in needs_restart {
+                    tracing::warn!(setting = key, "changed in the config but needs a restart to take effect; the running value stays");
+                }
+            }
+            Outcome::Refused(lines) => {
+                for line in lines {
+                    tracing::error!("{line}");
+                }
+                tracing::error!(trigger = why, problems = lines.len(), "config reload refused; the running config stays in force");
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.config_reload(if matches!(outcome, Outcome::Applied { .. }) { "success" } else { "error" });
+        }
+        outcome
+    }
+
+    /// A hash of every watched file's content (missing files included as such).
+    fn fingerprint(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        for f in &self.watched {
+            std::fs::read(f).ok().hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+fn watched_files(path: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    // The users file is named inside the config; watch it too if the config names one.
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(&text) {
+            if let Some(file) = v.get("users").and_then(|u| u.get("file")).and_then(|f| f.as_str()) {
+                files.push(path.parent().unwrap_or(std::path::Path::new(".")).join(file));
+            }
+        }
+    }
+    files
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    /// Reloads on SIGHUP and whenever a watched file's content changes (checked every second).
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload on file change only");
+                None
+            }
+        };
+        let mut seen = self.fingerprint();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = signalled => {
+                    self.reload("SIGHUP");
+                    seen = self.fingerprint();
+                }
+                _ = tick.tick() => {
+                    let now = self.fingerprint();
+                    if now != seen {
+                        seen = now;
+                        self.reload("file change");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
