@@ -253,6 +253,12 @@ fn locate(text: &str, source: &Path, problems: Vec<Problem>) -> Vec<Diagnostic> 
     out
 }
 
+/// The JSON Schema of gateway.yaml, for editors (completion and validation).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(raw::RawGatewayFile);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
 /// ` (did you mean `x`?)` for the closest candidate, or nothing if none is close.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
     let best = candidates

@@ -63,6 +63,8 @@ enum Command {
         #[arg(long)]
         session_id: Option<String>,
     },
+    /// Print the JSON Schema of gateway.yaml (for editor completion and validation).
+    Schema,
     /// Read a password from stdin and print its argon2id hash (for the users file).
     HashPassword {
         #[command(flatten)]
@@ -93,6 +95,10 @@ enum Kind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Schema => {
+            println!("{}", config::json_schema());
+            ExitCode::SUCCESS
+        }
         Command::HashPassword { cost } => {
             let mut line = String::new();
             if std::io::stdin().read_line(&mut line).is_err() {

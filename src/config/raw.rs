@@ -1,11 +1,12 @@
 //! The serde model of gateway.yaml, exactly as operators write it. Never used past validation:
 //! `validate.rs` lowers it into the typed [`crate::config::Config`].
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// `server:`: listeners and Pingora's own process settings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub listen: String,
@@ -34,7 +35,7 @@ impl Default for RawServer {
 }
 
 /// `store:`: where sessions, revocations and limits live.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     pub backend: String,
@@ -50,7 +51,7 @@ impl Default for RawStore {
 
 /// `tokens:`: how JWTs are signed and checked. The secret itself only ever comes from the
 /// environment variable named here.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTokens {
     pub secret_env: String,
@@ -77,7 +78,7 @@ impl Default for RawTokens {
 }
 
 /// `users:`: the users file and who may manage users.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawUsers {
     pub file: Option<String>,
@@ -91,7 +92,7 @@ impl Default for RawUsers {
 }
 
 /// One entry of the users file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFileUser {
     pub id: String,
@@ -109,7 +110,7 @@ pub struct RawUsersFile {
 }
 
 /// `sessions:`: lifetimes and failure behaviour.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSessions {
     pub idle_timeout_minutes: u64,
@@ -132,7 +133,7 @@ impl Default for RawSessions {
 }
 
 /// `passwords:`: argon2id cost, the policy for new passwords, hashing concurrency.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPasswords {
     pub min_length: usize,
@@ -158,7 +159,7 @@ impl Default for RawPasswords {
 }
 
 /// `metrics:`: whether the admin listener serves /metrics (and the request path records them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub enabled: bool,
@@ -171,7 +172,7 @@ impl Default for RawMetrics {
 }
 
 /// `logging:`: log format and level (`RUST_LOG` overrides the level).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLogging {
     pub format: String,
@@ -191,7 +192,7 @@ pub type RawRoles = BTreeMap<String, Option<i64>>;
 pub type RawGrants = BTreeMap<String, Option<Vec<String>>>;
 
 /// `upstreams.<name>:`: an application behind the gateway.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub url: String,
@@ -214,7 +215,7 @@ pub struct RawUpstream {
 }
 
 /// One entry of `routes:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: String,
@@ -247,4 +248,49 @@ mod defaults {
     pub fn yes() -> bool {
         true
     }
+}
+
+/// gateway.yaml as a whole. Validation reads it section by section (to report every problem);
+/// this type describes the file for `portcullis schema`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Portcullis gateway.yaml")]
+#[allow(dead_code)] // describes the file for the schema; validation reads the sections one by one
+pub struct RawGatewayFile {
+    /// Listeners and Pingora process settings (restart needed to change).
+    #[serde(default)]
+    pub server: Option<RawServer>,
+    /// Where users, sessions and revocations live.
+    #[serde(default)]
+    pub store: Option<RawStore>,
+    /// JWT signing and verification.
+    #[serde(default)]
+    pub tokens: Option<RawTokens>,
+    /// Role name -> level; a higher level inherits everything a lower level may do.
+    #[serde(default)]
+    pub roles: Option<BTreeMap<String, u32>>,
+    /// Resource -> role -> actions.
+    #[serde(default)]
+    pub permissions: Option<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+    /// Applications behind the gateway, by name.
+    #[serde(default)]
+    pub upstreams: Option<BTreeMap<String, RawUpstream>>,
+    /// First match wins, in file order.
+    #[serde(default)]
+    pub routes: Option<Vec<RawRoute>>,
+    /// The users file and who may manage users.
+    #[serde(default)]
+    pub users: Option<RawUsers>,
+    /// Session lifetimes and failure behaviour.
+    #[serde(default)]
+    pub sessions: Option<RawSessions>,
+    /// Password hashing cost and policy.
+    #[serde(default)]
+    pub passwords: Option<RawPasswords>,
+    /// The /metrics endpoint.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: Option<RawLogging>,
 }

@@ -154,3 +154,23 @@ fn an_empty_file_takes_defaults_but_still_needs_the_secret() {
     assert!(parse("", Path::new("g.yaml"), &env_with_secret).is_ok());
     assert!(parse("", Path::new("g.yaml"), &|_| None).is_err());
 }
+
+#[test]
+fn the_schema_describes_exactly_the_sections_the_validator_accepts() {
+    let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
+    let mut props: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut sections = validate::SECTIONS.to_vec();
+    props.sort();
+    sections.sort();
+    assert_eq!(props, sections);
+    assert_eq!(schema["additionalProperties"], false);
+    let server = &schema["$defs"]["RawServer"];
+    assert!(server["properties"]["listen"].is_object(), "{server}");
+    assert_eq!(server["additionalProperties"], false);
+}
+
+#[test]
+fn the_schema_type_accepts_the_shipped_file() {
+    let parsed: Result<raw::RawGatewayFile, _> = serde_yaml::from_str(include_str!("../../gateway.yaml"));
+    assert!(parsed.is_ok(), "{parsed:?}");
+}

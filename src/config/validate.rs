@@ -22,7 +22,7 @@ use crate::policy::roles::UnknownPermission;
 use crate::policy::routes::parse_pattern;
 use crate::policy::{Access, PermissionMatrix, Policy, Roles, Route, RouteTable, Target};
 
-const SECTIONS: [&str; 12] =
+pub(crate) const SECTIONS: [&str; 12] =
     ["server", "store", "tokens", "roles", "permissions", "upstreams", "routes", "users", "sessions", "passwords", "metrics", "logging"];
 const MIN_SECRET_BYTES: usize = 32;
 
