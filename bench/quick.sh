@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
-CONNS="${CONNS:-32}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v redis-server >/dev/null || scripts/ensure-deps
 cargo build --release --bin portcullis --example echo >/dev/null 2>&1
@@ -38,25 +37,30 @@ YAML
 
 start_gw() {
   target/release/portcullis run -c "$WORK/gw.yaml" 2>"$WORK/gw.log" & GW_PID=$!
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://$ADM/readyz" 2>/dev/null && return; sleep 0.1; done
+  # Ready means the store answers AND the proxy listener accepts (it may bind after the admin one).
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://$ADM/readyz" 2>/dev/null && curl -fsS -o /dev/null "http://$GW/public/x" 2>/dev/null && return
+    sleep 0.1
+  done
   echo "gateway did not start"; cat "$WORK/gw.log"; exit 1
 }
 stop_gw() { kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true; }
 
 # wrk summary -> "req/s p50 p99"
-measure() { # url [extra wrk args...]
+measure() { # url [extra wrk args...]; CONNS=n measure ... for another connection count
   local url=$1; shift
-  wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$@" "$url" > "$WORK/wrk.out" 2>&1
+  wrk -t1 -c"${CONNS:-32}" -d"$DURATION" --latency "$@" "$url" > "$WORK/wrk.out" 2>&1
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   p50=$(awk '$1=="50%" {print $2}' "$WORK/wrk.out")
   p99=$(awk '$1=="99%" {print $2}' "$WORK/wrk.out")
   non2xx=$(awk '/Non-2xx/ {print $5}' "$WORK/wrk.out")
-  echo "| $LABEL | $rps | $p50 | $p99 | ${non2xx:-0} |"
+  errors=$(awk '/Socket errors/ {print $4 $6 $8 $10}' "$WORK/wrk.out" | tr -d ',')
+  echo "| $LABEL | $rps | $p50 | $p99 | ${non2xx:-0} | ${errors:-0} |"
 }
 
-echo "| system (1 gateway thread, wrk -t1 -c$CONNS -d$DURATION) | req/s | p50 | p99 | non-2xx |"
-echo "|---|---:|---:|---:|---:|"
+echo "| system (1 gateway thread, wrk -t1 -c32 -d$DURATION) | req/s | p50 | p99 | non-2xx | socket errors |"
+echo "|---|---:|---:|---:|---:|---:|"
 LABEL="direct to the echo upstream"; measure "http://$UP/public/x"
 
 config "store: { backend: memory }"; start_gw
@@ -83,9 +87,9 @@ wrk.body = '{"email":"bench@example.com","password":"bench-password-123"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 echo
-echo "| logins (redis store) | req/s | p50 | p99 | non-2xx |"
-echo "|---|---:|---:|---:|---:|"
-CONNS=1 LABEL="POST /auth/login, 1 client"; CONNS=1 measure "http://$GW/auth/login" -s "$WORK/login.lua"
+echo "| logins (redis store) | req/s | p50 | p99 | non-2xx | socket errors |"
+echo "|---|---:|---:|---:|---:|---:|"
+LABEL="POST /auth/login, 1 client"; CONNS=1 measure "http://$GW/auth/login" -s "$WORK/login.lua"
 stop_gw
 
 # A login flood must not slow proxied traffic: proxied p99 alone, then with 8 clients logging in.
@@ -93,8 +97,8 @@ config "store: { backend: memory }"; start_gw
 curl -fsS -o /dev/null "http://$GW/admin/users" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password-123","role":"viewer"}'
 echo
-echo "| proxied traffic during a login flood | req/s | p50 | p99 | non-2xx |"
-echo "|---|---:|---:|---:|---:|"
+echo "| proxied traffic during a login flood | req/s | p50 | p99 | non-2xx | socket errors |"
+echo "|---|---:|---:|---:|---:|---:|"
 LABEL="JWT route, no logins"; measure "http://$GW/projects/1" -H "Authorization: Bearer $TOKEN"
 wrk -t1 -c8 -d"$DURATION" -s "$WORK/login.lua" "http://$GW/auth/login" > "$WORK/flood.out" 2>&1 & FLOOD=$!
 sleep 1
