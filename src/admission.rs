@@ -42,11 +42,14 @@ pub struct Reject {
     pub reason: &'static str,
     /// The matched route's name and index, when one matched.
     pub route: Option<(usize, String)>,
+    /// Extra response headers (Retry-After, RateLimit, ...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reject {
-    fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>, reason: &'static str) -> Self {
-        Reject { status, code, message: message.into(), reason, route: None }
+    /// A refusal with a status, public code, message and audit reason.
+    pub fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>, reason: &'static str) -> Self {
+        Reject { status, code, message: message.into(), reason, route: None, headers: Vec::new() }
     }
 
     fn on(mut self, index: usize, route: &Route) -> Self {

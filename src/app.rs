@@ -10,15 +10,20 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::admin::AdminApp;
+use crate::audit::{self, AuditWriter};
 use crate::auth::passwords::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
+use crate::config::security::TlsListen;
 use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Services, Snapshot};
+use crate::ratelimit::Limiter;
 use crate::reload::{Reloader, RestartOnly};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
+use pingora::listeners::tls::TlsSettings;
+use pingora::tls::ssl::SslVersion;
 
 /// Process-level switches from the command line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,6 +41,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("cannot set up password hashing: {0}")]
     Passwords(#[from] PasswordError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
 
 /// Keeps the local revocation view in step with the store (a Pingora background service, so its
@@ -47,6 +54,36 @@ impl BackgroundService for SessionSync {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.0.sync_forever(shutdown).await;
     }
+}
+
+/// Pushes API rate-limit counts to the shared store and learns other instances' counts.
+struct LimitSync(Arc<Limiter>);
+
+#[async_trait]
+impl BackgroundService for LimitSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.sync_forever(std::time::Duration::from_millis(100), shutdown).await;
+    }
+}
+
+/// Drains the audit queue into its sink.
+struct AuditSink(AuditWriter);
+
+#[async_trait]
+impl BackgroundService for AuditSink {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.run(shutdown).await;
+    }
+}
+
+/// TLS settings for the proxy listener: Mozilla intermediate, TLS 1.3 only unless 1.2 is
+/// allowed, HTTP/2 offered through ALPN.
+fn tls_settings(t: &TlsListen) -> Result<TlsSettings, BuildError> {
+    let mut settings = TlsSettings::intermediate(&t.cert, &t.key).map_err(|e| BuildError::Tls(e.to_string()))?;
+    let min = if t.tls13_only { SslVersion::TLS1_3 } else { SslVersion::TLS1_2 };
+    settings.set_min_proto_version(Some(min)).map_err(|e| BuildError::Tls(e.to_string()))?;
+    settings.enable_h2();
+    Ok(settings)
 }
 
 /// The store a config asks for.
@@ -76,16 +113,31 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let metrics = config.metrics_enabled.then(Metrics::new);
     let sessions = Arc::new(Sessions::new(open_store(&config.store)?, config.sessions.clone()).with_metrics(metrics.clone()));
     let passwords = Arc::new(Passwords::new(&config.passwords)?);
-    let services = Arc::new(Services { sessions: sessions.clone(), passwords, metrics: metrics.clone() });
+    let limiter = Arc::new(Limiter::new(sessions.store.clone()));
+    let (audit, audit_writer) = match audit::pipeline(&config.audit, metrics.clone()) {
+        Some((a, w)) => (Some(a), Some(w)),
+        None => (None, None),
+    };
+    let services = Arc::new(Services {
+        sessions: sessions.clone(),
+        passwords,
+        metrics: metrics.clone(),
+        limiter: limiter.clone(),
+        audit: audit.clone(),
+    });
+    let tls = config.server.tls.clone();
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let (config_path, running) = (config.source.clone(), RestartOnly::of(&config));
     let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(config, metrics.as_deref())));
-    let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone());
+    let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone(), audit);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state, services), "portcullis proxy");
-    proxy.add_tcp(&listen);
+    match &tls {
+        Some(t) => proxy.add_tls_with_settings(&listen, None, tls_settings(t)?),
+        None => proxy.add_tcp(&listen),
+    }
 
     let mut admin = Service::new("portcullis admin".to_string(), AdminApp { sessions: sessions.clone(), metrics });
     admin.add_tcp(&admin_listen);
@@ -99,7 +151,16 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let mut reload = background_service("config reload", reloader);
     reload.threads = Some(1);
 
+    let mut limits = background_service("rate-limit sync", LimitSync(limiter));
+    limits.threads = Some(1);
+
     server.add_service(sync);
     server.add_service(reload);
+    server.add_service(limits);
+    if let Some(writer) = audit_writer {
+        let mut w = background_service("audit writer", AuditSink(writer));
+        w.threads = Some(1);
+        server.add_service(w);
+    }
     Ok(server)
 }

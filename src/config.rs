@@ -7,6 +7,7 @@
 mod lenient;
 pub mod locate;
 mod raw;
+pub mod security;
 mod validate;
 
 use jsonwebtoken::Algorithm;
@@ -15,11 +16,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::audit::AuditSettings;
 use crate::auth::passwords::PasswordSettings;
 use crate::auth::sessions::SessionSettings;
 use crate::auth::users::FileUser;
+use crate::clientip::Cidr;
+use crate::cors::CorsPolicy;
 use crate::policy::Policy;
+use crate::ratelimit::LockoutPolicy;
 use locate::Locations;
+use security::{RateLimitSettings, TlsListen};
 
 /// A validated gateway configuration.
 pub struct Config {
@@ -35,6 +41,11 @@ pub struct Config {
     pub passwords: PasswordSettings,
     pub metrics_enabled: bool,
     pub logging: LoggingSettings,
+    pub rate_limits: RateLimitSettings,
+    /// Named route limits are resolved into the routes; these are the rest.
+    pub lockout: Option<LockoutPolicy>,
+    pub audit: AuditSettings,
+    pub cors: Option<CorsPolicy>,
 }
 
 /// How the gateway logs.
@@ -64,6 +75,10 @@ pub struct ServerSettings {
     pub pid_file: String,
     pub upgrade_sock: String,
     pub upstream_keepalive_pool_size: usize,
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub tls: Option<TlsListen>,
 }
 
 /// Which store backs sessions, revocations and limits.
@@ -126,6 +141,8 @@ pub struct Upstream {
     pub forward_authorization: bool,
     /// Send `Host: <upstream host>` instead of the client's.
     pub rewrite_host: Option<String>,
+    /// Add the gateway's security headers to responses that lack them.
+    pub security_headers: bool,
 }
 
 /// Where in the file a problem is.

@@ -6,12 +6,16 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod audit;
 pub mod auth;
+pub mod clientip;
 pub mod config;
+pub mod cors;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod store;
 pub mod timefmt;

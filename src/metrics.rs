@@ -72,6 +72,10 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     config_reloads: IntCounterVec,
     store_errors: IntCounterVec,
+    audit_events: IntCounterVec,
+    audit_dropped: IntCounter,
+    rate_limited: IntCounterVec,
+    audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
     /// The special routes' handles (unmatched, gateway endpoints).
     unmatched: Arc<RouteMetrics>,
@@ -180,6 +184,18 @@ impl Metrics {
             ),
             config_reloads: counter_vec(&r, "config_reloads_total", "Config reloads, by result.", &["result"]),
             store_errors: counter_vec(&r, "store_errors_total", "Failed store operations, by operation.", &["op"]),
+            audit_events: counter_vec(&r, "audit_events_total", "Audit events emitted, by kind.", &["kind"]),
+            audit_dropped: {
+                let c = IntCounter::with_opts(
+                    Opts::new("audit_dropped_total", "Audit events lost because the sink could not keep up or was down.")
+                        .namespace("portcullis"),
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
+            rate_limited: counter_vec(&r, "rate_limited_total", "Requests refused by a rate limit or lockout, by limit.", &["limit"]),
+            audit_cache: LabelCache::new(),
             requests,
             request_duration,
             authz_denied,
@@ -242,6 +258,22 @@ impl Metrics {
     /// Counts a failed store operation.
     pub fn store_error(&self, op: &'static str) {
         self.store_errors.with_label_values(&[op]).inc();
+    }
+
+    /// Counts an emitted audit event by kind.
+    pub fn audit_event(&self, kind: &'static str) {
+        self.audit_cache.get(kind, || self.audit_events.with_label_values(&[kind])).inc();
+    }
+
+    /// Counts lost audit events.
+    pub fn audit_dropped(&self, n: u64) {
+        self.audit_dropped.inc_by(n);
+    }
+
+    /// Counts a refusal by a limit (`login_ip`, `login_account`, `account_locked`, `api_user`,
+    /// `api_ip`, or a route's named limit).
+    pub fn rate_limited(&self, limit: &str) {
+        self.rate_limited.with_label_values(&[limit]).inc();
     }
 
     /// The Prometheus text exposition of every series.

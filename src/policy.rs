@@ -59,6 +59,8 @@ pub struct Route {
     pub pattern: String,
     pub access: Access,
     pub target: Target,
+    /// The route's own limit (name, limit), counted per user (or per IP when public).
+    pub rate_limit: Option<(String, crate::ratelimit::Limit)>,
 }
 
 /// The routes and roles a request is judged against.

@@ -4,6 +4,9 @@
 //!
 //! Never writes a token, a secret or a raw path into a log line.
 
+mod access;
+mod bridge;
+mod guard;
 mod headers;
 mod reply;
 mod upstream;
@@ -14,16 +17,21 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 
-use crate::admission::{admit, Destination, Identity};
-use crate::auth::api::{self, ApiContext, ApiRequest, MAX_BODY_BYTES};
+use crate::admission::{admit, Destination, Identity, Reject};
+use crate::audit::Audit;
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::Sessions;
 use crate::auth::users::UserDirectory;
 use crate::auth::TokenManager;
+use crate::clientip::{client_ip, Cidr};
+use crate::config::security::RateLimitSettings;
 use crate::config::{Config, Upstream};
+use crate::cors::{CorsPolicy, Preflight};
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
 use crate::policy::{Policy, Target};
+use crate::ratelimit::{Limiter, LockoutPolicy};
 pub use reply::error_body;
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// Everything a request is judged and routed with that comes from gateway.yaml. Swapped whole
@@ -38,6 +46,12 @@ pub struct Snapshot {
     /// Metric handles per route and per upstream (same order as the config's), if enabled.
     route_metrics: Vec<Arc<RouteMetrics>>,
     upstream_metrics: Vec<UpstreamMetrics>,
+    pub rate_limits: RateLimitSettings,
+    pub lockout: Option<LockoutPolicy>,
+    pub cors: Option<CorsPolicy>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
 }
 
 impl Snapshot {
@@ -60,6 +74,12 @@ impl Snapshot {
             peers,
             route_metrics,
             upstream_metrics,
+            rate_limits: config.rate_limits,
+            lockout: config.lockout,
+            cors: config.cors,
+            trusted_proxies: config.server.trusted_proxies,
+            max_header_bytes: config.server.max_header_bytes,
+            max_header_count: config.server.max_header_count,
         }
     }
 }
@@ -69,6 +89,8 @@ pub struct Services {
     pub sessions: Arc<Sessions>,
     pub passwords: Arc<Passwords>,
     pub metrics: Option<Arc<Metrics>>,
+    pub limiter: Arc<Limiter>,
+    pub audit: Option<Audit>,
 }
 
 /// The proxy service.
@@ -83,67 +105,43 @@ impl Gateway {
         Gateway { state, services }
     }
 
-    /// Serves one of the gateway's own endpoints (login, sessions, user admin).
-    async fn serve_api(&self, session: &mut Session, ctx: &RequestCtx, snapshot: &Snapshot, path: &str) {
-        let body = match read_body(session).await {
-            Ok(b) => b,
-            Err(message) => {
-                let reply = api::ApiResponse {
-                    status: 400,
-                    body: serde_json::json!({ "error": "invalid_request", "message": message }),
-                    challenge: false,
-                };
-                session.set_keepalive(None);
-                reply::send_api(session, &reply, &ctx.request_id).await;
-                return;
-            }
-        };
-        let req = session.req_header();
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
-        let cx = ApiContext {
-            tokens: &snapshot.tokens,
-            roles: &snapshot.policy.roles,
-            users: &snapshot.users,
-            sessions: &self.services.sessions,
-            passwords: &self.services.passwords,
-            admin_role: &snapshot.admin_role,
-            revocation_ttl: snapshot.tokens.access_ttl().as_secs() + snapshot.tokens.leeway_seconds(),
-            metrics: self.services.metrics.as_deref(),
-        };
-        let api_req = ApiRequest {
-            method: &req.method,
-            path,
-            content_type: header("content-type"),
-            user_agent: header("user-agent").unwrap_or(""),
-            client_ip: &client_ip,
-            authorization: headers::authorization(req),
-            body: &body,
-        };
-        let reply = api::handle(&cx, &api_req).await;
-        reply::send_api(session, &reply, &ctx.request_id).await;
-    }
-}
-
-/// Reads a request body of at most [`MAX_BODY_BYTES`].
-async fn read_body(session: &mut Session) -> Result<Vec<u8>, String> {
-    let too_large = || format!("the body is larger than {MAX_BODY_BYTES} bytes");
-    let declared = session.req_header().headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
+    /// Answers a refused request: counts it, audits a token refusal, writes the JSON error.
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, snapshot: &Snapshot, reject: Reject) {
+        let route_name = reject.route.as_ref().map(|(_, name)| name.as_str());
+        tracing::debug!(status = reject.status, reason = reject.reason, route = route_name, request_id = %ctx.request_id, "request refused");
+        if let Some(m) = &self.services.metrics {
+            ctx.route_metrics = match reject.route {
+                Some((i, _)) => snapshot.route_metrics.get(i).cloned(),
+                None => Some(m.unmatched().clone()),
+            };
+            match reject.status {
+                401 => m.auth_failure(reject.reason),
+                403 => {
+                    if let Some(r) = &ctx.route_metrics {
+                        r.denied.inc();
+                    }
                 }
-                body.extend_from_slice(&chunk);
+                _ => {}
             }
-            Ok(None) => return Ok(body),
-            Err(_) => return Err("the body could not be read".into()),
         }
+        if reject.status == 401 {
+            self.audit_token_rejected(session, ctx, reject.reason);
+        }
+        ctx.refusal = Some((reject.status, reject.reason, reject.route.as_ref().map(|(_, n)| n.clone())));
+        let extra = self.reply_headers(ctx, snapshot, &reject.headers);
+        reply::send(session, &reject, &ctx.request_id, &extra).await;
+    }
+
+    /// Headers every gateway-written reply carries beyond the basics: CORS and HSTS.
+    fn reply_headers(&self, ctx: &RequestCtx, snapshot: &Snapshot, more: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut h: Vec<(&'static str, String)> = more.to_vec();
+        if let Some(cors) = &snapshot.cors {
+            h.extend(cors.response_headers(ctx.origin.as_deref()));
+        }
+        if ctx.tls {
+            h.push(("strict-transport-security", reply::HSTS.into()));
+        }
+        h
     }
 }
 
@@ -152,11 +150,24 @@ pub struct RequestCtx {
     started: Instant,
     snapshot: Option<Arc<Snapshot>>,
     request_id: String,
+    client_ip: Option<IpAddr>,
+    /// Served over TLS.
+    tls: bool,
+    /// The request's Origin, kept only when CORS is configured.
+    origin: Option<String>,
     route: Option<usize>,
     upstream: Option<usize>,
     /// The normalized path when it differs from the request's.
     rewritten_path: Option<String>,
+    /// The normalized path for the audit trail (kept only when auditing).
+    audit_path: Option<String>,
     identity: Option<Identity>,
+    /// RateLimit headers for the response.
+    limit_headers: Vec<(&'static str, String)>,
+    /// Why the gateway refused the request: (status, reason, route name).
+    refusal: Option<(u16, &'static str, Option<String>)>,
+    /// Served by the gateway's own endpoints (audited there).
+    api: bool,
     /// Where this request's metrics go.
     route_metrics: Option<Arc<RouteMetrics>>,
     upstream_started: Option<Instant>,
@@ -178,23 +189,64 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             snapshot: None,
             request_id: String::new(),
+            client_ip: None,
+            tls: false,
+            origin: None,
             route: None,
             upstream: None,
             rewritten_path: None,
+            audit_path: None,
             identity: None,
+            limit_headers: Vec::new(),
+            refusal: None,
+            api: false,
             route_metrics: None,
             upstream_started: None,
             upstream_answered: false,
         }
     }
 
-    /// Enforces the whole admission policy (path normalization, routing, authentication,
-    /// revocation, authorization) and serves the gateway's own endpoints. A refused request is
-    /// answered here and never reaches an upstream.
+    /// Enforces the whole admission policy: request shape and header limits, CORS preflights,
+    /// path normalization, routing, authentication, revocation, authorization and rate limits;
+    /// serves the gateway's own endpoints. A refused request is answered here and never reaches
+    /// an upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.state.load_full();
         let req = session.req_header();
         ctx.request_id = headers::request_id(req);
+        ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.client_ip =
+            peer.map(|p| client_ip(p, req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies));
+        if snapshot.cors.is_some() {
+            ctx.origin = req.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
+        }
+        if let Err(reject) = guard::check_shape(req, snapshot.max_header_bytes, snapshot.max_header_count) {
+            self.refuse(session, ctx, &snapshot, reject).await;
+            return Ok(true);
+        }
+        if let Some(cors) = &snapshot.cors {
+            let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+            match cors.preflight(
+                req.method.as_str(),
+                ctx.origin.as_deref(),
+                header("access-control-request-method"),
+                header("access-control-request-headers"),
+            ) {
+                Preflight::No => {}
+                Preflight::Allowed(h) => {
+                    ctx.refusal = Some((204, "cors_preflight", None));
+                    reply::send_empty(session, 204, &ctx.request_id, &h).await;
+                    return Ok(true);
+                }
+                Preflight::Denied => {
+                    let reject = Reject::new(403, "cors_denied", "this cross-origin request is not allowed", "cors_denied");
+                    self.refuse(session, ctx, &snapshot, reject).await;
+                    return Ok(true);
+                }
+            }
+        }
+        let req = session.req_header();
         let decision = admit(
             &snapshot.policy,
             &snapshot.tokens,
@@ -205,9 +257,16 @@ impl ProxyHttp for Gateway {
         );
         match decision {
             Ok(Destination::Upstream(admitted)) => {
+                if let Err(reject) = self.limit_admitted(ctx, &snapshot, admitted.route, admitted.identity.as_ref()) {
+                    self.refuse(session, ctx, &snapshot, reject).await;
+                    return Ok(true);
+                }
                 let Target::Upstream(upstream) = admitted.route.target;
                 ctx.route = Some(admitted.route_index);
                 ctx.upstream = Some(upstream);
+                if self.services.audit.is_some() {
+                    ctx.audit_path = Some(admitted.path.to_string());
+                }
                 if admitted.path != req.uri.path() {
                     ctx.rewritten_path = Some(admitted.path.into_owned());
                 }
@@ -218,29 +277,15 @@ impl ProxyHttp for Gateway {
             }
             Ok(Destination::Api(path)) => {
                 let path = path.into_owned();
+                ctx.api = true;
                 ctx.route_metrics = self.services.metrics.as_ref().map(|m| m.gateway().clone());
                 self.serve_api(session, ctx, &snapshot, &path).await;
                 Ok(true)
             }
             Err(reject) => {
-                let route_name = reject.route.as_ref().map(|(_, name)| name.as_str());
-                tracing::debug!(status = reject.status, reason = reject.reason, route = route_name, request_id = %ctx.request_id, "request refused");
-                if let Some(m) = &self.services.metrics {
-                    ctx.route_metrics = match reject.route {
-                        Some((i, _)) => snapshot.route_metrics.get(i).cloned(),
-                        None => Some(m.unmatched().clone()),
-                    };
-                    match reject.status {
-                        401 => m.auth_failure(reject.reason),
-                        403 => {
-                            if let Some(r) = &ctx.route_metrics {
-                                r.denied.inc();
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                reply::send(session, &reject, &ctx.request_id).await;
+                // Unauthenticated requests count against the per-IP limit: token guessing is throttled.
+                let reject = if reject.status == 401 { self.limit_unauthenticated(ctx, &snapshot).err().unwrap_or(reject) } else { reject };
+                self.refuse(session, ctx, &snapshot, reject).await;
                 Ok(true)
             }
         }
@@ -290,9 +335,11 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Records the request's metrics (every request passes here, refused or not).
+    /// Records the request's metrics and its access audit event (every request passes here,
+    /// refused or not).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.audit_access(session, ctx, status);
         if let Some(r) = &ctx.route_metrics {
             r.finished(method_label(&session.req_header().method), status, ctx.started.elapsed().as_secs_f64());
         }
@@ -309,9 +356,30 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Tells the client which request id the gateway used.
+    /// Adds the request id, the security headers (where the upstream set none), HSTS over TLS,
+    /// CORS and RateLimit headers.
     async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        let Some(snapshot) = ctx.snapshot.as_ref() else { return Ok(()) };
+        let hardened = ctx.upstream.and_then(|i| snapshot.upstreams.get(i)).is_none_or(|u| u.security_headers);
+        if hardened {
+            for (name, value) in reply::SECURITY_HEADERS {
+                if !response.headers.contains_key(name) {
+                    response.insert_header(name, value)?;
+                }
+            }
+            if ctx.tls && !response.headers.contains_key("strict-transport-security") {
+                response.insert_header("strict-transport-security", reply::HSTS)?;
+            }
+        }
+        if let Some(cors) = &snapshot.cors {
+            for (name, value) in cors.response_headers(ctx.origin.as_deref()) {
+                response.insert_header(name, value)?;
+            }
+        }
+        for (name, value) in ctx.limit_headers.drain(..) {
+            response.insert_header(name, value)?;
+        }
         Ok(())
     }
 
@@ -321,7 +389,11 @@ impl ProxyHttp for Gateway {
         let reject = reply::for_error(e);
         if let (Some(reject), true) = (&reject, session.response_written().is_none()) {
             tracing::warn!(status = reject.status, reason = reject.reason, request_id = %ctx.request_id, error = ?e.etype(), "request failed");
-            reply::send(session, reject, &ctx.request_id).await;
+            let extra = match ctx.snapshot.clone() {
+                Some(snapshot) => self.reply_headers(ctx, &snapshot, &[]),
+                None => Vec::new(),
+            };
+            reply::send(session, reject, &ctx.request_id, &extra).await;
         }
         FailToProxy { error_code: reject.map_or(0, |r| r.status), can_reuse_downstream: false }
     }

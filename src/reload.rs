@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditSettings;
+use crate::audit::{Audit, Event, Origin};
 use crate::auth::passwords::PasswordSettings;
 use crate::auth::sessions::SessionSettings;
 use crate::config::{self, Config, LoggingSettings, ServerSettings, StoreSettings};
@@ -39,6 +41,7 @@ pub struct RestartOnly {
     passwords: PasswordSettings,
     metrics_enabled: bool,
     logging: LoggingSettings,
+    audit: AuditSettings,
 }
 
 impl RestartOnly {
@@ -51,13 +54,16 @@ impl RestartOnly {
             passwords: c.passwords.clone(),
             metrics_enabled: c.metrics_enabled,
             logging: c.logging.clone(),
+            audit: c.audit.clone(),
         }
     }
 
     /// The keys whose values differ in `new`.
     pub fn changes(&self, new: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &new.server);
-        let checks: [(&'static str, bool); 13] = [
+        let checks: [(&'static str, bool); 15] = [
+            ("server.tls", a.tls != b.tls),
+            ("audit", self.audit != new.audit),
             ("server.listen", a.listen != b.listen),
             ("server.admin_listen", a.admin_listen != b.admin_listen),
             ("server.threads", a.threads != b.threads),
@@ -82,15 +88,22 @@ pub struct Reloader {
     state: Arc<ArcSwap<Snapshot>>,
     metrics: Option<Arc<Metrics>>,
     running: RestartOnly,
+    audit: Option<Audit>,
     /// Files whose content is watched: the config and, if any, the users file.
     watched: Vec<PathBuf>,
 }
 
 impl Reloader {
     /// A reloader for the config at `path`, currently running `config`.
-    pub fn new(path: PathBuf, running: RestartOnly, state: Arc<ArcSwap<Snapshot>>, metrics: Option<Arc<Metrics>>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        running: RestartOnly,
+        state: Arc<ArcSwap<Snapshot>>,
+        metrics: Option<Arc<Metrics>>,
+        audit: Option<Audit>,
+    ) -> Self {
         let watched = watched_files(&path);
-        Reloader { path, state, metrics, running, watched }
+        Reloader { path, state, metrics, running, audit, watched }
     }
 
     /// Loads, validates and (if good) swaps in the config file now.
@@ -117,8 +130,16 @@ impl Reloader {
                 tracing::error!(trigger = why, problems = lines.len(), "config reload refused; the running config stays in force");
             }
         }
+        let applied = matches!(outcome, Outcome::Applied { .. });
         if let Some(m) = &self.metrics {
-            m.config_reload(if matches!(outcome, Outcome::Applied { .. }) { "success" } else { "error" });
+            m.config_reload(if applied { "success" } else { "error" });
+        }
+        if let Some(a) = &self.audit {
+            let details = match &outcome {
+                Outcome::Applied { needs_restart } => serde_json::json!({ "trigger": why, "needs_restart": needs_restart }),
+                Outcome::Refused(lines) => serde_json::json!({ "trigger": why, "problems": lines.len() }),
+            };
+            a.emit(Event::new("config.reload", if applied { "success" } else { "failure" }, None, Origin::default(), details));
         }
         outcome
     }

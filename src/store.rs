@@ -13,6 +13,8 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::ratelimit::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
+
 /// Batches of revoked sessions, as they are announced.
 pub type RevocationNotices = BoxStream<'static, Vec<(String, u64)>>;
 
@@ -115,6 +117,17 @@ pub trait Store: Send + Sync + 'static {
     async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// One exact rate-limit check (GCRA), atomic across instances; `now_ms` in milliseconds.
+    async fn rate_limit(&self, key: &str, limit: Limit, now_ms: u64) -> Result<Decision, StoreError>;
+    /// Records a failed login for `account` and returns its new lockout state (atomic).
+    async fn login_failed(&self, account: &str, policy: LockoutPolicy, now: u64) -> Result<LockoutState, StoreError>;
+    /// The lockout state of `account`.
+    async fn lockout_state(&self, account: &str) -> Result<LockoutState, StoreError>;
+    /// A successful login clears the account's failures and lockout history.
+    async fn login_succeeded(&self, account: &str) -> Result<(), StoreError>;
+    /// Adds hits to shared sliding-window counters; returns, per flush, the window's total across
+    /// instances and the previous window's total.
+    async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError>;
     /// A stream of revocation notices from every instance (session id, in force until). It ends
     /// when the connection behind it breaks; the caller reconnects and reconciles.
     async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError>;

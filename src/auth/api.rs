@@ -14,8 +14,11 @@ use super::sessions::{RoleChange, SessionVeto, Sessions};
 use super::tokens::{new_id, unix_now, TokenError, TokenKind, TokenManager};
 use super::users::{Source, User, UserDirectory};
 use crate::admission::{authenticate, Identity};
+use crate::audit::{Audit, Event, Origin};
+use crate::config::security::RateLimitSettings;
 use crate::metrics::Metrics;
 use crate::policy::Roles;
+use crate::ratelimit::{self, Decision, Limit, Limiter, LockoutPolicy};
 use crate::store::{Rotation, SessionRecord, StoreError, UserRecord};
 use crate::timefmt::rfc3339;
 
@@ -36,6 +39,8 @@ pub struct ApiRequest<'a> {
     pub client_ip: &'a str,
     pub authorization: Option<&'a [u8]>,
     pub body: &'a [u8],
+    /// Who asked, for the audit trail.
+    pub origin: Origin<'a>,
 }
 
 /// What an endpoint answers.
@@ -45,6 +50,8 @@ pub struct ApiResponse {
     pub body: Value,
     /// For 401s: the `WWW-Authenticate` challenge is due.
     pub challenge: bool,
+    /// Extra headers (Retry-After, RateLimit).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// A refused endpoint request.
@@ -53,11 +60,12 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: Cow<'static, str>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), headers: Vec::new() }
     }
 
     fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
@@ -101,14 +109,23 @@ pub struct ApiContext<'a> {
     /// How long a revocation must stay in force: the access token lifetime plus leeway.
     pub revocation_ttl: u64,
     pub metrics: Option<&'a Metrics>,
+    pub limiter: &'a Limiter,
+    pub rate_limits: &'a RateLimitSettings,
+    pub lockout: Option<LockoutPolicy>,
+    pub audit: Option<&'a Audit>,
 }
 
 /// Serves one endpoint request.
 pub async fn handle(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> ApiResponse {
     let result = route(cx, req).await;
     match result {
-        Ok((status, body)) => ApiResponse { status, body, challenge: false },
-        Err(e) => ApiResponse { status: e.status, body: json!({ "error": e.code, "message": e.message }), challenge: e.status == 401 },
+        Ok((status, body)) => ApiResponse { status, body, challenge: false, headers: Vec::new() },
+        Err(e) => ApiResponse {
+            status: e.status,
+            body: json!({ "error": e.code, "message": e.message }),
+            challenge: e.status == 401,
+            headers: e.headers,
+        },
     }
 }
 
@@ -224,6 +241,25 @@ fn store_failed(cx: &ApiContext<'_>, e: StoreError) -> ApiError {
     e.into()
 }
 
+/// Emits an audit event about this request.
+fn audit(cx: &ApiContext<'_>, req: &ApiRequest<'_>, kind: &'static str, status: &'static str, user: Option<&str>, details: Value) {
+    if let Some(a) = cx.audit {
+        a.emit(Event::new(kind, status, user, req.origin, details));
+    }
+}
+
+/// A 429 for an exceeded login limit, counted and audited.
+fn limited(cx: &ApiContext<'_>, req: &ApiRequest<'_>, name: &'static str, limit: Limit, d: &Decision) -> ApiError {
+    if let Some(m) = cx.metrics {
+        m.rate_limited(name);
+    }
+    audit(cx, req, "ratelimit.hit", "denied", None, json!({ "limit": name, "retry_after": d.retry_after_seconds }));
+    let mut e = ApiError::new(429, "rate_limited", "too many login attempts; retry later");
+    e.headers.extend(ratelimit::headers(name, limit, d));
+    e.headers.push(("retry-after", d.retry_after_seconds.to_string()));
+    e
+}
+
 fn count_login(cx: &ApiContext<'_>, result: &'static str) {
     if let Some(m) = cx.metrics {
         m.login(result);
@@ -240,16 +276,76 @@ struct LoginBody {
 
 async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     let body: LoginBody = json_body(req)?;
+    let account = body.email.trim().to_lowercase();
+    // Per client IP (credential stuffing from one place), then per account (a distributed attack
+    // on one account): both exact, in the store.
+    if let Some(limit) = cx.rate_limits.login_ip {
+        let d = cx.limiter.exact(&format!("login_ip:{}", req.client_ip), limit).await.map_err(|e| store_failed(cx, e))?;
+        if !d.allowed {
+            count_login(cx, "rate_limited");
+            return Err(limited(cx, req, "login_ip", limit, &d));
+        }
+    }
+    if let Some(limit) = cx.rate_limits.login_account {
+        let d = cx.limiter.exact(&format!("login_account:{account}"), limit).await.map_err(|e| store_failed(cx, e))?;
+        if !d.allowed {
+            count_login(cx, "rate_limited");
+            return Err(limited(cx, req, "login_account", limit, &d));
+        }
+    }
+    let store = cx.sessions.store.as_ref();
+    if cx.lockout.is_some() {
+        let state = store.lockout_state(&account).await.map_err(|e| store_failed(cx, e))?;
+        let now = unix_now();
+        if state.locked_until > now {
+            // Locked: refused even with the right password, and the password is not checked.
+            count_login(cx, "locked");
+            if let Some(m) = cx.metrics {
+                m.rate_limited("account_locked");
+            }
+            audit(cx, req, "auth.login", "failure", None, json!({ "reason": "account_locked", "account": account }));
+            let mut e = ApiError::new(429, "account_locked", "this account is temporarily locked after failed logins; retry later");
+            e.headers.push(("retry-after", (state.locked_until - now).to_string()));
+            return Err(e);
+        }
+    }
     let outcome = login_checked(cx, req, body).await;
-    count_login(
-        cx,
-        match &outcome {
-            Ok(_) => "success",
-            Err(e) if e.code == "invalid_credentials" => "invalid_credentials",
-            Err(_) => "error",
-        },
-    );
-    outcome
+    match &outcome {
+        Ok((_, v)) => {
+            count_login(cx, "success");
+            if cx.lockout.is_some() {
+                store.login_succeeded(&account).await.map_err(|e| store_failed(cx, e))?;
+            }
+            audit(cx, req, "auth.login", "success", v["user_id"].as_str(), json!({ "session_id": v["session_id"] }));
+        }
+        Err(e) if e.code == "invalid_credentials" => {
+            count_login(cx, "invalid_credentials");
+            audit(cx, req, "auth.login", "failure", None, json!({ "reason": "invalid_credentials", "account": account }));
+            if let Some(policy) = cx.lockout {
+                let now = unix_now();
+                let state = store.login_failed(&account, policy, now).await.map_err(|e| store_failed(cx, e))?;
+                if state.locked_until > now && state.failures == 0 {
+                    audit(
+                        cx,
+                        req,
+                        "auth.lockout",
+                        "locked",
+                        None,
+                        json!({ "account": account, "seconds": state.locked_until - now, "lockouts": state.lockouts }),
+                    );
+                }
+            }
+        }
+        Err(_) => count_login(cx, "error"),
+    }
+    // The user and session ids were only carried for the audit trail.
+    outcome.map(|(status, mut v)| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("user_id");
+            o.remove("session_id");
+        }
+        (status, v)
+    })
 }
 
 async fn login_checked(cx: &ApiContext<'_>, req: &ApiRequest<'_>, body: LoginBody) -> Reply {
@@ -277,7 +373,10 @@ async fn login_checked(cx: &ApiContext<'_>, req: &ApiRequest<'_>, body: LoginBod
     };
     cx.sessions.store.create_session(&record, cx.sessions.settings.idle_timeout.as_secs(), now).await.map_err(|e| store_failed(cx, e))?;
     tracing::info!(user_id = %user.id, session_id = %record.id, "login");
-    token_reply(pair.access_token, pair.refresh_token, pair.expires_in)
+    let (status, mut v) = token_reply(pair.access_token, pair.refresh_token, pair.expires_in)?;
+    v["user_id"] = json!(user.id);
+    v["session_id"] = json!(record.id);
+    Ok((status, v))
 }
 
 #[derive(Deserialize)]
@@ -306,6 +405,7 @@ async fn refresh(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
         Rotation::Reused => {
             // RFC 9700 4.14.2: a rotated refresh token presented again means it leaked; end the session.
             tracing::warn!(user_id = %claims.user_id, session_id = %claims.sid, "refresh token reuse: session revoked");
+            audit(cx, req, "auth.refresh_reuse", "revoked", Some(&claims.user_id), json!({ "session_id": claims.sid }));
             cx.sessions.revoke(std::slice::from_ref(&claims.sid), now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
             return Err(ApiError::new(401, "refresh_token_reused", "this refresh token was already used; the session has been ended"));
         }
@@ -313,6 +413,7 @@ async fn refresh(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     let fail = |_| ApiError::new(500, "internal_error", "token signing failed");
     let access = cx.tokens.create_access_token(&user.id, &user.role, &claims.sid).map_err(fail)?;
     let refresh = cx.tokens.create_refresh_token_with_jti(&user.id, &claims.sid, &next_jti).map_err(fail)?;
+    audit(cx, req, "auth.refresh", "success", Some(&user.id), json!({ "session_id": claims.sid }));
     token_reply(access, refresh, cx.tokens.access_ttl().as_secs())
 }
 
@@ -321,6 +422,7 @@ async fn logout(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     let now = unix_now();
     cx.sessions.revoke(std::slice::from_ref(&id.session_id), now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
     tracing::info!(user_id = %id.user_id, session_id = %id.session_id, "logout");
+    audit(cx, req, "auth.logout", "success", Some(&id.user_id), json!({ "session_id": id.session_id }));
     Ok((200, json!({ "status": "logged_out" })))
 }
 
@@ -328,6 +430,7 @@ async fn logout_all(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     let id = caller(cx, req)?;
     let revoked = revoke_all_of(cx, &id.user_id, Some(&id.session_id)).await?;
     tracing::info!(user_id = %id.user_id, sessions = revoked, "logout-all");
+    audit(cx, req, "auth.logout_all", "success", Some(&id.user_id), json!({ "sessions_revoked": revoked }));
     Ok((200, json!({ "status": "logged_out", "sessions_revoked": revoked })))
 }
 
@@ -377,7 +480,8 @@ async fn revoke_session(cx: &ApiContext<'_>, req: &ApiRequest<'_>, session_id: &
     match session {
         Some(s) if s.user_id == id.user_id => {
             let now = unix_now();
-            cx.sessions.revoke(&[s.id], now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+            cx.sessions.revoke(std::slice::from_ref(&s.id), now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+            audit(cx, req, "auth.session_revoked", "success", Some(&id.user_id), json!({ "session_id": s.id }));
             Ok((200, json!({ "status": "revoked" })))
         }
         // Someone else's session is indistinguishable from no session.
@@ -436,6 +540,7 @@ async fn create_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
         return Err(ApiError::new(409, "user_exists", "a user with this email already exists"));
     }
     tracing::info!(by = %by.user_id, user_id = %record.id, role = %record.role, "user created");
+    audit(cx, req, "admin.user_created", "success", Some(&by.user_id), json!({ "target_user": record.id, "role": record.role }));
     Ok((201, user_json(&record.into())))
 }
 
@@ -466,6 +571,14 @@ async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
         RoleChange::Refresh => 0,
     };
     tracing::info!(by = %by.user_id, user_id = %user_id, role = %body.role, sessions_revoked = revoked, "user role changed");
+    audit(
+        cx,
+        req,
+        "admin.user_role_changed",
+        "success",
+        Some(&by.user_id),
+        json!({ "target_user": user_id, "role": body.role, "sessions_revoked": revoked }),
+    );
     let user = cx
         .users
         .by_id(store, user_id)
@@ -488,6 +601,7 @@ async fn delete_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
     let revoked = revoke_all_of(cx, user_id, None).await?;
     store.delete_user(user_id).await.map_err(|e| store_failed(cx, e))?;
     tracing::info!(by = %by.user_id, user_id = %user_id, sessions_revoked = revoked, "user deleted");
+    audit(cx, req, "admin.user_deleted", "success", Some(&by.user_id), json!({ "target_user": user_id, "sessions_revoked": revoked }));
     Ok((200, json!({ "status": "deleted", "sessions_revoked": revoked })))
 }
 

@@ -17,6 +17,27 @@ pub struct RawServer {
     pub pid_file: String,
     pub upgrade_sock: String,
     pub upstream_keepalive_pool_size: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (IPs or CIDRs); nobody's by default.
+    pub trusted_proxies: Vec<String>,
+    /// Requests whose header section is larger get 431.
+    pub max_header_bytes: usize,
+    /// Requests with more header fields get 431.
+    pub max_header_count: usize,
+    /// TLS termination on `listen` (HTTP/2 via ALPN).
+    pub tls: Option<RawTls>,
+}
+
+/// `server.tls:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain file.
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
+    /// `"1.3"` (default) or `"1.2"`.
+    #[serde(default = "defaults::tls_min")]
+    pub min_version: String,
 }
 
 impl Default for RawServer {
@@ -30,6 +51,10 @@ impl Default for RawServer {
             pid_file: "/tmp/portcullis.pid".into(),
             upgrade_sock: "/tmp/portcullis_upgrade.sock".into(),
             upstream_keepalive_pool_size: 128,
+            trusted_proxies: Vec::new(),
+            max_header_bytes: 32 * 1024,
+            max_header_count: 100,
+            tls: None,
         }
     }
 }
@@ -185,6 +210,109 @@ impl Default for RawLogging {
     }
 }
 
+/// `requests` per `per_seconds`.
+#[derive(Debug, Deserialize, JsonSchema, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub requests: u64,
+    pub per_seconds: u64,
+}
+
+/// `rate_limits.login:`.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoginLimits {
+    pub per_ip: Option<RawLimit>,
+    pub per_account: Option<RawLimit>,
+}
+
+/// `rate_limits.api:`.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApiLimits {
+    pub per_user: Option<RawLimit>,
+    pub per_ip_public: Option<RawLimit>,
+}
+
+/// `rate_limits:`: nothing is limited unless configured here.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimits {
+    pub login: RawLoginLimits,
+    pub api: RawApiLimits,
+    /// Named limits that routes refer to with `rate_limit: NAME`.
+    pub routes: BTreeMap<String, RawLimit>,
+}
+
+/// `lockout:`: failed logins lock an account, doubling each time, reset by a success.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLockout {
+    pub after_failures: u32,
+    pub base_seconds: u64,
+    pub max_seconds: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        RawLockout { after_failures: 5, base_seconds: 60, max_seconds: 3600 }
+    }
+}
+
+/// `audit:`: the security audit log.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// `stdout`, `file`, `redis` or `none`.
+    pub sink: String,
+    /// For `sink: file`.
+    pub file: Option<String>,
+    /// For `sink: redis` (default: the store's Redis).
+    pub redis_url: Option<String>,
+    pub stream: String,
+    pub max_len: u64,
+    pub queue_size: usize,
+    /// Fraction of granted-access events kept, 0.0 to 1.0.
+    pub sample_granted: f64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            sink: "stdout".into(),
+            file: None,
+            redis_url: None,
+            stream: "portcullis:audit".into(),
+            max_len: 100_000,
+            queue_size: 65_536,
+            sample_granted: 1.0,
+        }
+    }
+}
+
+/// `cors:`: browser access from other origins; preflights are answered by the gateway.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCors {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_seconds: u64,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"].map(String::from).to_vec(),
+            allowed_headers: ["authorization", "content-type"].map(String::from).to_vec(),
+            allow_credentials: false,
+            max_age_seconds: 600,
+        }
+    }
+}
+
 /// `roles:`: role name -> level (a missing level is reported, not defaulted).
 pub type RawRoles = BTreeMap<String, Option<i64>>;
 
@@ -212,6 +340,9 @@ pub struct RawUpstream {
     pub forward_authorization: bool,
     #[serde(default)]
     pub rewrite_host: bool,
+    /// Add the gateway's security headers to this upstream's responses (where it set none).
+    #[serde(default = "defaults::yes")]
+    pub security_headers: bool,
 }
 
 /// One entry of `routes:`.
@@ -230,6 +361,9 @@ pub struct RawRoute {
     pub permission: Option<String>,
     #[serde(default)]
     pub upstream: Option<String>,
+    /// A limit from `rate_limits.routes` for this route (per user, or per IP when public).
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 mod defaults {
@@ -247,6 +381,9 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn tls_min() -> String {
+        "1.3".into()
     }
 }
 
@@ -293,4 +430,16 @@ pub struct RawGatewayFile {
     /// Log format and level.
     #[serde(default)]
     pub logging: Option<RawLogging>,
+    /// Login and API rate limits.
+    #[serde(default)]
+    pub rate_limits: Option<RawRateLimits>,
+    /// Account lockout after failed logins.
+    #[serde(default)]
+    pub lockout: Option<RawLockout>,
+    /// The security audit log.
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
+    /// Cross-origin browser access.
+    #[serde(default)]
+    pub cors: Option<RawCors>,
 }

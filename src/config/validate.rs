@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{
-    RawFileUser, RawGrants, RawLogging, RawMetrics, RawPasswords, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens,
-    RawUpstream, RawUsers, RawUsersFile,
+    RawAudit, RawCors, RawFileUser, RawGrants, RawLockout, RawLogging, RawMetrics, RawPasswords, RawRateLimits, RawRoles, RawRoute,
+    RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers, RawUsersFile,
 };
+use super::security;
 use super::{
     did_you_mean, lenient, Config, Diagnostic, LoggingSettings, Problem, Secret, ServerSettings, StoreSettings, TokenSettings, Upstream,
     UserSettings, Where,
@@ -21,9 +22,26 @@ use crate::auth::users::FileUser;
 use crate::policy::roles::UnknownPermission;
 use crate::policy::routes::parse_pattern;
 use crate::policy::{Access, PermissionMatrix, Policy, Roles, Route, RouteTable, Target};
+use crate::ratelimit::Limit;
 
-pub(crate) const SECTIONS: [&str; 12] =
-    ["server", "store", "tokens", "roles", "permissions", "upstreams", "routes", "users", "sessions", "passwords", "metrics", "logging"];
+pub(crate) const SECTIONS: [&str; 16] = [
+    "server",
+    "store",
+    "tokens",
+    "roles",
+    "permissions",
+    "upstreams",
+    "routes",
+    "users",
+    "sessions",
+    "passwords",
+    "metrics",
+    "logging",
+    "rate_limits",
+    "lockout",
+    "audit",
+    "cors",
+];
 const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Default)]
@@ -40,6 +58,10 @@ struct Raw {
     passwords: Option<RawPasswords>,
     metrics: Option<RawMetrics>,
     logging: Option<RawLogging>,
+    rate_limits: Option<RawRateLimits>,
+    lockout: Option<RawLockout>,
+    audit: Option<RawAudit>,
+    cors: Option<RawCors>,
 }
 
 /// Checks everything and builds the config, or returns every problem found.
@@ -51,26 +73,45 @@ pub fn validate(
 ) -> Result<Config, Vec<Problem>> {
     let mut p = Vec::new();
     let raw = split_sections(value, &mut p);
-    let server = raw.server.as_ref().map(|s| lower_server(s, &mut p));
+    let server = raw.server.as_ref().map(|s| lower_server(s, source, &mut p));
     let store = raw.store.as_ref().map(|s| lower_store(s, env, &mut p));
     let tokens = raw.tokens.as_ref().map(|t| lower_tokens(t, env, &mut p));
     let roles = lower_roles(raw.roles.as_ref(), &mut p);
     let matrix = lower_permissions(&raw.permissions, &roles, &mut p);
     let upstreams = lower_upstreams(&raw.upstreams, &mut p);
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
-    let routes = lower_routes(&raw.routes, &roles, &matrix, &upstream_names, &mut p);
+    let route_limits: HashMap<String, Limit> = raw
+        .rate_limits
+        .as_ref()
+        .map(|r| {
+            r.routes
+                .iter()
+                .filter_map(|(name, l)| security::limit(l, &format!("rate_limits.routes.{name}"), &mut p).map(|l| (name.clone(), l)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let routes = lower_routes(&raw.routes, &roles, &matrix, &upstream_names, &route_limits, &mut p);
     let users = raw.users.as_ref().map(|u| lower_users(u, source, &roles, &mut p, other_files));
     let sessions = raw.sessions.as_ref().map(|s| lower_sessions(s, &mut p));
     let passwords = raw.passwords.as_ref().map(|s| lower_passwords(s, &mut p));
     let logging = raw.logging.as_ref().map(|l| lower_logging(l, &mut p));
+    let rate_limits = raw.rate_limits.as_ref().map(|r| security::rate_limits(r, &mut p)).unwrap_or_default();
+    let lockout = raw.lockout.as_ref().and_then(|l| security::lockout(l, &mut p));
+    let store_redis = match &store {
+        Some(Some(StoreSettings::Redis { url, .. })) => Some(url.clone()),
+        _ => None,
+    };
+    let audit = raw.audit.as_ref().and_then(|a| security::audit(a, store_redis.as_deref(), source, &mut p));
+    let cors = raw.cors.as_ref().and_then(|c| security::cors(c, &mut p));
     let metrics_enabled = raw.metrics.as_ref().map(|m| m.enabled);
     let clean = p.is_empty() && other_files.is_empty();
     let sections = (server, store, tokens, users, sessions, passwords);
-    match (sections, logging, metrics_enabled, clean) {
+    match (sections, logging, metrics_enabled, audit, clean) {
         (
             (Some(Some(server)), Some(Some(store)), Some(Some(tokens)), Some(Some(users)), Some(Some(sessions)), Some(Some(passwords))),
             Some(Some(logging)),
             Some(metrics_enabled),
+            Some(audit),
             true,
         ) => Ok(Config {
             source: source.to_path_buf(),
@@ -84,6 +125,10 @@ pub fn validate(
             passwords,
             metrics_enabled,
             logging,
+            rate_limits,
+            lockout,
+            audit,
+            cors,
         }),
         _ => Err(p),
     }
@@ -113,6 +158,10 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             "passwords" => raw.passwords = section(v, "passwords", p),
             "metrics" => raw.metrics = section(v, "metrics", p),
             "logging" => raw.logging = section(v, "logging", p),
+            "rate_limits" => raw.rate_limits = section(v, "rate_limits", p),
+            "lockout" => raw.lockout = section(v, "lockout", p),
+            "audit" => raw.audit = section(v, "audit", p),
+            "cors" => raw.cors = section(v, "cors", p),
             "roles" => raw.roles = lenient::deserialize(v, "roles", p),
             "permissions" => {
                 for (resource, grants) in entries(v, "permissions", p) {
@@ -163,6 +212,12 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
     if raw.logging.is_none() && untouched("logging", p) {
         raw.logging = Some(RawLogging::default());
     }
+    if raw.rate_limits.is_none() && untouched("rate_limits", p) {
+        raw.rate_limits = Some(RawRateLimits::default());
+    }
+    if raw.audit.is_none() && untouched("audit", p) {
+        raw.audit = Some(RawAudit::default());
+    }
     raw
 }
 
@@ -199,7 +254,7 @@ fn value_problem(p: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
     p.push(Problem::new(Where::Value(path.into()), message));
 }
 
-fn lower_server(s: &RawServer, p: &mut Vec<Problem>) -> Option<ServerSettings> {
+fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -> Option<ServerSettings> {
     let addr = |path: &str, text: &str, p: &mut Vec<Problem>| -> Option<SocketAddr> {
         let parsed = text.parse::<SocketAddr>().ok();
         if parsed.is_none() {
@@ -218,6 +273,14 @@ fn lower_server(s: &RawServer, p: &mut Vec<Problem>) -> Option<ServerSettings> {
     if s.upstream_keepalive_pool_size == 0 {
         value_problem(p, "server.upstream_keepalive_pool_size", "the pool size must be at least 1");
     }
+    if s.max_header_bytes < 1024 || s.max_header_count < 8 {
+        value_problem(p, "server", "`max_header_bytes` must be at least 1024 and `max_header_count` at least 8");
+    }
+    let trusted_proxies = security::trusted_proxies(&s.trusted_proxies, p);
+    let tls = match &s.tls {
+        Some(t) => Some(security::tls(t, source, p)?),
+        None => None,
+    };
     Some(ServerSettings {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -227,6 +290,10 @@ fn lower_server(s: &RawServer, p: &mut Vec<Problem>) -> Option<ServerSettings> {
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        trusted_proxies,
+        max_header_bytes: s.max_header_bytes,
+        max_header_count: s.max_header_count,
+        tls,
     })
 }
 
@@ -448,6 +515,7 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
         idle_timeout: Duration::from_secs(u.idle_timeout_seconds),
         forward_authorization: u.forward_authorization,
         rewrite_host: u.rewrite_host.then_some(host_header),
+        security_headers: u.security_headers,
     })
 }
 
@@ -458,6 +526,7 @@ fn lower_routes(
     roles: &Roles,
     matrix: &PermissionMatrix,
     upstreams: &[&str],
+    limits: &HashMap<String, Limit>,
     p: &mut Vec<Problem>,
 ) -> Vec<RouteEntry> {
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -500,8 +569,25 @@ fn lower_routes(
                 }
             },
         };
+        let rate_limit = match &r.rate_limit {
+            None => None,
+            Some(name) => match limits.get(name) {
+                Some(l) => Some((name.clone(), *l)),
+                None => {
+                    value_problem(
+                        p,
+                        &at("rate_limit"),
+                        format!(
+                            "unknown limit `{name}` (not under `rate_limits.routes`){}",
+                            did_you_mean(name, limits.keys().map(String::as_str))
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
         if let (Some(segments), Some(access), Some(target)) = (segments, access, target) {
-            out.push((segments, methods, Route { name: r.name.clone(), pattern: r.path.clone(), access, target }));
+            out.push((segments, methods, Route { name: r.name.clone(), pattern: r.path.clone(), access, target, rate_limit }));
         }
     }
     out

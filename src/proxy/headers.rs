@@ -103,6 +103,7 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             forward_authorization,
             rewrite_host: None,
+            security_headers: true,
         }
     }
 

@@ -14,39 +14,72 @@ pub fn error_body(code: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::json!({ "error": code, "message": message }).to_string())
 }
 
+/// Headers the gateway adds to every response (the upstream's own values win).
+pub const SECURITY_HEADERS: [(&str, &str); 3] =
+    [("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")];
+
+/// `Strict-Transport-Security` for responses served over TLS.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
 /// Writes `reject` as the response; a failure to write means the client is gone.
-pub async fn send(session: &mut Session, reject: &Reject, request_id: &str) {
+pub async fn send(session: &mut Session, reject: &Reject, request_id: &str, extra: &[(&'static str, String)]) {
     // A refused request's body is not read; do not try to reuse the connection after it.
     session.set_keepalive(None);
-    write(session, reject.status, error_body(reject.code, &reject.message), reject.challenges(), request_id).await;
+    write(session, reject.status, Some(error_body(reject.code, &reject.message)), reject.challenges(), request_id, extra).await;
 }
 
 /// Writes an endpoint's answer.
-pub async fn send_api(session: &mut Session, reply: &ApiResponse, request_id: &str) {
-    write(session, reply.status, Bytes::from(reply.body.to_string()), reply.challenge, request_id).await;
+pub async fn send_api(session: &mut Session, reply: &ApiResponse, request_id: &str, extra: &[(&'static str, String)]) {
+    write(session, reply.status, Some(Bytes::from(reply.body.to_string())), reply.challenge, request_id, extra).await;
 }
 
-async fn write(session: &mut Session, status: u16, body: Bytes, challenge: bool, request_id: &str) {
-    let header = match build_header(status, challenge, request_id, body.len()) {
+/// Writes a bodiless answer (a CORS preflight's 204).
+pub async fn send_empty(session: &mut Session, status: u16, request_id: &str, extra: &[(&'static str, String)]) {
+    write(session, status, None, false, request_id, extra).await;
+}
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Option<Bytes>,
+    challenge: bool,
+    request_id: &str,
+    extra: &[(&'static str, String)],
+) {
+    let header = match build_header(status, challenge, request_id, body.as_ref().map_or(0, Bytes::len), body.is_some(), extra) {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot build an error reply");
             return;
         }
     };
-    let head_only = session.req_header().method == http::Method::HEAD;
+    let head_only = session.req_header().method == http::Method::HEAD || body.is_none();
     if session.write_response_header(Box::new(header), head_only).await.is_ok() && !head_only {
-        let _ = session.write_response_body(Some(body), true).await;
+        let _ = session.write_response_body(body, true).await;
     }
 }
 
-fn build_header(status: u16, challenge: bool, request_id: &str, len: usize) -> Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(6))?;
-    h.insert_header("content-type", "application/json")?;
+fn build_header(
+    status: u16,
+    challenge: bool,
+    request_id: &str,
+    len: usize,
+    has_body: bool,
+    extra: &[(&'static str, String)],
+) -> Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(8 + extra.len()))?;
+    if has_body {
+        h.insert_header("content-type", "application/json")?;
+    }
     h.insert_header("content-length", len.to_string())?;
     h.insert_header("cache-control", "no-store")?;
-    h.insert_header("x-content-type-options", "nosniff")?;
+    for (name, value) in SECURITY_HEADERS {
+        h.insert_header(name, value)?;
+    }
     h.insert_header("x-request-id", request_id)?;
+    for (name, value) in extra {
+        h.append_header(*name, value)?;
+    }
     if challenge {
         h.insert_header("www-authenticate", r#"Bearer realm="portcullis", error="invalid_token""#)?;
     }
@@ -77,7 +110,7 @@ pub fn for_error(e: &Error) -> Option<Reject> {
             ErrorSource::Internal | ErrorSource::Unset => (500, "internal_error", "the gateway failed to handle the request", "internal"),
         },
     };
-    Some(Reject { status, code, message: Cow::Borrowed(message), reason, route: None })
+    Some(Reject::new(status, code, Cow::Borrowed(message), reason))
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use futures_util::StreamExt;
 
+use crate::ratelimit::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
+
 use super::{RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
 
 #[derive(Default)]
@@ -14,6 +16,11 @@ struct Inner {
     users: HashMap<String, UserRecord>,
     sessions: HashMap<String, (SessionRecord, u64 /* idle deadline */)>,
     revoked: HashMap<String, u64>,
+    /// GCRA theoretical arrival times (ms) and when they stop mattering (ms).
+    tats: HashMap<String, (u64, u64)>,
+    lockouts: HashMap<String, (LockoutState, u64 /* keep until, unix s */)>,
+    /// Sliding-window totals by "key:window" (and when they stop mattering, ms).
+    windows: HashMap<String, (u64, u64)>,
 }
 
 /// An in-process store.
@@ -152,6 +159,57 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: Limit, now_ms: u64) -> Result<Decision, StoreError> {
+        let mut inner = self.lock();
+        if inner.tats.len() > 10_000 {
+            inner.tats.retain(|_, (_, until)| *until > now_ms);
+        }
+        let tat = inner.tats.get(key).map(|(t, _)| *t);
+        let (decision, new_tat) = gcra(tat, now_ms, limit);
+        inner.tats.insert(key.to_string(), (new_tat, new_tat + limit.window_ms));
+        Ok(decision)
+    }
+
+    async fn login_failed(&self, account: &str, policy: LockoutPolicy, now: u64) -> Result<LockoutState, StoreError> {
+        let mut inner = self.lock();
+        if inner.lockouts.len() > 10_000 {
+            inner.lockouts.retain(|_, (_, until)| *until > now);
+        }
+        let current = inner.lockouts.get(account).filter(|(_, until)| *until > now).map(|(s, _)| *s).unwrap_or_default();
+        let next = policy.after_failure(current, now);
+        inner.lockouts.insert(account.to_string(), (next, now + policy.ttl_seconds(&next, now)));
+        Ok(next)
+    }
+
+    async fn lockout_state(&self, account: &str) -> Result<LockoutState, StoreError> {
+        let now = unix_now();
+        Ok(self.lock().lockouts.get(account).filter(|(_, until)| *until > now).map(|(s, _)| *s).unwrap_or_default())
+    }
+
+    async fn login_succeeded(&self, account: &str) -> Result<(), StoreError> {
+        self.lock().lockouts.remove(account);
+        Ok(())
+    }
+
+    async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError> {
+        // One process needs no sync (its local windows are the truth), but the operation still
+        // behaves like the shared one: totals per key and window.
+        let mut inner = self.lock();
+        let now_ms = unix_now() * 1000;
+        inner.windows.retain(|_, (_, until)| *until > now_ms);
+        Ok(flushes
+            .iter()
+            .map(|f| {
+                let keep = (f.window + 2) * f.window_ms;
+                let slot = inner.windows.entry(format!("{}:{}", f.key, f.window)).or_insert((0, keep));
+                slot.0 += f.hits;
+                let total = slot.0;
+                let previous = inner.windows.get(&format!("{}:{}", f.key, f.window.wrapping_sub(1))).map_or(0, |(n, _)| *n);
+                (total, previous)
+            })
+            .collect())
     }
 
     async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {

@@ -10,6 +10,9 @@
 //! | `session:{sid}` | hash: id, user_id, created_at, last_activity, expires_at, user_agent, ip, refresh_jti | until idle timeout or absolute end, whichever is first; extended by activity |
 //! | `user-sessions:{user_id}` | set of session ids (pruned when read) | until the user's newest session's absolute end |
 //! | `revoked` | sorted set: session id scored by "in force until" | until the last revocation lapses; lapsed members removed on every write and read |
+//! | `rl:{limit}:{subject}` | string: GCRA theoretical arrival time (ms) | until it no longer limits (<= the window) |
+//! | `lockout:{email}` | hash: failures, lockouts, locked_until | until the lockout ends plus `max_seconds` |
+//! | `rw:{limit}:{subject}:{window}` | integer: hits in one sliding window | two windows |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
 //!
 //! Connections: one multiplexed, auto-reconnecting `ConnectionManager`, created by
@@ -24,6 +27,8 @@ use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::ratelimit::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{session_ttl, RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
 
@@ -76,6 +81,48 @@ redis.call('PUBLISH', ARGV[3], ARGV[1] .. ' ' .. table.concat(ARGV, ' ', 4))
 return #ARGV - 3
 ";
 
+// GCRA, the same arithmetic as `ratelimit::gcra`: ARGV now_ms, interval_ms, window_ms.
+// Returns {allowed, remaining, reset_seconds, retry_after_seconds}.
+const GCRA: &str = r"
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local requests = tonumber(ARGV[4])
+local tolerance = window - interval
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, 0, math.ceil((tat - now) / 1000), math.max(1, math.ceil((allow_at - now) / 1000))}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + tolerance + 1)
+local used = math.ceil((new_tat - now) / interval)
+local remaining = requests - used
+if remaining < 0 then remaining = 0 end
+return {1, remaining, math.ceil((new_tat - now) / 1000), 0}
+";
+
+// Lockout, the same rule as `LockoutPolicy::after_failure`: ARGV after_failures, base_seconds,
+// max_seconds, now. Returns {failures, lockouts, locked_until}.
+const LOGIN_FAILED: &str = r"
+local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') + 1
+local l = tonumber(redis.call('HGET', KEYS[1], 'lockouts') or '0')
+local u = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
+local now = tonumber(ARGV[4])
+if f >= tonumber(ARGV[1]) then
+  local secs = math.min(tonumber(ARGV[2]) * (2 ^ math.min(l, 32)), tonumber(ARGV[3]))
+  u = now + secs
+  l = l + 1
+  f = 0
+end
+redis.call('HSET', KEYS[1], 'failures', f, 'lockouts', l, 'locked_until', u)
+local keep = u - now
+if keep < 0 then keep = 0 end
+redis.call('EXPIRE', KEYS[1], keep + tonumber(ARGV[3]))
+return {f, l, u}
+";
+
 /// A Redis-backed store.
 pub struct RedisStore {
     client: redis::Client,
@@ -85,6 +132,8 @@ pub struct RedisStore {
     rotate: Script,
     touch: Script,
     revoke: Script,
+    gcra: Script,
+    login_failed: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -107,6 +156,8 @@ impl RedisStore {
             rotate: Script::new(ROTATE),
             touch: Script::new(TOUCH),
             revoke: Script::new(REVOKE),
+            gcra: Script::new(GCRA),
+            login_failed: Script::new(LOGIN_FAILED),
         })
     }
 
@@ -387,6 +438,67 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING").query_async(&mut self.con()?).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: Limit, now_ms: u64) -> Result<Decision, StoreError> {
+        let interval = (limit.window_ms / limit.requests.max(1)).max(1);
+        let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
+            .gcra
+            .key(self.key(&format!("rl:{key}")))
+            .arg(now_ms)
+            .arg(interval)
+            .arg(limit.window_ms)
+            .arg(limit.requests)
+            .invoke_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(Decision {
+            allowed: allowed == 1,
+            remaining: remaining.max(0) as u64,
+            reset_seconds: reset.max(0) as u64,
+            retry_after_seconds: retry.max(0) as u64,
+        })
+    }
+
+    async fn login_failed(&self, account: &str, policy: LockoutPolicy, now: u64) -> Result<LockoutState, StoreError> {
+        let (failures, lockouts, locked_until): (i64, i64, i64) = self
+            .login_failed
+            .key(self.key(&format!("lockout:{}", account.to_lowercase())))
+            .arg(policy.after_failures)
+            .arg(policy.base_seconds)
+            .arg(policy.max_seconds)
+            .arg(now)
+            .invoke_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(LockoutState { failures: failures as u32, lockouts: lockouts as u32, locked_until: locked_until.max(0) as u64 })
+    }
+
+    async fn lockout_state(&self, account: &str) -> Result<LockoutState, StoreError> {
+        let h = self.hash(&self.key(&format!("lockout:{}", account.to_lowercase()))).await?;
+        let get = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(LockoutState { failures: get("failures") as u32, lockouts: get("lockouts") as u32, locked_until: get("locked_until") })
+    }
+
+    async fn login_succeeded(&self, account: &str) -> Result<(), StoreError> {
+        let _: () = self.con()?.del(self.key(&format!("lockout:{}", account.to_lowercase()))).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError> {
+        if flushes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for f in flushes {
+            let current = self.key(&format!("rw:{}:{}", f.key, f.window));
+            let previous = self.key(&format!("rw:{}:{}", f.key, f.window.wrapping_sub(1)));
+            pipe.cmd("INCRBY").arg(&current).arg(f.hits);
+            pipe.cmd("PEXPIRE").arg(&current).arg(2 * f.window_ms).ignore();
+            pipe.cmd("GET").arg(&previous);
+        }
+        let answers: Vec<(u64, Option<u64>)> = pipe.query_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok(answers.into_iter().map(|(total, prev)| (total, prev.unwrap_or(0))).collect())
     }
 
     async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {

@@ -7,6 +7,8 @@ use crate::store::Store;
 use std::sync::Arc;
 
 struct World {
+    limiter: Limiter,
+    rate_limits: RateLimitSettings,
     tokens: TokenManager,
     roles: Roles,
     users: UserDirectory,
@@ -37,7 +39,15 @@ fn world_with(settings: SessionSettings) -> World {
         },
     ]);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    World { tokens: TokenManager::new(&c.tokens), roles: c.policy.roles, users, sessions: Sessions::new(store, settings), passwords }
+    World {
+        limiter: Limiter::new(store.clone()),
+        rate_limits: RateLimitSettings::default(),
+        tokens: TokenManager::new(&c.tokens),
+        roles: c.policy.roles,
+        users,
+        sessions: Sessions::new(store, settings),
+        passwords,
+    }
 }
 
 fn world() -> World {
@@ -55,6 +65,10 @@ impl World {
             admin_role: "admin",
             revocation_ttl: 900,
             metrics: None,
+            limiter: &self.limiter,
+            rate_limits: &self.rate_limits,
+            lockout: None,
+            audit: None,
         }
     }
 
@@ -73,6 +87,7 @@ impl World {
             client_ip: "127.0.0.1",
             authorization: auth.map(str::as_bytes),
             body,
+            origin: Origin::default(),
         };
         handle(&self.cx(), &req).await
     }

@@ -1,0 +1,115 @@
+//! API rate limits on the proxied path (local windows, no store round trip) and the access
+//! audit trail.
+
+use pingora::proxy::Session;
+use serde_json::json;
+
+use super::{Gateway, RequestCtx, Snapshot};
+use crate::admission::{Identity, Reject};
+use crate::audit::{Event, Origin};
+use crate::policy::Route;
+use crate::ratelimit::{self, Limit};
+
+impl Gateway {
+    /// Applies the API limits to an admitted request: per user (or per IP when public), then the
+    /// route's own limit. Allowed requests get RateLimit headers on their response.
+    pub(super) fn limit_admitted(
+        &self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        route: &Route,
+        identity: Option<&Identity>,
+    ) -> Result<(), Reject> {
+        let subject = match (identity, ctx.client_ip) {
+            (Some(id), _) => format!("u:{}", id.user_id),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => return Ok(()),
+        };
+        let general = match identity {
+            Some(_) => snapshot.rate_limits.api_user.map(|l| ("api_user", l)),
+            None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l)),
+        };
+        if let Some((name, limit)) = general {
+            self.check_limit(ctx, name, &format!("{name}:{subject}"), limit)?;
+        }
+        if let Some((name, limit)) = &route.rate_limit {
+            self.check_limit(ctx, name, &format!("route:{name}:{subject}"), *limit)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a request that failed authentication against the per-IP limit.
+    pub(super) fn limit_unauthenticated(&self, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<(), Reject> {
+        match (snapshot.rate_limits.api_ip, ctx.client_ip) {
+            (Some(limit), Some(ip)) => self.check_limit(ctx, "api_ip", &format!("api_ip:ip:{ip}"), limit),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_limit(&self, ctx: &mut RequestCtx, name: &str, key: &str, limit: Limit) -> Result<(), Reject> {
+        let d = self.services.limiter.api(key, limit);
+        let headers = ratelimit::headers(name, limit, &d);
+        if d.allowed {
+            ctx.limit_headers = headers.to_vec();
+            return Ok(());
+        }
+        if let Some(m) = &self.services.metrics {
+            m.rate_limited(name);
+        }
+        if let Some(a) = &self.services.audit {
+            let ip = ctx.client_ip.map(|i| i.to_string());
+            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: None };
+            a.emit(Event::new("ratelimit.hit", "denied", None, origin, json!({ "limit": name, "retry_after": d.retry_after_seconds })));
+        }
+        let mut reject = Reject::new(429, "rate_limited", "too many requests; retry later", "rate_limited");
+        reject.headers = headers.to_vec();
+        reject.headers.push(("retry-after", d.retry_after_seconds.to_string()));
+        Err(reject)
+    }
+
+    /// `auth.token_rejected`, with the fixed reason word only.
+    pub(super) fn audit_token_rejected(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) {
+        let Some(audit) = &self.services.audit else { return };
+        let ip = ctx.client_ip.map(|i| i.to_string());
+        let ua = session.req_header().headers.get("user-agent").and_then(|v| v.to_str().ok());
+        let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+        audit.emit(Event::new("auth.token_rejected", "denied", None, origin, json!({ "reason": reason })));
+    }
+
+    /// One `access` event per proxied request: granted (sampled by configuration) or refused.
+    pub(super) fn audit_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+        let Some(audit) = &self.services.audit else { return };
+        if ctx.api {
+            return; // the endpoints audit their own events
+        }
+        let req = session.req_header();
+        let ip = ctx.client_ip.map(|i| i.to_string());
+        let ua = req.headers.get("user-agent").and_then(|v| v.to_str().ok());
+        let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+        let user = ctx.identity.as_ref();
+        match &ctx.refusal {
+            None => {
+                let snapshot = ctx.snapshot.as_ref();
+                let route = snapshot.zip(ctx.route).and_then(|(s, i)| s.policy.routes.get(i));
+                let details = json!({
+                    "route": route.map(|r| r.name.as_str()),
+                    "requirement": route.map(|r| r.access.describe()),
+                    "role": user.and_then(|u| u.role.as_deref()),
+                    "method": req.method.as_str(),
+                    "path": ctx.audit_path.as_deref(),
+                    "status": status,
+                });
+                audit.emit_granted(Event::new("access", "granted", user.map(|u| u.user_id.as_str()), origin, details));
+            }
+            Some((refused_status, reason, route)) => {
+                let details = json!({
+                    "route": route,
+                    "method": req.method.as_str(),
+                    "status": refused_status,
+                    "reason": reason,
+                });
+                audit.emit(Event::new("access", "denied", None, origin, details));
+            }
+        }
+    }
+}
