@@ -106,6 +106,11 @@ struct Window {
     /// Hits of an earlier window still to flush: (window id, hits).
     unflushed: Option<(u64, u64)>,
     last_seen: u64,
+    requests: u64,
+    /// With a shared store: how many hits this instance may admit until the next sync (its share
+    /// of what the limit leaves), and how many it has admitted since the last one.
+    budget: u64,
+    since_sync: u64,
 }
 
 /// What the sync sends for one key: hits to add to `window`, and whether the key is still active.
@@ -115,18 +120,31 @@ pub struct Flush {
     pub window: u64,
     pub window_ms: u64,
     pub hits: u64,
+    /// The limit's request count (to compute this instance's next share).
+    pub limit: u64,
 }
 
 /// Local approximate sliding-window counters: `estimate = previous x (1 - elapsed) + current`.
 /// With a shared store, `sync` batches the hits and learns the other instances' totals.
+///
+/// Shared between instances, each instance may only spend half its share of what is left between
+/// two syncs (`remaining / (2 x instances)`), so instances hammered at once cannot each spend the
+/// whole remainder: the remainder shrinks geometrically and the overshoot stays at a request or
+/// two per instance, with no store round trip on the request path.
 pub struct SlidingWindows {
     shards: Vec<Mutex<HashMap<String, Window>>>,
     hasher: std::collections::hash_map::RandomState,
+    /// Live instances sharing the counts (0: not shared, no budgets).
+    instances: std::sync::atomic::AtomicU64,
 }
 
 impl Default for SlidingWindows {
     fn default() -> Self {
-        SlidingWindows { shards: (0..16).map(|_| Mutex::new(HashMap::new())).collect(), hasher: Default::default() }
+        SlidingWindows {
+            shards: (0..16).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            instances: Default::default(),
+        }
     }
 }
 
@@ -141,10 +159,21 @@ impl SlidingWindows {
     pub fn check(&self, key: &str, limit: Limit, now: u64) -> Decision {
         let id = now / limit.window_ms;
         let elapsed = now % limit.window_ms;
+        let instances = self.instances.load(std::sync::atomic::Ordering::Relaxed);
         let mut shard = self.shard(key);
         let w = match shard.get_mut(key) {
             Some(w) => w,
-            None => shard.entry(key.to_string()).or_insert(Window { id, window_ms: limit.window_ms, ..Default::default() }),
+            None => {
+                // Until the first sync, a fair share of the whole limit.
+                let budget = if instances == 0 { u64::MAX } else { limit.requests / instances };
+                shard.entry(key.to_string()).or_insert(Window {
+                    id,
+                    window_ms: limit.window_ms,
+                    requests: limit.requests,
+                    budget,
+                    ..Default::default()
+                })
+            }
         };
         if id > w.id {
             let total = w.synced + w.pending;
@@ -163,7 +192,12 @@ impl SlidingWindows {
         if estimate >= limit.requests {
             return Decision { allowed: false, remaining: 0, reset_seconds, retry_after_seconds: reset_seconds.max(1) };
         }
+        if w.since_sync >= w.budget {
+            // This instance's share is spent until the next sync tells it what is left.
+            return Decision { allowed: false, remaining: 0, reset_seconds, retry_after_seconds: 1 };
+        }
         w.pending += 1;
+        w.since_sync += 1;
         Decision { allowed: true, remaining: limit.requests - estimate - 1, reset_seconds, retry_after_seconds: 0 }
     }
 
@@ -174,11 +208,11 @@ impl SlidingWindows {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
             map.retain(|key, w| {
                 if let Some((id, hits)) = w.unflushed.take() {
-                    out.push(Flush { key: key.clone(), window: id, window_ms: w.window_ms, hits });
+                    out.push(Flush { key: key.clone(), window: id, window_ms: w.window_ms, hits, limit: w.requests });
                 }
                 let active = now.saturating_sub(w.last_seen) < idle_ms.max(2 * w.window_ms);
                 if active {
-                    out.push(Flush { key: key.clone(), window: w.id, window_ms: w.window_ms, hits: w.pending });
+                    out.push(Flush { key: key.clone(), window: w.id, window_ms: w.window_ms, hits: w.pending, limit: w.requests });
                 }
                 active
             });
@@ -186,15 +220,31 @@ impl SlidingWindows {
         out
     }
 
+    /// Records how many instances share the counts (from the store's heartbeat set).
+    pub fn set_instances(&self, n: u64) {
+        self.instances.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Applies what the store answered for a flush of the current window: `total` across all
-    /// instances (including `flushed` hits from here), `previous` for the window before.
-    pub fn apply(&self, f: &Flush, total: u64, previous: u64) {
+    /// instances (including the flushed hits from here), `previous` for the window before; and
+    /// hands this instance its share of what `limit` leaves until the next sync.
+    pub fn apply(&self, f: &Flush, total: u64, previous: u64, limit: u64, now: u64) {
+        let instances = self.instances.load(std::sync::atomic::Ordering::Relaxed).max(1);
         let mut shard = self.shard(&f.key);
         if let Some(w) = shard.get_mut(&f.key) {
             if w.id == f.window {
                 w.pending = w.pending.saturating_sub(f.hits);
                 w.synced = total;
                 w.previous = w.previous.max(previous);
+                let elapsed = now % f.window_ms;
+                let weight = (f.window_ms - elapsed.min(f.window_ms)) as f64 / f.window_ms as f64;
+                let used = (w.previous as f64 * weight).floor() as u64 + total;
+                // Hits admitted while the sync was in flight already count against the new share.
+                // Half a fair share: the other instances' shares were computed from views just as
+                // stale as this one, so full shares overlap; halves shrink the remainder
+                // geometrically and keep the overshoot to a request or two.
+                w.budget = limit.saturating_sub(used).div_ceil(2 * instances);
+                w.since_sync = w.pending;
             }
         }
     }
@@ -220,12 +270,19 @@ pub fn headers(name: &str, limit: Limit, d: &Decision) -> [(&'static str, String
 pub struct Limiter {
     windows: SlidingWindows,
     store: std::sync::Arc<dyn crate::store::Store>,
+    /// This instance's name in the store's heartbeat set.
+    instance: String,
 }
 
 impl Limiter {
     /// A limiter whose shared counts live in `store`.
     pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
-        Limiter { windows: SlidingWindows::default(), store }
+        let windows = SlidingWindows::default();
+        if !store.is_local() {
+            // Shared: until the heartbeat says otherwise, assume one other instance.
+            windows.set_instances(2);
+        }
+        Limiter { windows, store, instance: crate::auth::tokens::new_id() }
     }
 
     /// An API check: local, no store round trip.
@@ -251,14 +308,19 @@ impl Limiter {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let flushes = self.windows.take_flushes(now_ms(), 60_000);
+            let now = now_ms();
+            if let Ok(n) = self.store.heartbeat(&self.instance, now, 3 * every.as_millis() as u64 + 1000).await {
+                self.windows.set_instances(n);
+            }
+            let flushes = self.windows.take_flushes(now, 60_000);
             if flushes.is_empty() {
                 continue;
             }
             match self.store.sync_windows(&flushes).await {
                 Ok(totals) => {
+                    let now = now_ms();
                     for (f, (total, previous)) in flushes.iter().zip(totals) {
-                        self.windows.apply(f, total, previous);
+                        self.windows.apply(f, total, previous, f.limit, now);
                     }
                 }
                 // Hits stay pending and go with the next sync; meanwhile limits are local.
@@ -334,10 +396,29 @@ mod tests {
             w.check("k", limit, 100);
         }
         let flushes = w.take_flushes(200, 60_000);
-        assert_eq!(flushes, vec![Flush { key: "k".into(), window: 0, window_ms: 10_000, hits: 3 }]);
+        assert_eq!(flushes, vec![Flush { key: "k".into(), window: 0, window_ms: 10_000, hits: 3, limit: 10 }]);
         // The store says 9 in total: another instance used 6.
-        w.apply(&flushes[0], 9, 0);
+        w.apply(&flushes[0], 9, 0, 10, 250);
         assert!(w.check("k", limit, 300).allowed);
         assert!(!w.check("k", limit, 300).allowed, "10 reached across instances");
+    }
+
+    #[test]
+    fn shared_instances_only_spend_their_share_between_syncs() {
+        let limit = Limit { requests: 100, window_ms: 60_000 };
+        let (a, b) = (SlidingWindows::default(), SlidingWindows::default());
+        a.set_instances(2);
+        b.set_instances(2);
+        // Both hammered before they have heard of each other: each takes at most half.
+        let admitted = |w: &SlidingWindows| (0..200).filter(|_| w.check("k", limit, 1000).allowed).count() as u64;
+        let (na, nb) = (admitted(&a), admitted(&b));
+        assert_eq!((na, nb), (50, 50));
+        // A sync: the store has 100 in total; nothing is left for anyone.
+        // (Shares after a sync are halves: see `apply`.)
+        for w in [&a, &b] {
+            let f = w.take_flushes(1100, 60_000).remove(0);
+            w.apply(&f, 100, 0, 100, 1100);
+        }
+        assert_eq!(admitted(&a) + admitted(&b), 0);
     }
 }

@@ -128,6 +128,8 @@ pub trait Store: Send + Sync + 'static {
     /// Adds hits to shared sliding-window counters; returns, per flush, the window's total across
     /// instances and the previous window's total.
     async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError>;
+    /// Marks `instance` alive until `now_ms + ttl_ms` and returns how many instances are alive.
+    async fn heartbeat(&self, instance: &str, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreError>;
     /// A stream of revocation notices from every instance (session id, in force until). It ends
     /// when the connection behind it breaks; the caller reconnects and reconciles.
     async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError>;

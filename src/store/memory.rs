@@ -193,6 +193,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn heartbeat(&self, _instance: &str, _now_ms: u64, _ttl_ms: u64) -> Result<u64, StoreError> {
+        Ok(1)
+    }
+
     async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError> {
         // One process needs no sync (its local windows are the truth), but the operation still
         // behaves like the shared one: totals per key and window.

@@ -13,6 +13,7 @@
 //! | `rl:{limit}:{subject}` | string: GCRA theoretical arrival time (ms) | until it no longer limits (<= the window) |
 //! | `lockout:{email}` | hash: failures, lockouts, locked_until | until the lockout ends plus `max_seconds` |
 //! | `rw:{limit}:{subject}:{window}` | integer: hits in one sliding window | two windows |
+//! | `instances` | sorted set: live gateway instances scored by heartbeat expiry (ms) | a few sync intervals |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
 //!
 //! Connections: one multiplexed, auto-reconnecting `ConnectionManager`, created by
@@ -483,6 +484,31 @@ impl Store for RedisStore {
     async fn login_succeeded(&self, account: &str) -> Result<(), StoreError> {
         let _: () = self.con()?.del(self.key(&format!("lockout:{}", account.to_lowercase()))).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn heartbeat(&self, instance: &str, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreError> {
+        let key = self.key("instances");
+        let (n,): (u64,) = redis::pipe()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now_ms + ttl_ms)
+            .arg(instance)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now_ms)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(n.max(1))
     }
 
     async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError> {

@@ -1,0 +1,162 @@
+//! Brute force, lockout and rate limits through the real gateway, alone and as two instances on
+//! one Redis.
+
+mod common;
+
+use common::{redis_store, seed_config, seed_config_with_store, MockUpstream, RedisServer, Reply, TestGateway};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "victim-password-123";
+
+fn create_user(gw: &TestGateway, email: &str) {
+    let admin = gw.token("operator", "admin");
+    let r = gw.request("POST", "/admin/users").bearer(&admin).json(&json!({"email": email, "password": PASSWORD, "role": "user"})).send();
+    assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
+}
+
+fn login_from(gw: &TestGateway, ip: &str, email: &str, password: &str) -> Reply {
+    gw.request("POST", "/auth/login").header("X-Forwarded-For", ip).json(&json!({"email": email, "password": password})).send()
+}
+
+fn audit_events(gw: &TestGateway) -> Vec<Value> {
+    std::fs::read_to_string(gw.dir().join("audit.log")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn with_security(base: String, extra: &str) -> String {
+    format!("{base}\naudit: {{ sink: file, file: audit.log }}\n{extra}\n")
+}
+
+#[test]
+fn brute_force_from_rotating_ips_locks_the_account_then_it_recovers() {
+    let up = MockUpstream::start();
+    let config = with_security(
+        seed_config(&up.url()).replace("threads: 2", "threads: 2\n  trusted_proxies: [\"127.0.0.1\"]"),
+        "rate_limits: { login: { per_ip: { requests: 10, per_seconds: 60 }, per_account: { requests: 1000, per_seconds: 60 } } }\nlockout: { after_failures: 5, base_seconds: 2, max_seconds: 4 }",
+    );
+    let gw = TestGateway::start(&config);
+    create_user(&gw, "victim@example.com");
+
+    let mut statuses = Vec::new();
+    for i in 0..50 {
+        let ip = format!("198.51.100.{}", i + 1); // a new client IP each time, through the trusted proxy
+        let r = login_from(&gw, &ip, "victim@example.com", "wrong-password-guess");
+        statuses.push((r.status, r.error_code()));
+    }
+    assert!(statuses[..5].iter().all(|(s, c)| *s == 401 && c == "invalid_credentials"), "{statuses:?}");
+    assert!(statuses[5..].iter().all(|(s, c)| *s == 429 && c == "account_locked"), "locked after 5 failures: {statuses:?}");
+
+    let r = login_from(&gw, "203.0.113.1", "victim@example.com", PASSWORD);
+    assert_eq!((r.status, r.error_code().as_str()), (429, "account_locked"), "refused while locked, even with the right password");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+
+    std::thread::sleep(Duration::from_millis(2200));
+    let r = login_from(&gw, "203.0.113.1", "victim@example.com", PASSWORD);
+    assert_eq!(r.status, 200, "accepted after the lockout: {:?}", String::from_utf8_lossy(&r.body));
+
+    assert_eventually!(audit_events(&gw).iter().any(|e| e["event"] == "auth.login" && e["status"] == "success"), "the success is audited");
+    let events = audit_events(&gw);
+    let count = |kind: &str, reason: &str| {
+        events.iter().filter(|e| e["event"] == kind && (reason.is_empty() || e["details"]["reason"] == reason)).count()
+    };
+    assert_eq!(count("auth.login", "invalid_credentials"), 5);
+    assert_eq!(count("auth.lockout", ""), 1);
+    assert_eq!(count("auth.login", "account_locked"), 46);
+    let ips: std::collections::HashSet<&str> =
+        events.iter().filter(|e| e["event"] == "auth.login").filter_map(|e| e["client_ip"].as_str()).collect();
+    assert!(ips.contains("198.51.100.7"), "the client IP from the trusted proxy's X-Forwarded-For is recorded");
+}
+
+#[test]
+fn without_trusted_proxies_forwarded_for_is_ignored_and_the_per_ip_limit_bites() {
+    let up = MockUpstream::start();
+    let config = with_security(seed_config(&up.url()), "rate_limits: { login: { per_ip: { requests: 10, per_seconds: 60 } } }");
+    let gw = TestGateway::start(&config);
+    create_user(&gw, "victim@example.com");
+    let mut codes = Vec::new();
+    for i in 0..15 {
+        let r = login_from(&gw, &format!("198.51.100.{i}"), "victim@example.com", "wrong-password-guess");
+        codes.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.error_code(), "rate_limited");
+            assert!(r.header("retry-after").is_some());
+            assert!(r.header("ratelimit-policy").unwrap().contains("q=10;w=60"), "{:?}", r.header("ratelimit-policy"));
+            assert!(r.header("ratelimit").unwrap().contains("r=0"));
+        }
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 401).count(), 10, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 5, "{codes:?}");
+    let events = audit_events(&gw);
+    assert!(events.iter().all(|e| e["client_ip"] != "198.51.100.3"), "X-Forwarded-For from an untrusted peer is not believed");
+}
+
+#[test]
+fn unauthenticated_requests_are_throttled_per_ip_and_limits_are_advertised() {
+    let up = MockUpstream::start();
+    let config = with_security(
+        seed_config(&up.url()),
+        "rate_limits: { api: { per_ip_public: { requests: 5, per_seconds: 60 }, per_user: { requests: 3, per_seconds: 60 } } }",
+    );
+    let gw = TestGateway::start(&config);
+    let statuses: Vec<u16> = (0..8).map(|_| gw.get("/profile").bearer("guessed.token.value").send().status).collect();
+    assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429, 429, 429], "token guessing is throttled");
+    let token = gw.token("u1", "user");
+    let r = gw.get("/profile").bearer(&token).send();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""api_user";q=3;w=60"#));
+    let state = r.header("ratelimit").unwrap();
+    assert!(state.starts_with(r#""api_user";r=2;t="#), "{state}");
+    assert_eq!(gw.get("/profile").bearer(&token).send().status, 200);
+    assert_eq!(gw.get("/profile").bearer(&token).send().status, 200);
+    let r = gw.get("/profile").bearer(&token).send();
+    assert_eq!((r.status, r.error_code().as_str()), (429, "rate_limited"));
+    assert_eq!(gw.metric(r#"portcullis_rate_limited_total{limit="api_user"}"#), Some(1.0));
+    assert_eq!(up.hits(), 3, "refused requests never reach the upstream");
+}
+
+#[test]
+fn two_instances_share_login_and_api_limits() {
+    let redis = RedisServer::start();
+    let up = MockUpstream::start();
+    let config = with_security(
+        seed_config_with_store(&up.url(), &redis_store(&redis.url())),
+        "rate_limits: { login: { per_ip: { requests: 6, per_seconds: 60 } }, api: { per_user: { requests: 200, per_seconds: 30 } } }",
+    );
+    let a = Arc::new(TestGateway::start(&config));
+    let b = Arc::new(TestGateway::start(&config));
+
+    // Login limit: exact across instances.
+    let codes: Vec<u16> =
+        (0..10).map(|i| login_from(if i % 2 == 0 { &a } else { &b }, "x", "nobody@example.com", "wrong-password!").status).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 401).count(), 6, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 4, "{codes:?}");
+
+    // API limit: both instances hammered with one user's token for 3 s.
+    let token = a.token("shared-user", "user");
+    let allowed = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let (gw, token, allowed) = (if i % 2 == 0 { a.clone() } else { b.clone() }, token.clone(), allowed.clone());
+            std::thread::spawn(move || {
+                while Instant::now() < deadline {
+                    if gw.get("/profile").bearer(&token).send().status == 200 {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let allowed = allowed.load(Ordering::Relaxed);
+    let overshoot = allowed as f64 / 200.0 - 1.0;
+    println!("two instances, limit 200 per 30 s: {allowed} allowed ({:+.1}%)", overshoot * 100.0);
+
+    assert!(allowed >= 200, "the limit was reached: {allowed}");
+    assert!(allowed <= 220, "two instances together stay within 10% of the limit: {allowed}");
+}
