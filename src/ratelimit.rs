@@ -165,7 +165,7 @@ impl SlidingWindows {
             Some(w) => w,
             None => {
                 // Until the first sync, a fair share of the whole limit.
-                let budget = if instances == 0 { u64::MAX } else { limit.requests / instances };
+                let budget = limit.requests.checked_div(instances).unwrap_or(u64::MAX);
                 shard.entry(key.to_string()).or_insert(Window {
                     id,
                     window_ms: limit.window_ms,
