@@ -192,7 +192,9 @@ impl AuditWriter {
                 let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(std::time::Duration::from_millis(500)))
-                    .set_response_timeout(Some(std::time::Duration::from_millis(1000)));
+                    .set_response_timeout(Some(std::time::Duration::from_millis(1000)))
+                    .set_number_of_retries(1)
+                    .set_max_delay(std::time::Duration::from_millis(200));
                 let c = redis::aio::ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())?;
                 Ok(Output::Redis(c, stream.clone(), *max_len))
             }
@@ -281,7 +283,10 @@ impl AuditWriter {
             *out = self.open().await.ok();
         }
         let result = match out.as_mut() {
-            Some(o) => Self::write(o, batch).await,
+            // A sink that hangs counts as down: the queue must keep draining.
+            Some(o) => tokio::time::timeout(std::time::Duration::from_secs(2), Self::write(o, batch))
+                .await
+                .unwrap_or_else(|_| Err("timed out".into())),
             None => Err("the audit sink is not open".into()),
         };
         if let Err(e) = result {

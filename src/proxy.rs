@@ -221,7 +221,11 @@ impl ProxyHttp for Gateway {
         if snapshot.cors.is_some() {
             ctx.origin = req.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
         }
-        if let Err(reject) = guard::check_shape(req, snapshot.max_header_bytes, snapshot.max_header_count) {
+        let raw = match session.as_downstream() {
+            pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
+            _ => None,
+        };
+        if let Err(reject) = guard::check_shape(req, raw.as_deref(), snapshot.max_header_bytes, snapshot.max_header_count) {
             self.refuse(session, ctx, &snapshot, reject).await;
             return Ok(true);
         }

@@ -309,12 +309,13 @@ impl Limiter {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            if let Ok(n) = self.store.heartbeat(&self.instance, now, 3 * every.as_millis() as u64 + 1000).await {
-                self.windows.set_instances(n);
-            }
             let flushes = self.windows.take_flushes(now, 60_000);
             if flushes.is_empty() {
+                // No limited traffic: nothing to share, no store traffic at all.
                 continue;
+            }
+            if let Ok(n) = self.store.heartbeat(&self.instance, now, 3 * every.as_millis() as u64 + 1000).await {
+                self.windows.set_instances(n);
             }
             match self.store.sync_windows(&flushes).await {
                 Ok(totals) => {

@@ -6,8 +6,22 @@ use pingora::http::RequestHeader;
 
 use crate::admission::Reject;
 
-/// Checks the header section's size and count and the message framing.
-pub fn check_shape(req: &RequestHeader, max_header_bytes: usize, max_header_count: usize) -> Result<(), Reject> {
+/// Whether the raw HTTP/1 header section names both Content-Length and Transfer-Encoding
+/// (Pingora resolves that by dropping Content-Length, so the parsed header no longer shows it).
+pub fn raw_framing_conflict(raw: &[u8]) -> bool {
+    let (mut cl, mut te) = (false, false);
+    for line in raw.split(|b| *b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let name = line[..colon].trim_ascii();
+        cl |= name.eq_ignore_ascii_case(b"content-length");
+        te |= name.eq_ignore_ascii_case(b"transfer-encoding");
+    }
+    cl && te
+}
+
+/// Checks the header section's size and count and the message framing. `raw` is the HTTP/1
+/// header section as received, when there is one.
+pub fn check_shape(req: &RequestHeader, raw: Option<&[u8]>, max_header_bytes: usize, max_header_count: usize) -> Result<(), Reject> {
     let count = req.headers.len();
     let bytes: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() + req.uri.to_string().len();
     if count > max_header_count || bytes > max_header_bytes {
@@ -21,7 +35,7 @@ pub fn check_shape(req: &RequestHeader, max_header_bytes: usize, max_header_coun
     let smuggling = |why: &'static str| Err(Reject::new(400, "bad_request", why, "ambiguous_framing"));
     let te: Vec<&[u8]> = req.headers.get_all(TRANSFER_ENCODING).iter().map(|v| v.as_bytes()).collect();
     let cl: Vec<&[u8]> = req.headers.get_all(CONTENT_LENGTH).iter().map(|v| v.as_bytes()).collect();
-    if !te.is_empty() && !cl.is_empty() {
+    if (!te.is_empty() && !cl.is_empty()) || raw.is_some_and(raw_framing_conflict) {
         return smuggling("a request may not carry both Content-Length and Transfer-Encoding");
     }
     if te.len() > 1 || te.first().is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"chunked")) {
@@ -54,7 +68,14 @@ mod tests {
     }
 
     fn status(r: &RequestHeader) -> u16 {
-        check_shape(r, 8192, 50).map_or_else(|e| e.status, |_| 200)
+        check_shape(r, None, 8192, 50).map_or_else(|e| e.status, |_| 200)
+    }
+
+    #[test]
+    fn the_raw_header_section_reveals_a_dropped_content_length() {
+        assert!(raw_framing_conflict(b"POST / HTTP/1.1\r\nContent-Length: 4\r\ntransfer-encoding: chunked\r\n\r\n"));
+        assert!(!raw_framing_conflict(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nX-Transfer-Encoding: chunked\r\n\r\n"));
+        assert!(!raw_framing_conflict(b"POST /transfer-encoding:x HTTP/1.1\r\nContent-Length: 4\r\n\r\n"));
     }
 
     #[test]
