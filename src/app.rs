@@ -16,12 +16,15 @@ use crate::auth::sessions::Sessions;
 use crate::config::security::TlsListen;
 use crate::config::{Config, StoreSettings};
 use crate::metrics::Metrics;
+use crate::providers::tracker::Tracker;
+use crate::proxy::llm::Probes;
 use crate::proxy::{Gateway, Services, Snapshot};
 use crate::ratelimit::Limiter;
 use crate::reload::{Reloader, RestartOnly};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
+use pingora::connectors::http::Connector;
 use pingora::listeners::tls::TlsSettings;
 use pingora::tls::ssl::SslVersion;
 
@@ -63,6 +66,34 @@ struct LimitSync(Arc<Limiter>);
 impl BackgroundService for LimitSync {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.0.sync_forever(std::time::Duration::from_millis(100), shutdown).await;
+    }
+}
+
+/// Keeps the local provider health view in step with the store.
+struct ProviderSync {
+    tracker: Arc<Tracker>,
+    state: Arc<ArcSwap<Snapshot>>,
+}
+
+#[async_trait]
+impl BackgroundService for ProviderSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let state = self.state.clone();
+        let names = move || {
+            let names: Vec<String> = state.load().providers.iter().map(|p| p.name.clone()).collect();
+            async move { names }
+        };
+        self.tracker.sync_forever(names, shutdown).await;
+    }
+}
+
+/// Active provider health checks.
+struct ProbeService(Probes);
+
+#[async_trait]
+impl BackgroundService for ProbeService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.run(shutdown).await;
     }
 }
 
@@ -118,12 +149,16 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         Some((a, w)) => (Some(a), Some(w)),
         None => (None, None),
     };
+    let tracker = Arc::new(Tracker::new(sessions.store.clone(), config.health, metrics.clone()));
+    let connector = Arc::new(Connector::new(None));
     let services = Arc::new(Services {
         sessions: sessions.clone(),
         passwords,
         metrics: metrics.clone(),
         limiter: limiter.clone(),
         audit: audit.clone(),
+        tracker: tracker.clone(),
+        connector: connector.clone(),
     });
     let tls = config.server.tls.clone();
 
@@ -132,8 +167,9 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
 
     let (config_path, running) = (config.source.clone(), RestartOnly::of(&config));
     let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(config, metrics.as_deref())));
-    let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone(), audit);
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state, services), "portcullis proxy");
+    let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone(), audit).with_tracker(tracker.clone());
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone(), services), "portcullis proxy");
     match &tls {
         Some(t) => proxy.add_tls_with_settings(&listen, None, tls_settings(t)?),
         None => proxy.add_tcp(&listen),
@@ -143,6 +179,7 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     admin.add_tcp(&admin_listen);
     admin.threads = Some(1);
 
+    let store = sessions.store.clone();
     let mut sync = background_service("session sync", SessionSync(sessions));
     sync.threads = Some(1);
 
@@ -157,6 +194,13 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     server.add_service(sync);
     server.add_service(reload);
     server.add_service(limits);
+    let mut provider_sync = background_service("provider health sync", ProviderSync { tracker: tracker.clone(), state: state.clone() });
+    provider_sync.threads = Some(1);
+    server.add_service(provider_sync);
+    let probes = Probes { tracker, state: state.clone(), connector, store, instance: crate::auth::tokens::new_id() };
+    let mut probes = background_service("provider probes", ProbeService(probes));
+    probes.threads = Some(1);
+    server.add_service(probes);
     if let Some(writer) = audit_writer {
         let mut w = background_service("audit writer", AuditSink(writer));
         w.threads = Some(1);

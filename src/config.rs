@@ -6,6 +6,7 @@
 
 mod lenient;
 pub mod locate;
+pub mod providers;
 mod raw;
 pub mod security;
 mod validate;
@@ -46,6 +47,9 @@ pub struct Config {
     pub lockout: Option<LockoutPolicy>,
     pub audit: AuditSettings,
     pub cors: Option<CorsPolicy>,
+    pub providers: Vec<providers::Provider>,
+    pub chains: Vec<providers::Chain>,
+    pub health: crate::providers::health::Rules,
 }
 
 /// How the gateway logs.

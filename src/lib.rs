@@ -14,6 +14,7 @@ pub mod cors;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod providers;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;

@@ -75,6 +75,9 @@ pub struct Metrics {
     audit_events: IntCounterVec,
     audit_dropped: IntCounter,
     rate_limited: IntCounterVec,
+    provider_health: IntGaugeVec,
+    provider_failures: IntGaugeVec,
+    failovers: IntCounterVec,
     audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
     /// The special routes' handles (unmatched, gateway endpoints).
@@ -196,6 +199,30 @@ impl Metrics {
             },
             rate_limited: counter_vec(&r, "rate_limited_total", "Requests refused by a rate limit or lockout, by limit.", &["limit"]),
             audit_cache: LabelCache::new(),
+            provider_health: {
+                let g = IntGaugeVec::new(
+                    Opts::new("provider_health", "1 for the provider's current status, 0 for the others.").namespace("portcullis"),
+                    &["provider", "status"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            provider_failures: {
+                let g = IntGaugeVec::new(
+                    Opts::new("provider_consecutive_failures", "Consecutive failures of a provider.").namespace("portcullis"),
+                    &["provider"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            failovers: counter_vec(
+                &r,
+                "failovers_total",
+                "Requests passed from one provider to the next, by chain.",
+                &["chain", "from", "to"],
+            ),
             requests,
             request_duration,
             authz_denied,
@@ -274,6 +301,19 @@ impl Metrics {
     /// `api_ip`, or a route's named limit).
     pub fn rate_limited(&self, limit: &str) {
         self.rate_limited.with_label_values(&[limit]).inc();
+    }
+
+    /// Sets a provider's health gauges.
+    pub fn provider_state(&self, provider: &str, status: &str, consecutive_failures: u32) {
+        for s in ["healthy", "degraded", "unhealthy"] {
+            self.provider_health.with_label_values(&[provider, s]).set(i64::from(s == status));
+        }
+        self.provider_failures.with_label_values(&[provider]).set(i64::from(consecutive_failures));
+    }
+
+    /// Counts a failover from one provider to the next.
+    pub fn failover(&self, chain: &str, from: &str, to: &str) {
+        self.failovers.with_label_values(&[chain, from, to]).inc();
     }
 
     /// The Prometheus text exposition of every series.

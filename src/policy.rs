@@ -50,6 +50,8 @@ impl Access {
 pub enum Target {
     /// The upstream at this index of the config's upstream list.
     Upstream(usize),
+    /// The provider chain at this index of the config's chain list.
+    Chain(usize),
 }
 
 /// One configured route.

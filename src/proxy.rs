@@ -8,6 +8,7 @@ mod access;
 mod bridge;
 mod guard;
 mod headers;
+pub mod llm;
 mod reply;
 mod upstream;
 
@@ -52,6 +53,9 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<Cidr>,
     pub max_header_bytes: usize,
     pub max_header_count: usize,
+    pub providers: Vec<crate::config::providers::Provider>,
+    pub chains: Vec<crate::config::providers::Chain>,
+    provider_peers: Vec<HttpPeer>,
 }
 
 impl Snapshot {
@@ -80,6 +84,9 @@ impl Snapshot {
             trusted_proxies: config.server.trusted_proxies,
             max_header_bytes: config.server.max_header_bytes,
             max_header_count: config.server.max_header_count,
+            provider_peers: config.providers.iter().map(llm::provider_peer).collect(),
+            providers: config.providers,
+            chains: config.chains,
         }
     }
 }
@@ -91,6 +98,8 @@ pub struct Services {
     pub metrics: Option<Arc<Metrics>>,
     pub limiter: Arc<Limiter>,
     pub audit: Option<Audit>,
+    pub tracker: Arc<crate::providers::tracker::Tracker>,
+    pub connector: Arc<pingora::connectors::http::Connector>,
 }
 
 /// The proxy service.
@@ -265,17 +274,25 @@ impl ProxyHttp for Gateway {
                     self.refuse(session, ctx, &snapshot, reject).await;
                     return Ok(true);
                 }
-                let Target::Upstream(upstream) = admitted.route.target;
                 ctx.route = Some(admitted.route_index);
-                ctx.upstream = Some(upstream);
+                ctx.identity = admitted.identity.clone();
                 if self.services.audit.is_some() {
                     ctx.audit_path = Some(admitted.path.to_string());
                 }
+                ctx.route_metrics = snapshot.route_metrics.get(admitted.route_index).cloned();
+                let upstream = match admitted.route.target {
+                    Target::Upstream(u) => u,
+                    Target::Chain(c) => {
+                        let path = admitted.path.into_owned();
+                        ctx.snapshot = Some(snapshot.clone());
+                        self.forward_chain(session, ctx, &snapshot, c, &path).await?;
+                        return Ok(true);
+                    }
+                };
+                ctx.upstream = Some(upstream);
                 if admitted.path != req.uri.path() {
                     ctx.rewritten_path = Some(admitted.path.into_owned());
                 }
-                ctx.identity = admitted.identity;
-                ctx.route_metrics = snapshot.route_metrics.get(admitted.route_index).cloned();
                 ctx.snapshot = Some(snapshot);
                 Ok(false)
             }

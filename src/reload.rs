@@ -21,6 +21,7 @@ use crate::auth::passwords::PasswordSettings;
 use crate::auth::sessions::SessionSettings;
 use crate::config::{self, Config, LoggingSettings, ServerSettings, StoreSettings};
 use crate::metrics::Metrics;
+use crate::providers::tracker::Tracker;
 use crate::proxy::Snapshot;
 
 /// What a reload did.
@@ -89,6 +90,7 @@ pub struct Reloader {
     metrics: Option<Arc<Metrics>>,
     running: RestartOnly,
     audit: Option<Audit>,
+    tracker: Option<Arc<Tracker>>,
     /// Files whose content is watched: the config and, if any, the users file.
     watched: Vec<PathBuf>,
 }
@@ -103,7 +105,13 @@ impl Reloader {
         audit: Option<Audit>,
     ) -> Self {
         let watched = watched_files(&path);
-        Reloader { path, state, metrics, running, audit, watched }
+        Reloader { path, state, metrics, running, audit, tracker: None, watched }
+    }
+
+    /// Also hands new health rules to the provider tracker on reload.
+    pub fn with_tracker(mut self, tracker: Arc<Tracker>) -> Self {
+        self.tracker = Some(tracker);
+        self
     }
 
     /// Loads, validates and (if good) swaps in the config file now.
@@ -111,6 +119,9 @@ impl Reloader {
         let outcome = match config::load(&self.path) {
             Ok(new) => {
                 let needs_restart = self.running.changes(&new);
+                if let Some(t) = &self.tracker {
+                    t.set_rules(new.health);
+                }
                 self.state.store(Arc::new(Snapshot::new(new, self.metrics.as_deref())));
                 Outcome::Applied { needs_restart }
             }

@@ -13,6 +13,7 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::providers::health::State as ProviderState;
 use crate::ratelimit::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 /// Batches of revoked sessions, as they are announced.
@@ -130,6 +131,17 @@ pub trait Store: Send + Sync + 'static {
     async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError>;
     /// Marks `instance` alive until `now_ms + ttl_ms` and returns how many instances are alive.
     async fn heartbeat(&self, instance: &str, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreError>;
+    /// A provider's shared health state.
+    async fn provider_state(&self, name: &str) -> Result<Option<ProviderState>, StoreError>;
+    /// Several providers' states, in order.
+    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<ProviderState>>, StoreError>;
+    /// Writes `next` if the stored version is still `expected` (0: none stored) and tells every
+    /// instance; false on a conflict.
+    async fn provider_cas(&self, name: &str, expected: u64, next: &ProviderState) -> Result<bool, StoreError>;
+    /// Takes `key` for `ttl_ms` if nobody holds it (one instance probes a provider per interval).
+    async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+    /// Names of providers whose state changed on any instance.
+    async fn watch_providers(&self) -> Result<BoxStream<'static, String>, StoreError>;
     /// A stream of revocation notices from every instance (session id, in force until). It ends
     /// when the connection behind it breaks; the caller reconnects and reconciles.
     async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError>;

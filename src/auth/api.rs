@@ -15,9 +15,12 @@ use super::tokens::{new_id, unix_now, TokenError, TokenKind, TokenManager};
 use super::users::{Source, User, UserDirectory};
 use crate::admission::{authenticate, Identity};
 use crate::audit::{Audit, Event, Origin};
+use crate::config::providers::{Chain, Provider};
 use crate::config::security::RateLimitSettings;
 use crate::metrics::Metrics;
 use crate::policy::Roles;
+use crate::providers::health::{self, Status};
+use crate::providers::tracker::{now_ms, override_change, Tracker};
 use crate::ratelimit::{self, Decision, Limit, Limiter, LockoutPolicy};
 use crate::store::{Rotation, SessionRecord, StoreError, UserRecord};
 use crate::timefmt::rfc3339;
@@ -27,7 +30,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Whether a (normalized) path belongs to the gateway's own endpoints.
 pub fn is_api_path(path: &str) -> bool {
-    path == "/auth" || path.starts_with("/auth/") || path == "/admin/users" || path.starts_with("/admin/users/")
+    let under = |p: &str| path == p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'));
+    under("/auth") || under("/admin/users") || under("/admin/providers")
 }
 
 /// One request to an endpoint, already read.
@@ -113,6 +117,9 @@ pub struct ApiContext<'a> {
     pub rate_limits: &'a RateLimitSettings,
     pub lockout: Option<LockoutPolicy>,
     pub audit: Option<&'a Audit>,
+    pub tracker: Option<&'a Tracker>,
+    pub providers: &'a [Provider],
+    pub chains: &'a [Chain],
 }
 
 /// Serves one endpoint request.
@@ -147,6 +154,8 @@ async fn route(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
             Method::POST => create_user(cx, req).await,
             _ => Err(method_not_allowed("GET, POST")),
         },
+        ["admin", "providers"] => only(m, Method::GET, || list_providers(cx, req)).await,
+        ["admin", "providers", name, "status"] if !name.is_empty() => only(m, Method::POST, || override_provider(cx, req, name)).await,
         ["admin", "users", id] if !id.is_empty() => match *m {
             Method::PATCH => update_user(cx, req, id).await,
             Method::DELETE => delete_user(cx, req, id).await,
@@ -603,6 +612,80 @@ async fn delete_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
     tracing::info!(by = %by.user_id, user_id = %user_id, sessions_revoked = revoked, "user deleted");
     audit(cx, req, "admin.user_deleted", "success", Some(&by.user_id), json!({ "target_user": user_id, "sessions_revoked": revoked }));
     Ok((200, json!({ "status": "deleted", "sessions_revoked": revoked })))
+}
+
+// === /admin/providers ===
+
+fn provider_json(name: &str, s: &health::State, now: u64) -> Value {
+    json!({
+        "name": name,
+        "status": s.status.as_str(),
+        "available": s.is_available(now),
+        "last_check": (s.last_check > 0).then(|| rfc3339(s.last_check / 1000)),
+        "response_time_ms": s.response_time_ms.map(|v| (v * 10.0).round() / 10.0),
+        "consecutive_failures": s.consecutive_failures,
+        "reason": s.reason,
+        "unavailable_until": (!s.is_available(now)).then(|| rfc3339(s.unhealthy_until.max(s.retry_after_until).min(u64::MAX / 2) / 1000)),
+    })
+}
+
+async fn list_providers(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    admin(cx, req)?;
+    let Some(tracker) = cx.tracker else { return Err(ApiError::not_found()) };
+    let now = now_ms();
+    let states = tracker.snapshot();
+    let default = health::State::default();
+    let state = |name: &str| states.get(name).unwrap_or(&default);
+    let providers: Vec<Value> = cx.providers.iter().map(|p| provider_json(&p.name, state(&p.name), now)).collect();
+    let chains: Vec<Value> = cx
+        .chains
+        .iter()
+        .map(|c| {
+            let st = |i: usize| state(&cx.providers[i].name);
+            let (order, panic) = health::attempts(&c.providers, st, c.order, now);
+            json!({
+                "name": c.name,
+                "providers": c.providers.iter().map(|i| cx.providers[*i].name.as_str()).collect::<Vec<_>>(),
+                "current_order": order.iter().map(|i| cx.providers[*i].name.as_str()).collect::<Vec<_>>(),
+                "panic_mode": panic,
+            })
+        })
+        .collect();
+    Ok((200, json!({ "providers": providers, "chains": chains })))
+}
+
+#[derive(Deserialize)]
+struct StatusOverride {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    duration_seconds: Option<u64>,
+}
+
+async fn override_provider(cx: &ApiContext<'_>, req: &ApiRequest<'_>, name: &str) -> Reply {
+    let by = admin(cx, req)?;
+    let Some(tracker) = cx.tracker else { return Err(ApiError::not_found()) };
+    if !cx.providers.iter().any(|p| p.name == name) {
+        return Err(ApiError::new(404, "not_found", "no such provider"));
+    }
+    let body: StatusOverride = json_body(req)?;
+    let Some(status) = Status::parse(&body.status) else {
+        return Err(ApiError::bad_request("`status` must be healthy, degraded or unhealthy"));
+    };
+    let reason = body.reason.map(|r| r.chars().take(200).collect::<String>()).or_else(|| Some("manual override".into()));
+    let duration = body.duration_seconds.map(std::time::Duration::from_secs);
+    let state = tracker.update(name, override_change(status, reason.clone(), duration)).await.map_err(|e| store_failed(cx, e))?;
+    tracing::info!(by = %by.user_id, provider = %name, status = %status.as_str(), "provider status override");
+    audit(
+        cx,
+        req,
+        "admin.provider_override",
+        "success",
+        Some(&by.user_id),
+        json!({ "provider": name, "status": status.as_str(), "reason": reason, "duration_seconds": body.duration_seconds }),
+    );
+    Ok((200, provider_json(name, &state, now_ms())))
 }
 
 #[cfg(test)]

@@ -364,6 +364,95 @@ pub struct RawRoute {
     /// A limit from `rate_limits.routes` for this route (per user, or per IP when public).
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// A provider chain from `provider_chains` (instead of `upstream`).
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// How a provider's API key is sent: `bearer`, `none`, or `{ header: NAME }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawAuth {
+    Kind(String),
+    Header(RawAuthHeader),
+}
+
+/// `auth: { header: x-api-key }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthHeader {
+    pub header: String,
+}
+
+/// `providers.NAME.health_check:`: a cheap probe (never a billed completion).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealthCheck {
+    pub path: String,
+    pub method: String,
+    pub interval_seconds: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for RawHealthCheck {
+    fn default() -> Self {
+        RawHealthCheck { path: "/v1/models".into(), method: "GET".into(), interval_seconds: 300, timeout_ms: 2000 }
+    }
+}
+
+/// `providers.NAME:`: an LLM provider.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub url: String,
+    /// The environment variable holding the API key (keys never live in the file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub health_check: Option<RawHealthCheck>,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Waiting for the response header (a timeout fails over).
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "defaults::yes")]
+    pub tls_verify: bool,
+}
+
+/// `provider_chains.NAME:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawChain {
+    pub primary: String,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// `config` (default) or `latency`: the order inside each health class.
+    #[serde(default = "defaults::order")]
+    pub order: String,
+    /// Response statuses that fail over (before any byte reaches the client).
+    #[serde(default = "defaults::failover_on")]
+    pub failover_on: Vec<u16>,
+    /// Request bodies up to this size are buffered so they can be resent; larger ones stream
+    /// to one provider and are not retried.
+    #[serde(default = "defaults::max_retry_body_bytes")]
+    pub max_retry_body_bytes: usize,
+}
+
+/// `health:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealth {
+    pub failure_threshold: u32,
+    pub unhealthy_seconds: u64,
+    pub degraded_latency_ms: u64,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth { failure_threshold: 3, unhealthy_seconds: 300, degraded_latency_ms: 2000 }
+    }
 }
 
 mod defaults {
@@ -384,6 +473,15 @@ mod defaults {
     }
     pub fn tls_min() -> String {
         "1.3".into()
+    }
+    pub fn order() -> String {
+        "config".into()
+    }
+    pub fn failover_on() -> Vec<u16> {
+        vec![429, 500, 502, 503, 504]
+    }
+    pub fn max_retry_body_bytes() -> usize {
+        1024 * 1024
     }
 }
 
@@ -442,4 +540,13 @@ pub struct RawGatewayFile {
     /// Cross-origin browser access.
     #[serde(default)]
     pub cors: Option<RawCors>,
+    /// LLM providers, by name.
+    #[serde(default)]
+    pub providers: Option<BTreeMap<String, RawProvider>>,
+    /// Ordered fallback chains of providers, by name.
+    #[serde(default)]
+    pub provider_chains: Option<BTreeMap<String, RawChain>>,
+    /// Provider health rules.
+    #[serde(default)]
+    pub health: Option<RawHealth>,
 }

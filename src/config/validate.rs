@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{
-    RawAudit, RawCors, RawFileUser, RawGrants, RawLockout, RawLogging, RawMetrics, RawPasswords, RawRateLimits, RawRoles, RawRoute,
-    RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers, RawUsersFile,
+    RawAudit, RawChain, RawCors, RawFileUser, RawGrants, RawHealth, RawLockout, RawLogging, RawMetrics, RawPasswords, RawProvider,
+    RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers, RawUsersFile,
 };
 use super::security;
 use super::{
@@ -24,7 +24,10 @@ use crate::policy::routes::parse_pattern;
 use crate::policy::{Access, PermissionMatrix, Policy, Roles, Route, RouteTable, Target};
 use crate::ratelimit::Limit;
 
-pub(crate) const SECTIONS: [&str; 16] = [
+pub(crate) const SECTIONS: [&str; 19] = [
+    "providers",
+    "provider_chains",
+    "health",
     "server",
     "store",
     "tokens",
@@ -62,6 +65,9 @@ struct Raw {
     lockout: Option<RawLockout>,
     audit: Option<RawAudit>,
     cors: Option<RawCors>,
+    providers: BTreeMap<String, RawProvider>,
+    chains: BTreeMap<String, RawChain>,
+    health: Option<RawHealth>,
 }
 
 /// Checks everything and builds the config, or returns every problem found.
@@ -90,7 +96,12 @@ pub fn validate(
                 .collect()
         })
         .unwrap_or_default();
-    let routes = lower_routes(&raw.routes, &roles, &matrix, &upstream_names, &route_limits, &mut p);
+    let providers = super::providers::providers(&raw.providers, env, &mut p);
+    let provider_names: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
+    let chains = super::providers::chains(&raw.chains, &provider_names, &mut p);
+    let chain_names: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
+    let health = super::providers::health(raw.health.as_ref().unwrap_or(&RawHealth::default()), &mut p);
+    let routes = lower_routes(&raw.routes, &roles, &matrix, &upstream_names, &chain_names, &route_limits, &mut p);
     let users = raw.users.as_ref().map(|u| lower_users(u, source, &roles, &mut p, other_files));
     let sessions = raw.sessions.as_ref().map(|s| lower_sessions(s, &mut p));
     let passwords = raw.passwords.as_ref().map(|s| lower_passwords(s, &mut p));
@@ -129,6 +140,9 @@ pub fn validate(
             lockout,
             audit,
             cors,
+            providers: providers.into_iter().flatten().collect(),
+            chains,
+            health,
         }),
         _ => Err(p),
     }
@@ -162,6 +176,21 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             "lockout" => raw.lockout = section(v, "lockout", p),
             "audit" => raw.audit = section(v, "audit", p),
             "cors" => raw.cors = section(v, "cors", p),
+            "health" => raw.health = section(v, "health", p),
+            "providers" => {
+                for (name, pv) in entries(v, "providers", p) {
+                    if let Some(parsed) = lenient::deserialize(pv, &format!("providers.{name}"), p) {
+                        raw.providers.insert(name, parsed);
+                    }
+                }
+            }
+            "provider_chains" => {
+                for (name, c) in entries(v, "provider_chains", p) {
+                    if let Some(parsed) = lenient::deserialize(c, &format!("provider_chains.{name}"), p) {
+                        raw.chains.insert(name, parsed);
+                    }
+                }
+            }
             "roles" => raw.roles = lenient::deserialize(v, "roles", p),
             "permissions" => {
                 for (resource, grants) in entries(v, "permissions", p) {
@@ -459,13 +488,21 @@ fn lower_upstreams(raw: &BTreeMap<String, Option<RawUpstream>>, p: &mut Vec<Prob
     raw.iter().map(|(name, up)| up.as_ref().and_then(|u| lower_upstream(name, u, p))).collect()
 }
 
-fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<Upstream> {
-    let path = format!("upstreams.{name}.url");
+/// A parsed `http(s)://host[:port]` target.
+pub(super) struct UrlTarget {
+    pub address: SocketAddr,
+    pub tls: bool,
+    pub host: String,
+    pub host_header: String,
+}
+
+/// Parses and resolves an upstream or provider URL (no path, no credentials); problems at `path`.
+pub(super) fn parse_url(url: &str, path: &str, p: &mut Vec<Problem>) -> Option<UrlTarget> {
     let bad = |p: &mut Vec<Problem>, why: &str| {
-        value_problem(p, &path, why);
+        value_problem(p, path, why);
         None
     };
-    let Ok(uri) = u.url.parse::<http::Uri>() else {
+    let Ok(uri) = url.parse::<http::Uri>() else {
         return bad(p, "not a valid URL: expected http://host:port or https://host:port");
     };
     let tls = match uri.scheme_str() {
@@ -477,10 +514,10 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
         return bad(p, "the URL has no host");
     };
     if authority.as_str().contains('@') {
-        return bad(p, "credentials in an upstream URL are not supported");
+        return bad(p, "credentials in a URL are not supported");
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return bad(p, "an upstream URL must not have a path or query: routes keep the request's path");
+        return bad(p, "the URL must not have a path or query: routes keep the request's path");
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -491,6 +528,12 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
             None => return bad(p, &format!("cannot resolve host `{host}`")),
         },
     };
+    let host_header = if authority.port_u16().is_some() { authority.as_str().to_string() } else { host.clone() };
+    Some(UrlTarget { address, tls, host, host_header })
+}
+
+fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<Upstream> {
+    let UrlTarget { address, tls, host, host_header } = parse_url(&u.url, &format!("upstreams.{name}.url"), p)?;
     for (key, v) in [
         ("connect_timeout_ms", u.connect_timeout_ms),
         ("read_timeout_ms", u.read_timeout_ms),
@@ -501,7 +544,6 @@ fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) -> Option<U
             value_problem(p, &format!("upstreams.{name}.{key}"), "a timeout must be greater than 0");
         }
     }
-    let host_header = if authority.port_u16().is_some() { authority.as_str().to_string() } else { host.clone() };
     Some(Upstream {
         name: name.to_string(),
         address,
@@ -526,6 +568,7 @@ fn lower_routes(
     roles: &Roles,
     matrix: &PermissionMatrix,
     upstreams: &[&str],
+    chains: &[&str],
     limits: &HashMap<String, Limit>,
     p: &mut Vec<Problem>,
 ) -> Vec<RouteEntry> {
@@ -556,15 +599,26 @@ fn lower_routes(
                 .collect::<Vec<_>>()
         });
         let access = lower_access(r, roles, matrix, &at, p);
-        let target = match &r.upstream {
-            None => {
-                p.push(Problem::new(Where::Value(format!("routes[{i}]")), "missing required key `upstream`"));
+        let target = match (&r.upstream, &r.chain) {
+            (None, None) => {
+                p.push(Problem::new(Where::Value(format!("routes[{i}]")), "missing required key `upstream` (or `chain`)"));
                 None
             }
-            Some(u) => match upstreams.iter().position(|n| n == u) {
+            (Some(_), Some(_)) => {
+                p.push(Problem::new(Where::Value(format!("routes[{i}]")), "a route has either `upstream` or `chain`, not both"));
+                None
+            }
+            (Some(u), None) => match upstreams.iter().position(|n| n == u) {
                 Some(idx) => Some(Target::Upstream(idx)),
                 None => {
                     value_problem(p, &at("upstream"), format!("unknown upstream `{u}`{}", did_you_mean(u, upstreams.iter().copied())));
+                    None
+                }
+            },
+            (None, Some(c)) => match chains.iter().position(|n| n == c) {
+                Some(idx) => Some(Target::Chain(idx)),
+                None => {
+                    value_problem(p, &at("chain"), format!("unknown provider chain `{c}`{}", did_you_mean(c, chains.iter().copied())));
                     None
                 }
             },

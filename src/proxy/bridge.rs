@@ -40,6 +40,9 @@ impl Gateway {
             rate_limits: &snapshot.rate_limits,
             lockout: snapshot.lockout,
             audit: self.services.audit.as_ref(),
+            tracker: Some(&self.services.tracker),
+            providers: &snapshot.providers,
+            chains: &snapshot.chains,
         };
         let user_agent = header("user-agent").unwrap_or("");
         let api_req = ApiRequest {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use futures_util::StreamExt;
 
+use crate::providers::health::State as ProviderState;
 use crate::ratelimit::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
@@ -21,6 +22,8 @@ struct Inner {
     lockouts: HashMap<String, (LockoutState, u64 /* keep until, unix s */)>,
     /// Sliding-window totals by "key:window" (and when they stop mattering, ms).
     windows: HashMap<String, (u64, u64)>,
+    providers: HashMap<String, ProviderState>,
+    locks: HashMap<String, u64>,
 }
 
 /// An in-process store.
@@ -191,6 +194,39 @@ impl Store for MemoryStore {
     async fn login_succeeded(&self, account: &str) -> Result<(), StoreError> {
         self.lock().lockouts.remove(account);
         Ok(())
+    }
+
+    async fn provider_state(&self, name: &str) -> Result<Option<ProviderState>, StoreError> {
+        Ok(self.lock().providers.get(name).cloned())
+    }
+
+    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<ProviderState>>, StoreError> {
+        let inner = self.lock();
+        Ok(names.iter().map(|n| inner.providers.get(n).cloned()).collect())
+    }
+
+    async fn provider_cas(&self, name: &str, expected: u64, next: &ProviderState) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.providers.get(name).map_or(0, |s| s.version);
+        if current != expected {
+            return Ok(false);
+        }
+        inner.providers.insert(name.to_string(), next.clone());
+        Ok(true)
+    }
+
+    async fn try_lock(&self, key: &str, _owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let now = crate::ratelimit::now_ms();
+        let mut inner = self.lock();
+        if inner.locks.get(key).is_some_and(|until| *until > now) {
+            return Ok(false);
+        }
+        inner.locks.insert(key.to_string(), now + ttl_ms);
+        Ok(true)
+    }
+
+    async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
+        Ok(futures_util::stream::pending().boxed())
     }
 
     async fn heartbeat(&self, _instance: &str, _now_ms: u64, _ttl_ms: u64) -> Result<u64, StoreError> {

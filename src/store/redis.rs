@@ -14,6 +14,9 @@
 //! | `lockout:{email}` | hash: failures, lockouts, locked_until | until the lockout ends plus `max_seconds` |
 //! | `rw:{limit}:{subject}:{window}` | integer: hits in one sliding window | two windows |
 //! | `instances` | sorted set: live gateway instances scored by heartbeat expiry (ms) | a few sync intervals |
+//! | `provider:{name}` | string: the provider's health state as JSON (status, last_check, response_time_ms, consecutive_failures, reason, unhealthy_until, retry_after_until, version) | a day after its last change |
+//! | `lock:probe:{name}` | string: the instance probing that provider this interval | the probe interval |
+//! | channel `provider-health` | pub/sub: the name of a provider whose state changed | - |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
 //!
 //! Connections: one multiplexed, auto-reconnecting `ConnectionManager`, created by
@@ -29,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::providers::health::State as ProviderState;
 use crate::ratelimit::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{session_ttl, RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
@@ -124,6 +128,20 @@ redis.call('EXPIRE', KEYS[1], keep + tonumber(ARGV[3]))
 return {f, l, u}
 ";
 
+// Compare-and-set of a provider's JSON state on its version, then a notice to every instance.
+const PROVIDER_CAS: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local v = 0
+if cur then v = cjson.decode(cur)['version'] or 0 end
+if v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// How long a provider's state is kept after its last change.
+const PROVIDER_STATE_TTL_MS: u64 = 24 * 3600 * 1000;
+
 /// A Redis-backed store.
 pub struct RedisStore {
     client: redis::Client,
@@ -135,6 +153,7 @@ pub struct RedisStore {
     revoke: Script,
     gcra: Script,
     login_failed: Script,
+    provider_cas: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -159,6 +178,7 @@ impl RedisStore {
             revoke: Script::new(REVOKE),
             gcra: Script::new(GCRA),
             login_failed: Script::new(LOGIN_FAILED),
+            provider_cas: Script::new(PROVIDER_CAS),
         })
     }
 
@@ -484,6 +504,61 @@ impl Store for RedisStore {
     async fn login_succeeded(&self, account: &str) -> Result<(), StoreError> {
         let _: () = self.con()?.del(self.key(&format!("lockout:{}", account.to_lowercase()))).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn provider_state(&self, name: &str) -> Result<Option<ProviderState>, StoreError> {
+        Ok(self.provider_states(&[name.to_string()]).await?.pop().flatten())
+    }
+
+    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<ProviderState>>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = names.iter().map(|n| self.key(&format!("provider:{n}"))).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok(raw.into_iter().map(|r| r.and_then(|j| serde_json::from_str(&j).ok())).collect())
+    }
+
+    async fn provider_cas(&self, name: &str, expected: u64, next: &ProviderState) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ok: i64 = self
+            .provider_cas
+            .key(self.key(&format!("provider:{name}")))
+            .arg(expected)
+            .arg(json)
+            .arg(PROVIDER_STATE_TTL_MS)
+            .arg(self.key("provider-health"))
+            .arg(name)
+            .invoke_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(ok == 1)
+    }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("lock:{key}")))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.key("provider-health")).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(Duration::from_secs(1), connect)
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out subscribing".into()))?
+            .map_err(unavailable)?;
+        Ok(pubsub.into_on_message().map(|msg| String::from_utf8_lossy(msg.get_payload_bytes()).into_owned()).boxed())
     }
 
     async fn heartbeat(&self, instance: &str, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreError> {

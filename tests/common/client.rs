@@ -90,6 +90,16 @@ impl Request {
     }
 }
 
+/// Sends raw bytes and returns everything that comes back until the server closes.
+pub fn send_raw_bytes(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(bytes).expect("write request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw
+}
+
 /// Sends raw bytes and parses what comes back before the server closes the connection.
 pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));

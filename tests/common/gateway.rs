@@ -16,6 +16,7 @@ pub struct TestGateway {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -59,6 +60,7 @@ impl TestGateway {
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             config_path,
             log_path,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir,
         };
         let up = eventually(Duration::from_secs(30), || {
@@ -90,10 +92,14 @@ impl TestGateway {
 
     /// A token manager with the gateway's settings (same secret), to mint test tokens.
     pub fn tokens(&self) -> TokenManager {
-        let config = portcullis::config::parse(&std::fs::read_to_string(&self.config_path).expect("config"), &self.config_path, &|name| {
-            (name == "JWT_SECRET_KEY").then(|| TEST_SECRET.to_string())
-        })
-        .expect("test config is valid");
+        let env = |name: &str| {
+            if name == "JWT_SECRET_KEY" {
+                return Some(TEST_SECRET.to_string());
+            }
+            self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        };
+        let config = portcullis::config::parse(&std::fs::read_to_string(&self.config_path).expect("config"), &self.config_path, &env)
+            .expect("test config is valid");
         TokenManager::new(&config.tokens)
     }
 

@@ -11,7 +11,7 @@ pub mod upstream;
 pub use client::{Reply, Request};
 pub use gateway::TestGateway;
 pub use redis::RedisServer;
-pub use upstream::MockUpstream;
+pub use upstream::{Behavior, MockUpstream};
 
 use std::time::{Duration, Instant};
 

@@ -69,6 +69,9 @@ impl World {
             rate_limits: &self.rate_limits,
             lockout: None,
             audit: None,
+            tracker: None,
+            providers: &[],
+            chains: &[],
         }
     }
 

@@ -1,0 +1,182 @@
+//! Lowering of `providers`, `provider_chains` and `health`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{RawAuth, RawChain, RawHealth, RawProvider};
+use super::{did_you_mean, Problem, Secret, Where};
+use crate::providers::health::{Order, Rules};
+
+/// How the provider's key is sent.
+#[derive(Debug, Clone)]
+pub enum ProviderAuth {
+    None,
+    Bearer(Secret),
+    Header(String, Secret),
+}
+
+/// An active health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub method: http::Method,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// An LLM provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: bool,
+    /// `host[:port]` for the Host header; the host alone for SNI.
+    pub host_header: String,
+    pub sni: String,
+    pub verify_cert: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub auth: ProviderAuth,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A fallback chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// Indices into the config's providers, primary first.
+    pub providers: Vec<usize>,
+    pub order: Order,
+    pub failover_on: Vec<u16>,
+    pub max_retry_body_bytes: usize,
+}
+
+fn problem(p: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+    p.push(Problem::new(Where::Value(path.into()), message));
+}
+
+pub fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
+    if raw.failure_threshold == 0 || raw.unhealthy_seconds == 0 {
+        problem(p, "health", "`failure_threshold` and `unhealthy_seconds` must be at least 1");
+    }
+    Rules {
+        failure_threshold: raw.failure_threshold.max(1),
+        unhealthy_ms: raw.unhealthy_seconds * 1000,
+        degraded_latency_ms: raw.degraded_latency_ms,
+    }
+}
+
+pub fn providers(raw: &BTreeMap<String, RawProvider>, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<Option<Provider>> {
+    raw.iter().map(|(name, r)| provider(name, r, env, p)).collect()
+}
+
+fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<Provider> {
+    let at = |k: &str| format!("providers.{name}.{k}");
+    let target = super::validate::parse_url(&r.url, &at("url"), p)?;
+    let wants_key = !matches!(&r.auth, Some(RawAuth::Kind(k)) if k == "none") && (r.auth.is_some() || r.api_key_env.is_some());
+    let key = if wants_key {
+        match &r.api_key_env {
+            None => {
+                problem(p, &format!("providers.{name}"), "an authenticated provider needs `api_key_env` (or `auth: none`)");
+                return None;
+            }
+            Some(var) => match env(var) {
+                Some(k) if !k.trim().is_empty() => Some(Secret::new(k.trim().as_bytes().to_vec())),
+                _ => {
+                    problem(p, &at("api_key_env"), format!("environment variable `{var}` is not set: it must hold the provider's API key"));
+                    return None;
+                }
+            },
+        }
+    } else {
+        None
+    };
+    let auth = match (&r.auth, key) {
+        (Some(RawAuth::Kind(k)), _) if k == "none" => ProviderAuth::None,
+        (Some(RawAuth::Kind(k)), Some(key)) if k == "bearer" => ProviderAuth::Bearer(key),
+        (None, Some(key)) => ProviderAuth::Bearer(key),
+        (None, None) => ProviderAuth::None,
+        (Some(RawAuth::Header(h)), Some(key)) => match http::HeaderName::from_bytes(h.header.as_bytes()) {
+            Ok(n) => ProviderAuth::Header(n.as_str().to_string(), key),
+            Err(_) => {
+                problem(p, &at("auth.header"), "not a valid header name");
+                return None;
+            }
+        },
+        (Some(RawAuth::Kind(other)), _) => {
+            problem(p, &at("auth"), format!("unknown auth `{other}`: use `bearer`, `none` or `{{ header: NAME }}`"));
+            return None;
+        }
+        (Some(RawAuth::Header(_)), None) => return None,
+    };
+    let health_check = match &r.health_check {
+        None => None,
+        Some(h) => {
+            if h.interval_seconds == 0 || h.timeout_ms == 0 || !h.path.starts_with('/') {
+                problem(p, &at("health_check"), "`path` must start with '/', `interval_seconds` and `timeout_ms` must be greater than 0");
+                return None;
+            }
+            let Ok(method) = http::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes()) else {
+                problem(p, &at("health_check.method"), "not an HTTP method");
+                return None;
+            };
+            Some(HealthCheck {
+                path: h.path.clone(),
+                method,
+                interval: Duration::from_secs(h.interval_seconds),
+                timeout: Duration::from_millis(h.timeout_ms),
+            })
+        }
+    };
+    Some(Provider {
+        name: name.to_string(),
+        address: target.address,
+        tls: target.tls,
+        host_header: target.host_header,
+        sni: target.host,
+        verify_cert: r.tls_verify,
+        connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
+        read_timeout: Duration::from_millis(r.read_timeout_ms.max(1)),
+        auth,
+        health_check,
+    })
+}
+
+pub fn chains(raw: &BTreeMap<String, RawChain>, provider_names: &[&str], p: &mut Vec<Problem>) -> Vec<Chain> {
+    let mut out = Vec::new();
+    for (name, c) in raw {
+        let at = |k: &str| format!("provider_chains.{name}.{k}");
+        let mut providers = Vec::new();
+        let members = std::iter::once((at("primary"), &c.primary))
+            .chain(c.fallbacks.iter().enumerate().map(|(i, f)| (format!("{}[{i}]", at("fallbacks")), f)));
+        for (path, member) in members {
+            match provider_names.iter().position(|n| n == member) {
+                Some(i) if providers.contains(&i) => problem(p, &path, format!("provider `{member}` appears twice in the chain")),
+                Some(i) => providers.push(i),
+                None => problem(p, &path, format!("unknown provider `{member}`{}", did_you_mean(member, provider_names.iter().copied()))),
+            }
+        }
+        let order = match c.order.as_str() {
+            "config" => Order::Config,
+            "latency" => Order::Latency,
+            other => {
+                problem(p, &at("order"), format!("unknown order `{other}`: use `config` or `latency`"));
+                Order::Config
+            }
+        };
+        for (i, s) in c.failover_on.iter().enumerate() {
+            if !(400..=599).contains(s) {
+                problem(p, &format!("{}[{i}]", at("failover_on")), "a status to fail over on is 400 to 599");
+            }
+        }
+        out.push(Chain {
+            name: name.clone(),
+            providers,
+            order,
+            failover_on: c.failover_on.clone(),
+            max_retry_body_bytes: c.max_retry_body_bytes,
+        });
+    }
+    out
+}

@@ -1,0 +1,269 @@
+//! Provider health (the seed's ProviderHealthTracker rules) and the ordering of a fallback
+//! chain. Pure: every function takes `now` in milliseconds, so tests drive the clock.
+
+use serde::{Deserialize, Serialize};
+
+/// A provider's health class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl Status {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "healthy" => Some(Status::Healthy),
+            "degraded" => Some(Status::Degraded),
+            "unhealthy" => Some(Status::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
+/// `health:` in gateway.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub failure_threshold: u32,
+    pub unhealthy_ms: u64,
+    pub degraded_latency_ms: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000 }
+    }
+}
+
+/// Weight of the newest response time in the moving average.
+const ALPHA: f64 = 0.3;
+
+/// What is known of one provider (shared through the store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct State {
+    pub status: Status,
+    /// Last signal (ms since the epoch), 0 if none.
+    pub last_check: u64,
+    /// Moving average of response times (ms), None before the first response.
+    pub response_time_ms: Option<f64>,
+    pub consecutive_failures: u32,
+    pub reason: Option<String>,
+    /// Out of rotation until then (ms): an unhealthy period or a manual override.
+    pub unhealthy_until: u64,
+    /// Out of rotation until then (ms) after a 429 with Retry-After.
+    pub retry_after_until: u64,
+    /// Bumped on every change (optimistic concurrency in the store).
+    pub version: u64,
+}
+
+impl State {
+    fn average(&mut self, rt_ms: f64) {
+        self.response_time_ms = Some(match self.response_time_ms {
+            Some(avg) => ALPHA * rt_ms + (1.0 - ALPHA) * avg,
+            None => rt_ms,
+        });
+    }
+
+    /// A successful response: resets failures; a half-open provider becomes healthy; a slow
+    /// moving average makes it degraded.
+    pub fn record_success(&mut self, rt_ms: f64, now: u64, rules: &Rules) {
+        self.average(rt_ms);
+        self.consecutive_failures = 0;
+        self.last_check = now;
+        self.unhealthy_until = 0;
+        let slow = self.response_time_ms.is_some_and(|avg| avg > rules.degraded_latency_ms as f64);
+        self.status = if slow { Status::Degraded } else { Status::Healthy };
+        self.reason = slow.then(|| "slow responses".to_string());
+        self.version += 1;
+    }
+
+    /// A failed response or attempt: `failure_threshold` in a row make it unhealthy for
+    /// `unhealthy_ms`; fewer make it degraded.
+    pub fn record_failure(&mut self, reason: &str, rt_ms: Option<f64>, now: u64, rules: &Rules) {
+        if let Some(rt) = rt_ms {
+            self.average(rt);
+        }
+        self.consecutive_failures += 1;
+        self.last_check = now;
+        self.reason = Some(reason.to_string());
+        if self.consecutive_failures >= rules.failure_threshold {
+            self.status = Status::Unhealthy;
+            self.unhealthy_until = now + rules.unhealthy_ms;
+        } else if self.status != Status::Unhealthy {
+            self.status = Status::Degraded;
+        }
+        self.version += 1;
+    }
+
+    /// A 429 with Retry-After: out of rotation for that long (and a failure).
+    pub fn record_rate_limited(&mut self, retry_after_ms: u64, now: u64, rules: &Rules) {
+        self.record_failure("rate limited (429)", None, now, rules);
+        self.retry_after_until = self.retry_after_until.max(now + retry_after_ms);
+    }
+
+    /// Manual or probe-driven marks.
+    pub fn mark(&mut self, status: Status, reason: Option<String>, duration_ms: Option<u64>, now: u64) {
+        self.status = status;
+        self.reason = reason;
+        self.last_check = now;
+        self.unhealthy_until = match (status, duration_ms) {
+            (Status::Unhealthy, Some(d)) => now + d,
+            (Status::Unhealthy, None) => u64::MAX,
+            _ => 0,
+        };
+        if status == Status::Healthy {
+            self.consecutive_failures = 0;
+            self.retry_after_until = 0;
+        }
+        self.version += 1;
+    }
+
+    /// Not inside an unhealthy period or a Retry-After pause (a provider whose period has ended
+    /// is available again: half-open).
+    pub fn is_available(&self, now: u64) -> bool {
+        now >= self.unhealthy_until && now >= self.retry_after_until
+    }
+
+    /// Healthy now.
+    pub fn is_healthy(&self, now: u64) -> bool {
+        self.status == Status::Healthy && self.is_available(now)
+    }
+}
+
+/// How a chain orders providers inside each health class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// The configured order.
+    #[default]
+    Config,
+    /// Fastest moving-average response time first (unknown last).
+    Latency,
+}
+
+/// The chain ordered by health: healthy, then degraded, then unhealthy, stable inside each class
+/// (configured order, or latency). `state(i)` gives the i-th provider's state.
+pub fn order<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, mode: Order) -> Vec<usize> {
+    let mut out = chain.to_vec();
+    let key = |i: &usize| {
+        let s = state(*i);
+        let latency = match mode {
+            Order::Config => 0.0,
+            Order::Latency => s.response_time_ms.unwrap_or(f64::MAX),
+        };
+        (s.status, latency)
+    };
+    out.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+    out
+}
+
+/// Which providers to try, in order: the available ones by health; if none is available,
+/// every provider in chain order (panic mode: better to try than to refuse).
+pub fn attempts<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State + Copy, mode: Order, now: u64) -> (Vec<usize>, bool) {
+    let ordered: Vec<usize> = order(chain, state, mode).into_iter().filter(|i| state(*i).is_available(now)).collect();
+    if ordered.is_empty() {
+        (chain.to_vec(), true)
+    } else {
+        (ordered, false)
+    }
+}
+
+/// The first healthy provider of a list, if any.
+pub fn pick_healthy<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, now: u64) -> Option<usize> {
+    chain.iter().copied().find(|i| state(*i).is_healthy(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000 };
+
+    #[test]
+    fn failures_degrade_then_make_unhealthy_for_the_period_and_half_open_recovers() {
+        let mut s = State::default();
+        s.record_failure("500", Some(100.0), 1_000, &RULES);
+        assert_eq!((s.status, s.consecutive_failures), (Status::Degraded, 1));
+        s.record_failure("500", None, 2_000, &RULES);
+        assert_eq!(s.status, Status::Degraded);
+        s.record_failure("timeout", None, 3_000, &RULES);
+        assert_eq!(s.status, Status::Unhealthy);
+        assert!(!s.is_available(3_000 + 299_999));
+        assert!(s.is_available(3_000 + 300_000), "half-open when the period ends");
+        assert_eq!(s.status, Status::Unhealthy, "still classed unhealthy until a success");
+        s.record_success(120.0, 400_000, &RULES);
+        assert_eq!((s.status, s.consecutive_failures), (Status::Healthy, 0));
+        assert!(s.is_healthy(400_000));
+    }
+
+    #[test]
+    fn a_success_resets_the_count_and_slowness_degrades() {
+        let mut s = State::default();
+        s.record_failure("500", None, 0, &RULES);
+        s.record_failure("500", None, 0, &RULES);
+        s.record_success(100.0, 0, &RULES);
+        s.record_failure("500", None, 0, &RULES);
+        assert_eq!((s.status, s.consecutive_failures), (Status::Degraded, 1), "the count restarted");
+        let mut slow = State::default();
+        for _ in 0..5 {
+            slow.record_success(5_000.0, 0, &RULES);
+        }
+        assert_eq!(slow.status, Status::Degraded);
+        assert!(slow.is_available(0));
+    }
+
+    #[test]
+    fn retry_after_pauses_a_provider() {
+        let mut s = State::default();
+        s.record_rate_limited(30_000, 1_000, &RULES);
+        assert!(!s.is_available(30_999));
+        assert!(s.is_available(31_000));
+    }
+
+    #[test]
+    fn chains_order_healthy_then_degraded_then_unhealthy_keeping_config_order() {
+        let mut states = vec![State::default(); 4];
+        states[0].record_failure("x", None, 0, &RULES); // degraded
+        for _ in 0..3 {
+            states[1].record_failure("x", None, 0, &RULES); // unhealthy
+        }
+        let st = |i: usize| &states[i];
+        assert_eq!(order(&[0, 1, 2, 3], st, Order::Config), vec![2, 3, 0, 1]);
+        let (tries, panic) = attempts(&[0, 1, 2, 3], st, Order::Config, 1);
+        assert_eq!((tries, panic), (vec![2, 3, 0], false), "the unhealthy one is skipped while its period lasts");
+        assert_eq!(pick_healthy(&[0, 1, 2, 3], st, 1), Some(2));
+    }
+
+    #[test]
+    fn latency_order_sorts_inside_each_class() {
+        let mut states = vec![State::default(); 3];
+        states[0].record_success(900.0, 0, &RULES);
+        states[1].record_success(100.0, 0, &RULES);
+        states[2].record_success(500.0, 0, &RULES);
+        let st = |i: usize| &states[i];
+        assert_eq!(order(&[0, 1, 2], st, Order::Latency), vec![1, 2, 0]);
+        assert_eq!(order(&[0, 1, 2], st, Order::Config), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn when_nothing_is_available_every_provider_is_tried_in_chain_order() {
+        let mut states = vec![State::default(); 2];
+        for s in states.iter_mut() {
+            s.mark(Status::Unhealthy, Some("maintenance".into()), Some(60_000), 0);
+        }
+        let (tries, panic) = attempts(&[1, 0], |i| &states[i], Order::Config, 10);
+        assert_eq!((tries, panic), (vec![1, 0], true));
+    }
+}

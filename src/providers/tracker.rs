@@ -1,0 +1,200 @@
+//! The provider health tracker at run time: a local snapshot of every provider's [`State`]
+//! (read lock-free on the request path) kept in step with the store, where updates are applied
+//! with optimistic concurrency so instances never overwrite each other's signals.
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::health::{Rules, State, Status};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    crate::ratelimit::now_ms()
+}
+
+/// Shared provider health.
+pub struct Tracker {
+    store: Arc<dyn Store>,
+    states: ArcSwap<HashMap<String, State>>,
+    rules: ArcSwap<Rules>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Tracker {
+    /// A tracker over `store`.
+    pub fn new(store: Arc<dyn Store>, rules: Rules, metrics: Option<Arc<Metrics>>) -> Self {
+        Tracker { store, states: ArcSwap::from_pointee(HashMap::new()), rules: ArcSwap::from_pointee(rules), metrics }
+    }
+
+    /// Replaces the health rules (on reload).
+    pub fn set_rules(&self, rules: Rules) {
+        self.rules.store(Arc::new(rules));
+    }
+
+    /// The current rules.
+    pub fn rules(&self) -> Rules {
+        **self.rules.load()
+    }
+
+    /// The local view of every provider (never waits on the store).
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<HashMap<String, State>>> {
+        self.states.load()
+    }
+
+    /// One provider's state (default: healthy, never seen).
+    pub fn state(&self, name: &str) -> State {
+        self.states.load().get(name).cloned().unwrap_or_default()
+    }
+
+    /// Installs a state from the store: always after our own compare-and-set (`force`), and on
+    /// refresh only when newer than what this instance last saw from the store.
+    fn set_local(&self, name: &str, state: State, force: bool) {
+        self.states.rcu(|m| {
+            let mut next = HashMap::clone(m);
+            let newer = next.get(name).is_none_or(|cur| if force { cur.version <= state.version } else { cur.version < state.version });
+            if newer {
+                next.insert(name.to_string(), state.clone());
+            }
+            next
+        });
+        self.publish_metrics(name, &self.state(name));
+    }
+
+    /// Applies `change` to the local view at once (optimistically; the version stays the last one
+    /// seen from the store, so the store's answer replaces it).
+    fn apply_local(&self, name: &str, change: &(dyn Fn(&mut State, &Rules, u64) + Sync)) {
+        let rules = self.rules();
+        self.states.rcu(|m| {
+            let mut next = HashMap::clone(m);
+            let mut s = next.get(name).cloned().unwrap_or_default();
+            let version = s.version;
+            change(&mut s, &rules, now_ms());
+            s.version = version;
+            next.insert(name.to_string(), s);
+            next
+        });
+        self.publish_metrics(name, &self.state(name));
+    }
+
+    fn publish_metrics(&self, name: &str, s: &State) {
+        if let Some(m) = &self.metrics {
+            m.provider_state(name, s.status.as_str(), s.consecutive_failures);
+        }
+    }
+
+    /// Applies `change` to a provider's state: locally at once (this instance reacts without
+    /// waiting), then in the store (compare-and-set on the version, retried on conflict).
+    pub async fn update(&self, name: &str, change: impl Fn(&mut State, &Rules, u64) + Sync) -> Result<State, StoreError> {
+        self.apply_local(name, &change);
+        self.store_update(name, &change).await
+    }
+
+    async fn store_update(&self, name: &str, change: &(dyn Fn(&mut State, &Rules, u64) + Sync)) -> Result<State, StoreError> {
+        let rules = self.rules();
+        for _ in 0..5 {
+            let current = self.store.provider_state(name).await?.unwrap_or_default();
+            let mut next = current.clone();
+            change(&mut next, &rules, now_ms());
+            next.version = current.version + 1;
+            if self.store.provider_cas(name, current.version, &next).await? {
+                self.set_local(name, next.clone(), true);
+                return Ok(next);
+            }
+        }
+        Err(StoreError::Unavailable("provider state kept changing".into()))
+    }
+
+    /// Records one outcome: in the local view at once (the next request already sees it), in
+    /// the store without waiting (the request path never awaits the store).
+    pub fn record(self: &Arc<Self>, name: &str, change: impl Fn(&mut State, &Rules, u64) + Send + Sync + 'static) {
+        self.apply_local(name, &change);
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.store_update(&name, &change).await {
+                tracing::debug!(provider = %name, error = %e, "provider health not saved to the store");
+            }
+        });
+    }
+
+    /// Pulls the states of `names` from the store into the local view.
+    pub async fn refresh(&self, names: &[String]) -> Result<(), StoreError> {
+        let states = self.store.provider_states(names).await?;
+        for (name, state) in names.iter().zip(states) {
+            match state {
+                Some(s) => self.set_local(name, s, false),
+                None => self.publish_metrics(name, &self.state(name)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the local view fresh until shutdown: every second, and at once on a notice that a
+    /// provider changed on another instance.
+    pub async fn sync_forever<F, Fut>(&self, names: F, mut shutdown: tokio::sync::watch::Receiver<bool>)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Vec<String>>,
+    {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let mut notices = self.store.watch_providers().await.ok();
+            loop {
+                let notice = async {
+                    match notices.as_mut() {
+                        Some(n) => n.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    changed = notice => match changed {
+                        Some(name) => { let _ = self.refresh(&[name]).await; }
+                        None => break,
+                    },
+                    _ = tick.tick() => {
+                        let _ = self.refresh(&names().await).await;
+                        if notices.is_none() {
+                            break;
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// A manual override from the admin API.
+pub fn override_change(status: Status, reason: Option<String>, duration: Option<Duration>) -> impl Fn(&mut State, &Rules, u64) {
+    move |s: &mut State, _: &Rules, now: u64| s.mark(status, reason.clone(), duration.map(|d| d.as_millis() as u64), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn updates_land_locally_and_in_the_store_and_refresh_brings_them_back() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let a = Tracker::new(store.clone(), Rules::default(), None);
+        let b = Tracker::new(store.clone(), Rules::default(), None);
+        for _ in 0..3 {
+            a.update("openai", |s, r, now| s.record_failure("500", None, now, r)).await.unwrap();
+        }
+        assert_eq!(a.state("openai").status, Status::Unhealthy);
+        assert_eq!(b.state("openai").status, Status::Healthy, "b has not refreshed yet");
+        b.refresh(&["openai".to_string()]).await.unwrap();
+        assert_eq!(b.state("openai").consecutive_failures, 3);
+        // b's success lands on top of a's failures (no lost update).
+        b.update("openai", |s, r, now| s.record_success(10.0, now, r)).await.unwrap();
+        a.refresh(&["openai".to_string()]).await.unwrap();
+        assert_eq!((a.state("openai").status, a.state("openai").consecutive_failures), (Status::Healthy, 0));
+    }
+}

@@ -1,0 +1,400 @@
+//! LLM provider routing: key injection, failover, health, streaming, two instances.
+
+mod common;
+
+use common::{redis_store, seed_config, seed_config_with_store, Behavior, MockUpstream, RedisServer, TestGateway};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEYS: [(&str, &str); 2] = [("P1_KEY", "sk-p1-secret-key"), ("P2_KEY", "sk-p2-secret-key")];
+
+fn llm_section(p1: &str, p2: &str, p3: &str, extra: &str) -> String {
+    llm_section_probing(p1, p2, p3, extra, "")
+}
+
+fn llm_section_probing(p1: &str, p2: &str, p3: &str, extra: &str, p1_extra: &str) -> String {
+    format!(
+        "  - {{ name: llm, path: \"/v1/**\", methods: [POST, GET], require_role: user, chain: llm }}
+providers:
+  p1: {{ url: \"{p1}\", api_key_env: P1_KEY, auth: bearer, read_timeout_ms: 800{p1_extra} }}
+  p2: {{ url: \"{p2}\", api_key_env: P2_KEY, auth: {{ header: x-api-key }}, read_timeout_ms: 800 }}
+  p3: {{ url: \"{p3}\", read_timeout_ms: 800 }}
+provider_chains:
+  llm: {{ primary: p1, fallbacks: [p2, p3]{extra} }}
+health: {{ failure_threshold: 3, unhealthy_seconds: 1, degraded_latency_ms: 2000 }}
+"
+    )
+}
+
+struct World {
+    gw: TestGateway,
+    p: [MockUpstream; 3],
+    token: String,
+}
+
+fn world_with(chain_extra: &str) -> World {
+    world_probing(chain_extra, "")
+}
+
+fn world_probing(chain_extra: &str, p1_extra: &str) -> World {
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
+    let app = MockUpstream::start();
+    let config =
+        format!("{}{}", seed_config(&app.url()), llm_section_probing(&p[0].url(), &p[1].url(), &p[2].url(), chain_extra, p1_extra));
+    let gw = TestGateway::start_with_env(&config, &KEYS);
+    let token = gw.token("u1", "user");
+    std::mem::forget(app);
+    World { gw, p, token }
+}
+
+fn world() -> World {
+    world_with("")
+}
+
+impl World {
+    fn chat(&self) -> common::Reply {
+        self.gw
+            .request("POST", "/v1/chat/completions")
+            .bearer(&self.token)
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    }
+
+    /// Marks every provider healthy again (a clean slate between test phases).
+    fn heal_all(&self) {
+        let admin = self.gw.token("root", "admin");
+        for name in ["p1", "p2", "p3"] {
+            let r = self
+                .gw
+                .request("POST", &format!("/admin/providers/{name}/status"))
+                .bearer(&admin)
+                .json(&json!({"status": "healthy"}))
+                .send();
+            assert_eq!(r.status, 200);
+        }
+    }
+
+    fn provider_of(r: &common::Reply) -> String {
+        r.json()["provider"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+#[test]
+fn the_providers_key_replaces_the_clients_credentials() {
+    let w = world();
+    let r =
+        w.gw.request("POST", "/v1/chat/completions")
+            .bearer(&w.token)
+            .header("X-Api-Key", "client-own-key")
+            .header("X-User-Id", "forged")
+            .json(&json!({"x": 1}))
+            .send();
+    assert_eq!(r.status, 200);
+    assert_eq!(World::provider_of(&r), "p1");
+    let seen = w.p[0].last();
+    assert_eq!(seen.all("authorization"), vec!["Bearer sk-p1-secret-key"]);
+    assert!(seen.all("x-api-key").is_empty(), "the client's provider key is stripped");
+    assert!(seen.all("x-user-id").is_empty(), "identity headers do not go to third-party providers");
+    assert_eq!(seen.target, "/v1/chat/completions");
+    assert_eq!(seen.body, br#"{"x":1}"#);
+    // A header-auth provider gets its key in that header.
+    w.p[0].set_behavior(Behavior::Status(500, None));
+    let r = w.chat();
+    assert_eq!(World::provider_of(&r), "p2");
+    let seen = w.p[1].last();
+    assert_eq!(seen.all("x-api-key"), vec!["sk-p2-secret-key"]);
+    assert!(seen.all("authorization").is_empty());
+    // Keys never reach the logs, metrics or the audit trail.
+    let metrics = String::from_utf8_lossy(&w.gw.admin_get("/metrics").body).into_owned();
+    for key in ["sk-p1-secret-key", "sk-p2-secret-key"] {
+        assert!(!w.gw.log().contains(key) && !metrics.contains(key), "a provider key leaked");
+    }
+}
+
+#[test]
+fn failover_on_5xx_429_connect_errors_and_timeouts_without_client_errors() {
+    let w = world();
+    w.p[0].set_behavior(Behavior::Status(503, None));
+    let r = w.chat();
+    assert_eq!((r.status, World::provider_of(&r)), (200, "p2".into()));
+    assert_eq!(w.gw.metric(r#"portcullis_failovers_total{chain="llm",from="p1",to="p2"}"#), Some(1.0));
+
+    w.heal_all();
+    w.p[1].set_behavior(Behavior::Hang);
+    w.p[0].set_behavior(Behavior::Status(429, Some(30)));
+    let r = w.chat();
+    assert_eq!((r.status, World::provider_of(&r)), (200, "p3".into()), "p1 429, p2 timed out, p3 answered");
+    // The 429's Retry-After keeps p1 out of rotation, even once the others are healthy again.
+    let p1_hits = w.p[0].hits();
+    w.p[1].set_behavior(Behavior::Ok);
+    let admin = w.gw.token("root", "admin");
+    w.gw.request("POST", "/admin/providers/p2/status").bearer(&admin).json(&json!({"status": "healthy"})).send();
+    let r = w.chat();
+    assert_eq!(World::provider_of(&r), "p2");
+    assert_eq!(w.p[0].hits(), p1_hits, "p1 rests for its Retry-After");
+}
+
+#[test]
+fn a_dead_provider_fails_over_and_when_all_fail_the_client_gets_502_naming_them() {
+    let dead = common::free_port();
+    let p2 = MockUpstream::start().named("p2");
+    let p3 = MockUpstream::start().named("p3");
+    let app = MockUpstream::start();
+    let config = format!("{}{}", seed_config(&app.url()), llm_section(&format!("http://127.0.0.1:{dead}"), &p2.url(), &p3.url(), ""));
+    let gw = TestGateway::start_with_env(&config, &KEYS);
+    let token = gw.token("u", "user");
+    let chat = || gw.request("POST", "/v1/chat/completions").bearer(&token).json(&json!({})).send();
+    assert_eq!(World::provider_of(&chat()), "p2");
+    p2.set_behavior(Behavior::Status(500, None));
+    p3.set_behavior(Behavior::Status(502, None));
+    let r = chat();
+    assert_eq!((r.status, r.error_code().as_str()), (502, "all_providers_failed"));
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("p1") && message.contains("p2") && message.contains("p3"), "{message}");
+}
+
+#[test]
+fn an_unhealthy_provider_is_skipped_until_its_period_ends_then_one_success_heals_it() {
+    let w = world();
+    for p in &w.p {
+        p.set_behavior(Behavior::Status(500, None));
+    }
+    // After one failure a provider is degraded and healthy ones go first; with every provider
+    // failing, each request tries all three, so the failures add up to the threshold (3).
+    for _ in 0..3 {
+        let r = w.chat();
+        assert_eq!((r.status, r.error_code().as_str()), (502, "all_providers_failed"));
+    }
+    w.p[1].set_behavior(Behavior::Ok);
+    w.p[2].set_behavior(Behavior::Ok);
+    let admin = w.gw.token("root", "admin");
+    for name in ["p2", "p3"] {
+        w.gw.request("POST", &format!("/admin/providers/{name}/status")).bearer(&admin).json(&json!({"status": "healthy"})).send();
+    }
+    let view = w.gw.get("/admin/providers").bearer(&admin).send().json();
+    let p1 = view["providers"].as_array().unwrap().iter().find(|p| p["name"] == "p1").unwrap().clone();
+    assert_eq!(
+        (p1["status"].as_str(), p1["consecutive_failures"].as_u64(), p1["available"].as_bool()),
+        (Some("unhealthy"), Some(3), Some(false))
+    );
+    assert_eq!(view["chains"][0]["current_order"], json!(["p2", "p3"]));
+    assert_eq!(w.gw.metric(r#"portcullis_provider_health{provider="p1",status="unhealthy"}"#), Some(1.0));
+    assert_eq!(w.gw.metric(r#"portcullis_provider_consecutive_failures{provider="p1"}"#), Some(3.0));
+    // Skipped while unhealthy, even when the others fail.
+    let hits = w.p[0].hits();
+    w.p[1].set_behavior(Behavior::Status(500, None));
+    w.p[2].set_behavior(Behavior::Status(500, None));
+    assert_eq!(w.chat().status, 502);
+    assert_eq!(w.p[0].hits(), hits, "skipped while unhealthy");
+    // unhealthy_seconds is 1 here: then p1 is tried again (half-open) and one success heals it.
+    w.p[0].set_behavior(Behavior::Ok);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(World::provider_of(&w.chat()), "p1");
+    assert_eq!(w.gw.metric(r#"portcullis_provider_health{provider="p1",status="healthy"}"#), Some(1.0));
+}
+
+#[test]
+fn server_sent_events_stream_through_as_they_come() {
+    let w = world();
+    w.p[0].set_behavior(Behavior::Sse(4, 300));
+    let mut stream = std::net::TcpStream::connect(w.gw.addr).unwrap();
+    use std::io::{Read, Write};
+    let body = r#"{"stream":true}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        w.token,
+        body.len()
+    );
+    let start = Instant::now();
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    let first_event_at = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&got).contains("event 0") {
+            break start.elapsed();
+        }
+    };
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    let total = start.elapsed();
+    got.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("text/event-stream") && text.contains("[DONE]"), "{text}");
+    assert!(first_event_at < Duration::from_millis(600), "first event after {first_event_at:?}");
+    assert!(total >= Duration::from_millis(900), "the provider took {total:?} to finish, so the first event was not held back");
+}
+
+#[test]
+fn a_provider_breaking_mid_stream_ends_the_clients_stream_abruptly() {
+    let w = world();
+    w.p[0].set_behavior(Behavior::DieMidStream);
+    let raw = common::client::send_raw_bytes(w.gw.addr, &w.gw.request("POST", "/v1/chat").bearer(&w.token).json(&json!({})).to_bytes());
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("partial"));
+    assert!(!text.ends_with("0\r\n\r\n"), "no clean end of a chunked body: {text:?}");
+    assert_eventually!(
+        w.gw.metric(r#"portcullis_provider_consecutive_failures{provider="p1"}"#) == Some(1.0),
+        "the break is recorded as a failure"
+    );
+}
+
+#[test]
+fn large_bodies_are_resent_whole_and_oversized_ones_are_not_retried() {
+    let w = world_with(", max_retry_body_bytes: 300000");
+    w.p[0].set_behavior(Behavior::Status(500, None));
+    let big = "x".repeat(200 * 1024); // over Pingora's 64 KiB replay buffer
+    let r = w.gw.request("POST", "/v1/chat").bearer(&w.token).header("Content-Type", "text/plain").body(big.clone()).send();
+    assert_eq!(World::provider_of(&r), "p2");
+    assert_eq!(w.p[1].last().body.len(), big.len(), "p2 received the whole body");
+    let huge = "y".repeat(400 * 1024);
+    w.heal_all(); // p1 first again
+    let p2_hits = w.p[1].hits();
+    let r = w.gw.request("POST", "/v1/chat").bearer(&w.token).header("Content-Type", "text/plain").body(huge.clone()).send();
+    assert_eq!((r.status, r.error_code().as_str()), (502, "all_providers_failed"), "too large to buffer: one provider only");
+    assert!(r.json()["message"].as_str().unwrap().ends_with("p1"));
+    assert_eq!(w.p[0].last().body.len(), huge.len());
+    assert_eq!(w.p[1].hits(), p2_hits, "not retried");
+}
+
+#[test]
+fn manual_overrides_and_panic_mode() {
+    let w = world();
+    let admin = w.gw.token("root", "admin");
+    let set = |name: &str, status: &str| {
+        w.gw.request("POST", &format!("/admin/providers/{name}/status"))
+            .bearer(&admin)
+            .json(&json!({"status": status, "reason": "maintenance", "duration_seconds": 60}))
+            .send()
+    };
+    assert_eq!(set("p1", "unhealthy").status, 200);
+    assert_eq!(World::provider_of(&w.chat()), "p2");
+    assert_eq!(w.gw.request("POST", "/admin/providers/p1/status").bearer(&w.token).json(&json!({"status": "healthy"})).send().status, 403);
+    assert_eq!(set("nope", "healthy").status, 404);
+    set("p2", "unhealthy");
+    set("p3", "unhealthy");
+    // Every provider unhealthy: try them anyway, in chain order.
+    assert_eq!(World::provider_of(&w.chat()), "p1");
+    assert_eq!(set("p1", "healthy").status, 200);
+}
+
+#[test]
+fn killing_the_primary_under_load_costs_no_client_error_and_it_recovers() {
+    // p1 is also probed every second, so a dead p1 keeps failing and crosses the threshold.
+    let mut w = world_probing("", ", health_check: { path: /v1/models, interval_seconds: 1, timeout_ms: 300 }");
+    let gw = Arc::new(std::mem::replace(&mut w.gw, TestGateway::start(&seed_config("http://127.0.0.1:9"))));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (gw, token, ok, failed, stop) = (gw.clone(), w.token.clone(), ok.clone(), failed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = gw.request("POST", "/v1/chat").bearer(&token).json(&json!({})).send();
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let p1_port = w.p[0].port;
+    let killed = std::mem::replace(&mut w.p[0], MockUpstream::start());
+    drop(killed);
+    assert_eventually!(gw.metric(r#"portcullis_provider_health{provider="p1",status="unhealthy"}"#) == Some(1.0), "p1 becomes unhealthy");
+    let p2_before = w.p[1].hits();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.p[1].hits() > p2_before, "traffic shifted to p2");
+    // Bring p1 back on its address; after the unhealthy period the next probe heals it.
+    let back = MockUpstream::start_on(p1_port).named("p1");
+    assert_eventually!(gw.metric(r#"portcullis_provider_health{provider="p1",status="healthy"}"#) == Some(1.0), "p1 is healthy again");
+    stop.store(true, Ordering::Relaxed);
+    for t in workers {
+        t.join().unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!("kill test: {ok} requests answered, {failed} client-visible errors");
+    assert_eq!(failed, 0, "no client saw an error");
+    assert!(back.hits() > 0);
+}
+
+#[test]
+fn two_instances_learn_of_each_others_failures_within_a_second() {
+    let redis = RedisServer::start();
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
+    let app = MockUpstream::start();
+    let config = format!(
+        "{}{}",
+        seed_config_with_store(&app.url(), &redis_store(&redis.url())),
+        llm_section(&p[0].url(), &p[1].url(), &p[2].url(), "").replace("unhealthy_seconds: 1", "unhealthy_seconds: 60")
+    );
+    let a = TestGateway::start_with_env(&config, &KEYS);
+    let b = TestGateway::start_with_env(&config, &KEYS);
+    let token = a.token("u", "user");
+    p[0].set_behavior(Behavior::Status(500, None));
+    assert_eq!(World::provider_of(&a.request("POST", "/v1/chat").bearer(&token).json(&json!({})).send()), "p2");
+    let seen_by_a = Instant::now();
+    let p1_hits = p[0].hits();
+    assert_eventually!(b.metric(r#"portcullis_provider_health{provider="p1",status="degraded"}"#) == Some(1.0), "B learns of p1's failure");
+    let delay = seen_by_a.elapsed();
+    println!("B learned of A's failures after {delay:?}");
+    assert!(delay < Duration::from_secs(1), "{delay:?}");
+    let r = b.request("POST", "/v1/chat").bearer(&token).json(&json!({})).send();
+    assert_eq!(World::provider_of(&r), "p2");
+    assert_eq!(p[0].hits(), p1_hits, "B routes around p1 without trying it");
+}
+
+#[test]
+fn active_probes_run_once_per_interval_across_instances_and_mark_failures() {
+    let redis = RedisServer::start();
+    let p1 = MockUpstream::start().named("p1");
+    let app = MockUpstream::start();
+    let section = format!(
+        "  - {{ name: llm, path: \"/v1/**\", require_role: user, chain: llm }}
+providers:
+  p1: {{ url: \"{}\", health_check: {{ path: /v1/models, interval_seconds: 1, timeout_ms: 500 }} }}
+provider_chains:
+  llm: {{ primary: p1 }}
+health: {{ failure_threshold: 2, unhealthy_seconds: 60 }}
+",
+        p1.url()
+    );
+    let config = format!("{}{}", seed_config_with_store(&app.url(), &redis_store(&redis.url())), section);
+    let a = TestGateway::start(&config);
+    let _b = TestGateway::start(&config);
+    std::thread::sleep(Duration::from_millis(3500));
+    let probes = p1.hits_on("/v1/models");
+    assert!((2..=5).contains(&probes), "one probe per interval across both instances, not one each: {probes}");
+    assert!(p1.seen().iter().all(|s| s.method == "GET"), "probes are cheap GETs, never completions");
+    p1.set_path_behavior("/v1/models", Behavior::Status(500, None));
+    assert_eventually!(
+        a.metric(r#"portcullis_provider_health{provider="p1",status="unhealthy"}"#) == Some(1.0),
+        "failed probes make it unhealthy"
+    );
+}
+
+#[test]
+fn a_missing_provider_key_is_a_config_error_unless_the_provider_needs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.yaml");
+    std::fs::write(&path, "providers:\n  openai: { url: \"http://127.0.0.1:1\", api_key_env: OPENAI_TEST_KEY, auth: bearer }\n  local: { url: \"http://127.0.0.1:2\" }\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env("JWT_SECRET_KEY", common::TEST_SECRET)
+        .env_remove("OPENAI_TEST_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.contains("providers.openai.api_key_env: environment variable `OPENAI_TEST_KEY` is not set"), "{text}");
+    assert!(!text.contains("local"), "{text}");
+}
