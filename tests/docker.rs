@@ -97,6 +97,10 @@ fn ports_and_scrape_targets_agree_with_the_stack_config() {
     let app_listen = service(&c, "app")["command"][0].as_str().unwrap();
     assert_eq!(app_url, format!("http://app:{}", port_of(app_listen)));
     assert!(cfg["store"]["redis_url"].as_str().unwrap().starts_with("redis://redis:"));
+    // The mock LLM provider listens where the config's provider points.
+    let llm_url = cfg["providers"]["mock-llm"]["url"].as_str().unwrap();
+    let llm_listen = service(&c, "mock-llm")["command"][0].as_str().unwrap();
+    assert_eq!(llm_url, format!("http://mock-llm:{}", port_of(llm_listen)));
 }
 
 #[test]
@@ -108,7 +112,8 @@ fn the_stack_config_is_valid_but_for_names_only_docker_resolves() {
         Ok(_) => {}
         Err(e) => {
             for d in &e.0 {
-                assert!(d.message.contains("cannot resolve host `app`"), "unexpected problem in docker/gateway.yaml: {d}");
+                let compose_names = ["app", "mock-llm"];
+                assert!(compose_names.iter().any(|n| d.message.contains(&format!("cannot resolve host `{n}`"))), "unexpected problem in docker/gateway.yaml: {d}");
             }
         }
     }
