@@ -113,7 +113,10 @@ fn the_stack_config_is_valid_but_for_names_only_docker_resolves() {
         Err(e) => {
             for d in &e.0 {
                 let compose_names = ["app", "mock-llm"];
-                assert!(compose_names.iter().any(|n| d.message.contains(&format!("cannot resolve host `{n}`"))), "unexpected problem in docker/gateway.yaml: {d}");
+                assert!(
+                    compose_names.iter().any(|n| d.message.contains(&format!("cannot resolve host `{n}`"))),
+                    "unexpected problem in docker/gateway.yaml: {d}"
+                );
             }
         }
     }

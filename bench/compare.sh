@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark on this machine, loopback only. One command:
+#   bench/compare.sh          (ROUNDS=3 DURATION=10s CONNS=64 by default)
+# Systems, each with ONE worker thread, measured interleaved for ROUNDS rounds, medians reported:
+#   direct (static nginx upstream) | bare Pingora passthrough | Portcullis public route |
+#   Portcullis full auth (memory store) | Portcullis full auth (redis store) |
+#   Portcullis provider chain | HAProxy 2.6 + jwt_verify | nginx reverse proxy
+# Before measuring, it checks that HAProxy and Portcullis really reject bad tokens.
+# Writes bench/results.md (and bench/results.csv). Installs nginx, haproxy and wrk if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"
+need=()
+for t in wrk nginx haproxy redis-server taskset; do command -v "$t" >/dev/null || need+=("$t"); done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=(); for t in "${need[@]}"; do case $t in taskset) pkgs+=(util-linux);; redis-server) pkgs+=(redis-server);; *) pkgs+=("$t");; esac; done
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+cargo build --release --bin portcullis --example bare_pingora >/dev/null 2>&1
+
+W=$(mktemp -d); PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
+trap cleanup EXIT
+# HAProxy splices the secret into a converter argument: [A-Za-z0-9_-] only.
+export JWT_SECRET="bench_secret_0123456789_abcdefghijklmnopqrstuv"
+export JWT_SECRET_KEY="$JWT_SECRET" BENCH_PROVIDER_KEY="sk-bench"
+PIN_SUT=""; PIN_LOAD=""
+if [ "$(nproc)" -ge 2 ]; then PIN_SUT="taskset -c 1"; PIN_LOAD="taskset -c 0"; fi
+
+# --- systems ---------------------------------------------------------------------------------
+mkdir -p "$W/up" "$W/ngx"
+nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & PIDS+=($!)
+$PIN_SUT nginx -p "$W/ngx/" -e stderr -c "$PWD/bench/conf/nginx_proxy.conf" 2>/dev/null & PIDS+=($!)
+$PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & PIDS+=($!)
+$PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & PIDS+=($!)
+redis-server --bind 127.0.0.1 --port 9379 --save "" --appendonly no --dir "$W" >/dev/null & PIDS+=($!)
+
+gw_config() { # $1 listen, $2 admin, $3 store line
+cat <<YAML
+server: { listen: "$1", admin_listen: "$2", threads: 1, pid_file: "$W/p$1.pid", upgrade_sock: "$W/u$1.sock" }
+$3
+roles: { admin: 3, editor: 2, viewer: 1 }
+upstreams: { up: { url: "http://127.0.0.1:9000" } }
+rate_limits: { api: { per_user: { requests: 1000000000, per_seconds: 60 }, per_ip_public: { requests: 1000000000, per_seconds: 60 } } }
+audit: { sink: file, file: "audit-$1.log" }
+metrics: { enabled: true }
+providers: { bench: { url: "http://127.0.0.1:9000", api_key_env: BENCH_PROVIDER_KEY, auth: bearer } }
+provider_chains: { llm: { primary: bench } }
+routes:
+  - { name: admin, path: "/admin/**", require_role: admin, upstream: up }
+  - { name: api,   path: "/api/**", require_role: editor, upstream: up }
+  - { name: llm,   path: "/v1/**", require_role: editor, chain: llm }
+  - { name: public, path: "/public/**", public: true, upstream: up }
+YAML
+}
+gw_config 127.0.0.1:8084 127.0.0.1:9184 "store: { backend: memory }" > "$W/mem.yaml"
+gw_config 127.0.0.1:8085 127.0.0.1:9185 "store: { backend: redis, redis_url: \"redis://127.0.0.1:9379\" }" > "$W/redis.yaml"
+$PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem.log" & MEM_PID=$!; PIDS+=($MEM_PID)
+sleep 0.3
+$PIN_SUT target/release/portcullis run -c "$W/redis.yaml" 2>"$W/redis.log" & REDIS_GW_PID=$!; PIDS+=($REDIS_GW_PID)
+for port in 9000 8081 8082 8083 8084 8085; do
+  for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+for adm in 9184 9185; do for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$adm/readyz" 2>/dev/null && break; sleep 0.1; done; done
+
+PC="target/release/portcullis"
+TOKEN=$($PC token -c "$W/mem.yaml" --user-id bench --role editor --ttl-seconds 3600)
+VIEWER=$($PC token -c "$W/mem.yaml" --user-id v --role viewer --ttl-seconds 3600)
+REFRESH=$($PC token -c "$W/mem.yaml" --user-id bench --type refresh)
+SHORT=$($PC token -c "$W/mem.yaml" --user-id bench --role editor --ttl-seconds 1)
+b64() { printf '%s' "$1" | base64 | tr '+/' '-_' | tr -d '=\n'; }
+PAYLOAD=$(echo "$TOKEN" | cut -d. -f2)
+NONE="$(b64 '{"alg":"none","typ":"JWT"}').$PAYLOAD."
+BADSIG="${TOKEN%?}$( [ "${TOKEN: -1}" = A ] && echo B || echo A )"
+sleep 2 # SHORT expires
+
+# --- both JWT gateways must really reject ---------------------------------------------------
+check() { # port, path, expected, [token]
+  local got; if [ -n "${4:-}" ]; then got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $4" "http://127.0.0.1:$1$2"); else got=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$2"); fi
+  [ "$got" = "$3" ] || { echo "CHECK FAILED: port $1 $2 expected $3 got $got"; exit 1; }
+}
+for port in 8083 8084; do
+  check $port /api/items 200 "$TOKEN"; check $port /api/items 401; check $port /api/items 401 "$BADSIG"
+  check $port /api/items 401 "$NONE"; check $port /api/items 401 "$SHORT"; check $port /api/items 401 "$REFRESH"
+  check $port /api/items 403 "$VIEWER"; check $port /admin/x 403 "$TOKEN"
+done
+echo "checked: HAProxy and Portcullis both refuse missing, forged, alg=none, expired and refresh tokens (401) and the wrong role (403)"
+
+# --- measurement -------------------------------------------------------------------------------
+# utime + stime (clock ticks) of the given processes, all threads included.
+cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat" || continue; t=$((t + f[13] + f[14])); done; echo $t; }
+children() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
+SYSTEMS=(
+  "direct|http://127.0.0.1:9000/api/items||$(pgrep -f "upstream_nginx.conf" | head -1)"
+  "bare Pingora passthrough|http://127.0.0.1:8082/api/items||$(pgrep -f bare_pingora | head -1)"
+  "Portcullis public route|http://127.0.0.1:8084/public/items||$MEM_PID"
+  "Portcullis full auth (memory store)|http://127.0.0.1:8084/api/items|$TOKEN|$MEM_PID"
+  "Portcullis full auth (redis store)|http://127.0.0.1:8085/api/items|$TOKEN|$REDIS_GW_PID"
+  "Portcullis provider chain|http://127.0.0.1:8084/v1/models|$TOKEN|$MEM_PID"
+  "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$(pgrep -x haproxy | head -1)"
+  "nginx reverse proxy|http://127.0.0.1:8081/api/items||$(pgrep -f nginx_proxy.conf | head -1)"
+)
+TCK=$(getconf CLK_TCK)
+echo "system,round,rps,p50_ms,p99_ms,cpu_us_per_req,non2xx" > bench/results.csv
+redis_calls() { redis-cli -p 9379 INFO commandstats | awk -F'[=,]' '/calls=/ {s+=$2} END {print s+0}'; }
+REDIS_CMDS=0; REDIS_REQS=0
+for round in $(seq 1 "$ROUNDS"); do
+  for entry in "${SYSTEMS[@]}"; do
+    IFS='|' read -r name url token pid <<< "$entry"
+    pids=$(children "$pid")
+    hdr=(); [ -n "$token" ] && hdr=(-H "Authorization: Bearer $token")
+    $PIN_LOAD wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$url" >/dev/null 2>&1   # warm-up
+    [[ "$name" == *redis* ]] && before_calls=$(redis_calls)
+    c0=$(cpu_ticks $pids)
+    $PIN_LOAD wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" > "$W/wrk.out" 2>&1
+    c1=$(cpu_ticks $pids)
+    reqs=$(awk '/requests in/ {print $1}' "$W/wrk.out")
+    if [[ "$name" == *redis* ]]; then REDIS_CMDS=$((REDIS_CMDS + $(redis_calls) - before_calls - 1)); REDIS_REQS=$((REDIS_REQS + reqs)); fi
+    rps=$(awk '/Requests\/sec/ {print $2}' "$W/wrk.out")
+    lat() { awk -v q="$1" '$1==q {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$W/wrk.out"; }
+    non2xx=$(awk '/Non-2xx/ {print $5}' "$W/wrk.out"); non2xx=${non2xx:-0}
+    cpu=$(awk -v d=$((c1 - c0)) -v t="$TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / t / n * 1e6}')
+    echo "$name,$round,$rps,$(lat 50%),$(lat 99%),$cpu,$non2xx" >> bench/results.csv
+    echo "round $round: $name: $rps req/s, p99 $(lat 99%) ms, $cpu us CPU/req, non-2xx $non2xx" >&2
+  done
+done
+
+# --- memory: resident size after 10k and after 1M requests (full auth, memory store) ----------
+kill $MEM_PID; wait $MEM_PID 2>/dev/null || true
+$PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem2.log" & MEM_PID=$!; PIDS+=($MEM_PID)
+for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:9184/readyz" 2>/dev/null && break; sleep 0.1; done
+rss() { awk '/VmRSS/ {print $2}' "/proc/$MEM_PID/status"; }
+RSS0=$(rss)
+run_n() { local left=$1; while [ "$left" -gt 0 ]; do $PIN_LOAD wrk -t1 -c"$CONNS" -d1s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8084/api/items > "$W/n.out"; left=$((left - $(awk '/requests in/ {print $1}' "$W/n.out"))); done; }
+run_n 10000; RSS10K=$(rss)
+run_n 990000; RSS1M=$(rss)
+
+# --- report -----------------------------------------------------------------------------------
+python3 - "$ROUNDS" "$REDIS_CMDS" "$REDIS_REQS" "$RSS0" "$RSS10K" "$RSS1M" <<'PY' > bench/results.md
+import csv, statistics, sys, datetime, os, platform
+rounds, rcmds, rreqs, rss0, rss10k, rss1m = sys.argv[1:]
+rows = list(csv.DictReader(open("bench/results.csv")))
+order = []
+for r in rows:
+    if r["system"] not in order: order.append(r["system"])
+med = {s: {k: statistics.median(float(r[k]) for r in rows if r["system"] == s) for k in ["rps", "p50_ms", "p99_ms", "cpu_us_per_req"]} for s in order}
+bare, hap = med["bare Pingora passthrough"], med["HAProxy 2.6 + jwt_verify"]
+cpu = os.popen("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").read().strip()
+print(f"# Benchmark results\n\n`bench/compare.sh` on {datetime.date.today()}: {os.cpu_count()} cores ({cpu}), loopback, "
+      f"every system with ONE worker thread, `wrk -t1` pinned to core 0 and the system under test to core 1, "
+      f"static nginx upstream; medians of {rounds} interleaved rounds.\n")
+print("| system | req/s | p50 ms | p99 ms | CPU us/req | vs bare Pingora | vs HAProxy+JWT |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for s in order:
+    m = med[s]
+    print(f"| {s} | {m['rps']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['cpu_us_per_req']:.1f} | {m['rps']/bare['rps']:.2f}x | {m['rps']/hap['rps']:.2f}x |")
+full = med["Portcullis full auth (memory store)"]
+print(f"\n- Full authentication keeps {full['rps']/bare['rps']:.2f}x of bare Pingora's throughput (target 0.90x) and adds "
+      f"{full['p99_ms']-bare['p99_ms']:+.2f} ms to p99 (target +0.2 ms); {full['rps']/hap['rps']:.2f}x HAProxy with jwt_verify.")
+print(f"- Redis commands during the redis-store runs: {rcmds} for {rreqs} proxied requests (`INFO commandstats`, background sync included).")
+print(f"- Resident memory (full auth, memory store): {int(rss0)/1024:.1f} MiB at start, {int(rss10k)/1024:.1f} MiB after 10k requests, "
+      f"{int(rss1m)/1024:.1f} MiB after 1M ({(int(rss1m)/int(rss10k)-1)*100:+.1f}%).")
+PY
+cat bench/results.md

@@ -1,0 +1,70 @@
+//! Micro-benchmarks of the request path's pure decisions (criterion):
+//! token verification, path normalization plus route matching (10 and 5,000 routes), the
+//! permission decision, and provider ordering.
+//!
+//! cargo bench --bench hot_path
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use http::Method;
+use std::path::Path;
+
+use portcullis::auth::{TokenKind, TokenManager};
+use portcullis::policy::path::normalize;
+use portcullis::policy::routes::{parse_pattern, RouteTable};
+use portcullis::providers::health::{attempts, Order, Rules, State};
+
+const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
+
+fn config(routes: usize) -> portcullis::config::Config {
+    let mut yaml = String::from(
+        "roles: { admin: 3, user: 2, viewer: 1, guest: 0 }\npermissions:\n  projects: { admin: [read, delete], viewer: [read] }\nupstreams: { app: { url: \"http://127.0.0.1:1\" } }\nroutes:\n",
+    );
+    for i in 0..routes.saturating_sub(1) {
+        yaml.push_str(&format!(
+            "  - {{ name: r{i}, path: \"/svc{i}/items/{{id}}\", methods: [GET], permission: \"projects:read\", upstream: app }}\n"
+        ));
+    }
+    yaml.push_str(
+        "  - { name: target, path: \"/projects/{id}/tasks/**\", methods: [GET], permission: \"projects:read\", upstream: app }\n",
+    );
+    portcullis::config::parse(&yaml, Path::new("bench.yaml"), &|n| (n == "JWT_SECRET_KEY").then(|| SECRET.to_string())).expect("valid")
+}
+
+fn tokens(c: &mut Criterion) {
+    let cfg = config(1);
+    let tm = TokenManager::new(&cfg.tokens);
+    let token = tm.create_access_token("user-42", "viewer", "session-1").unwrap();
+    c.bench_function("verify an HS256 access token", |b| b.iter(|| tm.verify(black_box(&token), TokenKind::Access).unwrap()));
+}
+
+fn routing(c: &mut Criterion) {
+    for n in [10, 5000] {
+        let cfg = config(n);
+        let path = "/projects/7/tasks/../tasks/9";
+        c.bench_function(&format!("normalize + match ({n} routes)"), |b| {
+            b.iter(|| {
+                let p = normalize(black_box(path)).unwrap();
+                cfg.policy.route(&Method::GET, &p).map(|(i, _)| i)
+            })
+        });
+    }
+    let table = RouteTable::new((0..5000).map(|i| (parse_pattern(&format!("/svc{i}/items/{{id}}")).unwrap(), None, i)).collect());
+    c.bench_function("match only (5000 routes)", |b| b.iter(|| table.find(&Method::GET, black_box("/svc4999/items/9")).map(|(i, _)| i)));
+}
+
+fn permission(c: &mut Criterion) {
+    let cfg = config(1);
+    let route = cfg.policy.route(&Method::GET, "/projects/7/tasks/1").unwrap().1.clone();
+    c.bench_function("permission decision", |b| b.iter(|| route.access.allows(cfg.policy.roles.level(black_box("viewer")))));
+}
+
+fn providers(c: &mut Criterion) {
+    let rules = Rules::default();
+    let mut states = vec![State::default(); 4];
+    states[0].record_failure("500", None, 0, &rules);
+    states[2].record_success(900.0, 0, &rules);
+    c.bench_function("order a 4-provider chain", |b| b.iter(|| attempts(black_box(&[0, 1, 2, 3]), |i| &states[i], Order::Latency, 1)));
+}
+
+criterion_group!(benches, tokens, routing, permission, providers);
+criterion_main!(benches);
