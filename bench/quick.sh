@@ -20,10 +20,11 @@ UP=127.0.0.1:39100; GW=127.0.0.1:39180; ADM=127.0.0.1:39190; RPORT=39179
 target/release/examples/echo "$UP" 2>/dev/null & PIDS+=($!)
 redis-server --bind 127.0.0.1 --port $RPORT --save "" --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
 
-config() { # $1 = store line
+config() { # $1 = store line, $2 = extra sections (default: no audit, metrics on, no limits)
 cat > "$WORK/gw.yaml" <<YAML
 server: { listen: "$GW", admin_listen: "$ADM", threads: 1, pid_file: "$WORK/p.pid", upgrade_sock: "$WORK/u.sock" }
 $1
+${2:-audit: { sink: none }}
 roles: { admin: 3, user: 2, viewer: 1, guest: 0 }
 permissions:
   projects: { admin: [create, read, update, delete], user: [create, read, update], viewer: [read], guest: [] }
@@ -67,6 +68,12 @@ config "store: { backend: memory }"; start_gw
 TOKEN=$(target/release/portcullis token -c "$WORK/gw.yaml" --user-id 1 --role viewer --ttl-seconds 3600)
 LABEL="portcullis, public route"; measure "http://$GW/public/x"
 LABEL="portcullis, JWT + permission (memory store)"; measure "http://$GW/projects/1" -H "Authorization: Bearer $TOKEN"
+stop_gw
+config "store: { backend: memory }" "$(printf 'audit: { sink: none }\nmetrics: { enabled: false }')"; start_gw
+LABEL="portcullis, JWT + permission, metrics off"; measure "http://$GW/projects/1" -H "Authorization: Bearer $TOKEN"
+stop_gw
+config "store: { backend: memory }" "$(printf 'audit: { sink: file, file: audit.log }\nrate_limits: { api: { per_user: { requests: 1000000000, per_seconds: 60 } } }')"; start_gw
+LABEL="portcullis, JWT + permission + API limit + audit (file)"; measure "http://$GW/projects/1" -H "Authorization: Bearer $TOKEN"
 stop_gw
 
 config "store: { backend: redis, redis_url: \"redis://127.0.0.1:$RPORT\" }"; start_gw
