@@ -29,10 +29,10 @@ if [ "$(nproc)" -ge 2 ]; then PIN_SUT="taskset -c 1"; PIN_LOAD="taskset -c 0"; f
 
 # --- systems ---------------------------------------------------------------------------------
 mkdir -p "$W/up" "$W/ngx"
-nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & PIDS+=($!)
-$PIN_SUT nginx -p "$W/ngx/" -e stderr -c "$PWD/bench/conf/nginx_proxy.conf" 2>/dev/null & PIDS+=($!)
-$PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & PIDS+=($!)
-$PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & PIDS+=($!)
+nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & UP_PID=$!; PIDS+=($UP_PID)
+$PIN_SUT nginx -p "$W/ngx/" -e stderr -c "$PWD/bench/conf/nginx_proxy.conf" 2>/dev/null & NGX_PID=$!; PIDS+=($NGX_PID)
+$PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & HAP_PID=$!; PIDS+=($HAP_PID)
+$PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & BARE_PID=$!; PIDS+=($BARE_PID)
 redis-server --bind 127.0.0.1 --port 9379 --save "" --appendonly no --dir "$W" >/dev/null & PIDS+=($!)
 
 gw_config() { # $1 listen, $2 admin, $3 store line
@@ -71,7 +71,11 @@ SHORT=$($PC token -c "$W/mem.yaml" --user-id bench --role editor --ttl-seconds 1
 b64() { printf '%s' "$1" | base64 | tr '+/' '-_' | tr -d '=\n'; }
 PAYLOAD=$(echo "$TOKEN" | cut -d. -f2)
 NONE="$(b64 '{"alg":"none","typ":"JWT"}').$PAYLOAD."
-BADSIG="${TOKEN%?}$( [ "${TOKEN: -1}" = A ] && echo B || echo A )"
+# Forge in the middle of the signature: its last base64url character carries only 2 bits, and
+# a lenient decoder (HAProxy's) ignores the rest, so flipping that one may change nothing.
+SIG="${TOKEN##*.}"; MID=$(( ${#SIG} / 2 ))
+FLIP=$( [ "${SIG:$MID:1}" = A ] && echo B || echo A )
+BADSIG="${TOKEN%.*}.${SIG:0:$MID}${FLIP}${SIG:$((MID + 1))}"
 sleep 2 # SHORT expires
 
 # --- both JWT gateways must really reject ---------------------------------------------------
@@ -91,14 +95,14 @@ echo "checked: HAProxy and Portcullis both refuse missing, forged, alg=none, exp
 cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat" || continue; t=$((t + f[13] + f[14])); done; echo $t; }
 children() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 SYSTEMS=(
-  "direct|http://127.0.0.1:9000/api/items||$(pgrep -f "upstream_nginx.conf" | head -1)"
-  "bare Pingora passthrough|http://127.0.0.1:8082/api/items||$(pgrep -f bare_pingora | head -1)"
+  "direct|http://127.0.0.1:9000/api/items||$UP_PID"
+  "bare Pingora passthrough|http://127.0.0.1:8082/api/items||$BARE_PID"
   "Portcullis public route|http://127.0.0.1:8084/public/items||$MEM_PID"
   "Portcullis full auth (memory store)|http://127.0.0.1:8084/api/items|$TOKEN|$MEM_PID"
   "Portcullis full auth (redis store)|http://127.0.0.1:8085/api/items|$TOKEN|$REDIS_GW_PID"
   "Portcullis provider chain|http://127.0.0.1:8084/v1/models|$TOKEN|$MEM_PID"
-  "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$(pgrep -x haproxy | head -1)"
-  "nginx reverse proxy|http://127.0.0.1:8081/api/items||$(pgrep -f nginx_proxy.conf | head -1)"
+  "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$HAP_PID"
+  "nginx reverse proxy|http://127.0.0.1:8081/api/items||$NGX_PID"
 )
 TCK=$(getconf CLK_TCK)
 echo "system,round,rps,p50_ms,p99_ms,cpu_us_per_req,non2xx" > bench/results.csv

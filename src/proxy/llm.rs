@@ -43,16 +43,16 @@ const STRIPPED: [&str; 12] = [
 
 /// The Pingora peer for a provider.
 pub fn provider_peer(p: &Provider) -> HttpPeer {
-    let mut peer = HttpPeer::new(p.address, p.tls, p.sni.clone());
-    let o = &mut peer.options;
-    o.connection_timeout = Some(p.connect_timeout);
-    o.total_connection_timeout = Some(p.connect_timeout * 2);
-    o.read_timeout = Some(p.read_timeout);
-    o.write_timeout = Some(p.read_timeout);
-    o.idle_timeout = Some(Duration::from_secs(60));
-    o.verify_cert = p.verify_cert;
-    o.verify_hostname = p.verify_cert;
-    peer
+    super::upstream::build(&super::upstream::PeerSpec {
+        address: p.address,
+        tls: p.tls,
+        sni: &p.sni,
+        verify_cert: p.verify_cert,
+        connect_timeout: p.connect_timeout,
+        read_timeout: p.read_timeout,
+        write_timeout: p.read_timeout,
+        idle_timeout: Duration::from_secs(60),
+    })
 }
 
 /// What one attempt came to.

@@ -2,19 +2,46 @@
 //! connections by peer, so every clone shares the keep-alive pool).
 
 use pingora::prelude::HttpPeer;
+use std::time::Duration;
 
 use crate::config::Upstream;
 
-/// The Pingora peer for an upstream, with its timeouts and TLS settings.
-pub fn peer(up: &Upstream) -> HttpPeer {
-    let mut peer = HttpPeer::new(up.address, up.tls, up.sni.clone());
+/// Where and how to connect: the parts of an upstream or provider a peer is made of.
+pub struct PeerSpec<'a> {
+    pub address: std::net::SocketAddr,
+    pub tls: bool,
+    pub sni: &'a str,
+    pub verify_cert: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// A Pingora peer with timeouts and TLS verification set.
+pub fn build(spec: &PeerSpec<'_>) -> HttpPeer {
+    let mut peer = HttpPeer::new(spec.address, spec.tls, spec.sni.to_string());
     let o = &mut peer.options;
-    o.connection_timeout = Some(up.connect_timeout);
-    o.total_connection_timeout = Some(up.connect_timeout * 2);
-    o.read_timeout = Some(up.read_timeout);
-    o.write_timeout = Some(up.write_timeout);
-    o.idle_timeout = Some(up.idle_timeout);
-    o.verify_cert = up.verify_cert;
-    o.verify_hostname = up.verify_cert;
+    o.connection_timeout = Some(spec.connect_timeout);
+    o.total_connection_timeout = Some(spec.connect_timeout * 2);
+    o.read_timeout = Some(spec.read_timeout);
+    o.write_timeout = Some(spec.write_timeout);
+    o.idle_timeout = Some(spec.idle_timeout);
+    o.verify_cert = spec.verify_cert;
+    o.verify_hostname = spec.verify_cert;
     peer
+}
+
+/// The Pingora peer for an upstream.
+pub fn peer(up: &Upstream) -> HttpPeer {
+    build(&PeerSpec {
+        address: up.address,
+        tls: up.tls,
+        sni: &up.sni,
+        verify_cert: up.verify_cert,
+        connect_timeout: up.connect_timeout,
+        read_timeout: up.read_timeout,
+        write_timeout: up.write_timeout,
+        idle_timeout: up.idle_timeout,
+    })
 }

@@ -190,6 +190,19 @@ impl RedisStore {
         self.manager.get().cloned().ok_or_else(|| StoreError::Unavailable("not connected yet".into()))
     }
 
+    /// A dedicated pub/sub connection subscribed to `channel` (under the prefix).
+    async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, StoreError> {
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.key(channel)).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        tokio::time::timeout(Duration::from_secs(1), connect)
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out subscribing".into()))?
+            .map_err(unavailable)
+    }
+
     async fn hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
         self.con()?.hgetall(key).await.map_err(unavailable)
     }
@@ -549,15 +562,7 @@ impl Store for RedisStore {
     }
 
     async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
-        let connect = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(self.key("provider-health")).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = tokio::time::timeout(Duration::from_secs(1), connect)
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out subscribing".into()))?
-            .map_err(unavailable)?;
+        let pubsub = self.subscribe("provider-health").await?;
         Ok(pubsub.into_on_message().map(|msg| String::from_utf8_lossy(msg.get_payload_bytes()).into_owned()).boxed())
     }
 
@@ -603,15 +608,7 @@ impl Store for RedisStore {
     }
 
     async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
-        let connect = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(self.key("revocations")).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = tokio::time::timeout(Duration::from_secs(1), connect)
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out subscribing".into()))?
-            .map_err(unavailable)?;
+        let pubsub = self.subscribe("revocations").await?;
         Ok(pubsub.into_on_message().map(|msg| parse_notice(&String::from_utf8_lossy(msg.get_payload_bytes()))).boxed())
     }
 }
