@@ -160,3 +160,22 @@ fn two_instances_share_login_and_api_limits() {
     assert!(allowed >= 200, "the limit was reached: {allowed}");
     assert!(allowed <= 220, "two instances together stay within 10% of the limit: {allowed}");
 }
+
+#[test]
+fn a_route_can_name_its_own_limit() {
+    let up = MockUpstream::start();
+    let config = seed_config(&up.url()).replace(
+        "{ name: profile,         path: /profile, require_role: guest, upstream: app }",
+        "{ name: profile,         path: /profile, require_role: guest, upstream: app, rate_limit: heavy }",
+    ) + "rate_limits: { routes: { heavy: { requests: 2, per_seconds: 60 } } }\n";
+    let gw = TestGateway::start(&config);
+    let token = gw.token("u", "user");
+    assert_eq!(gw.get("/profile").bearer(&token).send().status, 200);
+    let r = gw.get("/profile").bearer(&token).send();
+    assert_eq!((r.status, r.header("ratelimit-policy")), (200, Some(r#""heavy";q=2;w=60"#)));
+    let r = gw.get("/profile").bearer(&token).send();
+    assert_eq!((r.status, r.error_code().as_str()), (429, "rate_limited"));
+    assert_eq!(gw.get("/public/x").send().status, 200, "other routes are not limited by it");
+    // Another user has a limit of their own.
+    assert_eq!(gw.get("/profile").bearer(&gw.token("v", "user")).send().status, 200);
+}

@@ -219,3 +219,28 @@ fn tls_12_can_be_allowed_by_config() {
     let s = tls_connect(gw.addr, &certs.path().join("cert.pem"), Some(SslVersion::TLS1_2), b"\x08http/1.1").expect("TLS 1.2 allowed");
     assert_eq!(s.ssl().version_str(), "TLSv1.2");
 }
+
+#[test]
+fn https_upstreams_verify_certificates_by_default() {
+    // The upstream is another gateway terminating TLS with a self-signed certificate.
+    let up = MockUpstream::start();
+    let certs = tempfile::tempdir().unwrap();
+    make_cert(certs.path());
+    let tls = format!(
+        "threads: 2\n  tls: {{ cert: \"{}\", key: \"{}\" }}",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    let tls_upstream = TestGateway::start(&seed_config(&up.url()).replace("threads: 2", &tls));
+    let url = format!("https://localhost:{}", tls_upstream.addr.port());
+
+    let verifying = TestGateway::start(&seed_config(&url));
+    let r = verifying.get("/public/x").send();
+    assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_unavailable"), "an untrusted certificate is refused by default");
+    assert_eq!(up.hits(), 0);
+
+    let trusting = TestGateway::start(&seed_config(&url).replace("read_timeout_ms: 1000 }", "read_timeout_ms: 1000, tls_verify: false }"));
+    let r = trusting.get("/public/x").send();
+    assert_eq!(r.status, 200, "HTTPS to the upstream works when verification is switched off");
+    assert_eq!(up.hits(), 1);
+}
