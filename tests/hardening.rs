@@ -148,6 +148,19 @@ fn make_cert(dir: &std::path::Path) {
     assert!(ok, "openssl must be installed (scripts/ensure-deps installs it)");
 }
 
+/// A gateway terminating TLS with a fresh self-signed certificate (`tls_extra` is added to the
+/// `server.tls` mapping), its upstream `up`, and the directory holding `cert.pem`.
+fn tls_gateway(up: &MockUpstream, tls_extra: &str) -> (TestGateway, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    make_cert(certs.path());
+    let tls = format!(
+        "threads: 2\n  tls: {{ cert: \"{}\", key: \"{}\"{tls_extra} }}",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    (TestGateway::start(&seed_config(&up.url()).replace("threads: 2", &tls)), certs)
+}
+
 fn tls_connect(
     addr: std::net::SocketAddr,
     ca: &std::path::Path,
@@ -167,14 +180,7 @@ fn tls_connect(
 fn tls_terminates_with_tls13_and_offers_http2() {
     use pingora::tls::ssl::SslVersion;
     let up = MockUpstream::start();
-    let certs = tempfile::tempdir().unwrap();
-    make_cert(certs.path());
-    let tls = format!(
-        "threads: 2\n  tls: {{ cert: \"{}\", key: \"{}\" }}",
-        certs.path().join("cert.pem").display(),
-        certs.path().join("key.pem").display()
-    );
-    let gw = TestGateway::start(&seed_config(&up.url()).replace("threads: 2", &tls));
+    let (gw, certs) = tls_gateway(&up, "");
     let ca = certs.path().join("cert.pem");
 
     let mut s = tls_connect(gw.addr, &ca, None, b"\x08http/1.1").expect("TLS handshake");
@@ -208,14 +214,7 @@ fn tls_terminates_with_tls13_and_offers_http2() {
 fn tls_12_can_be_allowed_by_config() {
     use pingora::tls::ssl::SslVersion;
     let up = MockUpstream::start();
-    let certs = tempfile::tempdir().unwrap();
-    make_cert(certs.path());
-    let tls = format!(
-        "threads: 2\n  tls: {{ cert: \"{}\", key: \"{}\", min_version: \"1.2\" }}",
-        certs.path().join("cert.pem").display(),
-        certs.path().join("key.pem").display()
-    );
-    let gw = TestGateway::start(&seed_config(&up.url()).replace("threads: 2", &tls));
+    let (gw, certs) = tls_gateway(&up, ", min_version: \"1.2\"");
     let s = tls_connect(gw.addr, &certs.path().join("cert.pem"), Some(SslVersion::TLS1_2), b"\x08http/1.1").expect("TLS 1.2 allowed");
     assert_eq!(s.ssl().version_str(), "TLSv1.2");
 }
