@@ -223,14 +223,7 @@ fn tls_12_can_be_allowed_by_config() {
 fn https_upstreams_verify_certificates_by_default() {
     // The upstream is another gateway terminating TLS with a self-signed certificate.
     let up = MockUpstream::start();
-    let certs = tempfile::tempdir().unwrap();
-    make_cert(certs.path());
-    let tls = format!(
-        "threads: 2\n  tls: {{ cert: \"{}\", key: \"{}\" }}",
-        certs.path().join("cert.pem").display(),
-        certs.path().join("key.pem").display()
-    );
-    let tls_upstream = TestGateway::start(&seed_config(&up.url()).replace("threads: 2", &tls));
+    let (tls_upstream, _certs) = tls_gateway(&up, "");
     let url = format!("https://localhost:{}", tls_upstream.addr.port());
 
     let verifying = TestGateway::start(&seed_config(&url));
