@@ -75,9 +75,28 @@ fn login_use_refresh_reuse_logout(gw: &TestGateway, up: &MockUpstream) {
     assert_eq!(r.json()["sessions_revoked"], 2);
     assert_eq!(gw.get("/projects/1").bearer(&b).send().status, 401);
 
+    // One session of several can be ended from another; the list shows who is current.
+    let (d1, _) = login(gw, "demo@example.com");
+    let (d2, _) = login(gw, "demo@example.com");
+    let list = gw.get("/auth/sessions").bearer(&d1).send().json();
+    let other = list["sessions"].as_array().unwrap().iter().find(|s| s["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(gw.request("DELETE", &format!("/auth/sessions/{other}")).bearer(&d1).send().status, 200);
+    assert_eq!(gw.get("/projects/1").bearer(&d2).send().status, 401, "the ended session is refused");
+    assert_eq!(gw.get("/projects/1").bearer(&d1).send().status, 200);
+
+    // An admin changes the role: the session picks it up at its next refresh.
+    let admin = gw.token("operator", "admin");
+    let (_, r) = login(gw, "demo@example.com");
+    let changed = gw.request("PATCH", &format!("/admin/users/{id}")).bearer(&admin).json(&json!({"role": "user"})).send();
+    assert_eq!((changed.status, changed.json()["role"].as_str()), (200, Some("user")));
+    let renewed = refresh(gw, &r).json();
+    let me = gw.get("/auth/me").bearer(renewed["access_token"].as_str().unwrap()).send().json();
+    assert_eq!(me["role"], "user");
+    let users = gw.get("/admin/users").bearer(&admin).send().json();
+    assert!(users["users"].as_array().unwrap().iter().any(|u| u["email"] == "demo@example.com" && u["role"] == "user"));
+
     // Deleting a user ends their sessions.
     let (c, _) = login(gw, "demo@example.com");
-    let admin = gw.token("operator", "admin");
     assert_eq!(gw.request("DELETE", &format!("/admin/users/{id}")).bearer(&admin).send().status, 200);
     assert_eq!(gw.get("/projects/1").bearer(&c).send().status, 401);
     let r = gw.request("POST", "/auth/login").json(&json!({"email": "demo@example.com", "password": PASSWORD})).send();
