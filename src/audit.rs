@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 
 /// Where audit events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Sink {
     Stdout,
     /// Appended to, created with mode 0600, reopened on SIGHUP (log rotation).
@@ -28,6 +28,21 @@ pub enum Sink {
         stream: String,
         max_len: u64,
     },
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Stdout => f.write_str("Stdout"),
+            Sink::File(p) => f.debug_tuple("File").field(p).finish(),
+            Sink::Redis { url, stream, max_len } => f
+                .debug_struct("Redis")
+                .field("url", &crate::config::redact_url(url))
+                .field("stream", stream)
+                .field("max_len", max_len)
+                .finish(),
+        }
+    }
 }
 
 /// `audit:` in gateway.yaml.

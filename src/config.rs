@@ -86,12 +86,31 @@ pub struct ServerSettings {
 }
 
 /// Which store backs sessions, revocations and limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// In-process; one instance; nothing survives a restart.
     Memory,
     /// Shared by every instance that points at the same Redis and prefix.
     Redis { url: String, key_prefix: String },
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSettings::Memory => f.write_str("Memory"),
+            StoreSettings::Redis { url, key_prefix } => {
+                f.debug_struct("Redis").field("url", &redact_url(url)).field("key_prefix", key_prefix).finish()
+            }
+        }
+    }
+}
+
+/// A URL with any `user:password@` replaced, for printing.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
 }
 
 /// A signing secret; never printed.

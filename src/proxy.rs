@@ -31,7 +31,6 @@ use crate::cors::{CorsPolicy, Preflight};
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
 use crate::policy::{Policy, Target};
 use crate::ratelimit::{Limiter, LockoutPolicy};
-pub use reply::error_body;
 use std::net::IpAddr;
 use std::time::Instant;
 

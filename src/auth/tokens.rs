@@ -4,7 +4,7 @@
 //! Never logs or returns a token or the secret in an error.
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -193,11 +193,6 @@ impl TokenManager {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
         }
-    }
-
-    /// The algorithm every token must carry.
-    pub fn algorithm(&self) -> Algorithm {
-        self.header.alg
     }
 
     /// Mints one token as described, issued now.

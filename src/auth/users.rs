@@ -71,11 +71,6 @@ impl UserDirectory {
         UserDirectory { file }
     }
 
-    /// The users file's entries.
-    pub fn file_users(&self) -> &[FileUser] {
-        &self.file
-    }
-
     /// A user by email (case-insensitive).
     pub async fn by_email(&self, store: &dyn Store, email: &str) -> Result<Option<User>, StoreError> {
         if let Some(f) = self.file.iter().find(|u| u.email.eq_ignore_ascii_case(email)) {

@@ -174,3 +174,45 @@ fn the_schema_type_accepts_the_shipped_file() {
     let parsed: Result<raw::RawGatewayFile, _> = serde_yaml::from_str(include_str!("../../gateway.yaml"));
     assert!(parsed.is_ok(), "{parsed:?}");
 }
+
+#[test]
+fn problems_in_the_users_file_are_located_in_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    std::fs::write(&users, "users:\n  - { id: \"1\", email: a@example.com, role: admn, password_hash: \"plaintext-secret\" }\n  - { id: \"1\", email: b@example.com, role: user, password_hash: x, extra: 1 }\n").unwrap();
+    let main = dir.path().join("gateway.yaml");
+    let text = format!("{SEED}users: {{ file: users.yaml }}\n");
+    let e = parse(&text, &main, &env_with_secret).err().unwrap();
+    let lines: Vec<String> = e.0.iter().map(|d| d.to_string()).collect();
+    let u = users.display().to_string();
+    assert!(lines.contains(&format!("{u}:2:44: users[0].role: unknown role `admn` (did you mean `admin`?)")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{u}:2:")) && l.contains("users[0].password_hash: not an argon2 PHC string")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{u}:3:")) && l.contains("unknown key `extra`")), "{lines:#?}");
+    assert!(!e.to_string().contains("plaintext-secret"), "a hash field is never echoed");
+    let missing = parse(&format!("{SEED}users: {{ file: nope.yaml }}\n"), &main, &env_with_secret).err().unwrap().to_string();
+    assert!(missing.contains("nope.yaml:1:1: cannot read the users file"), "{missing}");
+}
+
+#[test]
+fn tls_files_and_chain_members_must_exist() {
+    let text = format!(
+        "{}providers:\n  p1: {{ url: \"http://127.0.0.1:1\" }}\nprovider_chains:\n  llm: {{ primary: p1, fallbacks: [p2, p1] }}\n",
+        SEED.replace("threads: 2 }", "threads: 2, tls: { cert: /nonexistent/cert.pem, key: /nonexistent/key.pem } }")
+    );
+    let e = errors(&text);
+    assert!(e.iter().any(|l| l.contains("server.tls.cert: cannot read `/nonexistent/cert.pem`")), "{e:#?}");
+    assert!(e.iter().any(|l| l.contains("server.tls.key: cannot read")), "{e:#?}");
+    assert!(e.iter().any(|l| l.contains("provider_chains.llm.fallbacks[0]: unknown provider `p2` (did you mean `p1`?)")), "{e:#?}");
+    assert!(e.iter().any(|l| l.contains("provider_chains.llm.fallbacks[1]: provider `p1` appears twice")), "{e:#?}");
+}
+
+#[test]
+fn redis_urls_are_printed_without_credentials() {
+    assert_eq!(redact_url("redis://user:hunter2@10.0.0.1:6379/0"), "redis://<redacted>@10.0.0.1:6379/0");
+    assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    let printed = format!("{:?}", StoreSettings::Redis { url: "redis://:hunter2@h:1".into(), key_prefix: "p:".into() });
+    assert!(!printed.contains("hunter2"), "{printed}");
+}

@@ -149,7 +149,20 @@ pub fn validate(
 }
 
 fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
-    let mut raw = Raw::default();
+    // Absent sections take their defaults; a section that fails to parse becomes None.
+    let mut raw = Raw {
+        server: Some(RawServer::default()),
+        store: Some(RawStore::default()),
+        tokens: Some(RawTokens::default()),
+        users: Some(RawUsers::default()),
+        sessions: Some(RawSessions::default()),
+        passwords: Some(RawPasswords::default()),
+        metrics: Some(RawMetrics::default()),
+        logging: Some(RawLogging::default()),
+        rate_limits: Some(RawRateLimits::default()),
+        audit: Some(RawAudit::default()),
+        ..Raw::default()
+    };
     let root = match value {
         Value::Mapping(m) => m,
         Value::Null => Mapping::new(),
@@ -214,38 +227,6 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             },
             other => p.push(Problem::new(Where::Key(other.into()), format!("unknown key `{other}`{}", did_you_mean(other, SECTIONS)))),
         }
-    }
-    // Sections that were absent take their defaults.
-    let untouched = |section: &str, p: &[Problem]| !p.iter().any(|x| x.place.path().starts_with(section));
-    if raw.server.is_none() && untouched("server", p) {
-        raw.server = Some(RawServer::default());
-    }
-    if raw.store.is_none() && untouched("store", p) {
-        raw.store = Some(RawStore::default());
-    }
-    if raw.tokens.is_none() && untouched("tokens", p) {
-        raw.tokens = Some(RawTokens::default());
-    }
-    if raw.users.is_none() && untouched("users", p) {
-        raw.users = Some(RawUsers::default());
-    }
-    if raw.sessions.is_none() && untouched("sessions", p) {
-        raw.sessions = Some(RawSessions::default());
-    }
-    if raw.passwords.is_none() && untouched("passwords", p) {
-        raw.passwords = Some(RawPasswords::default());
-    }
-    if raw.metrics.is_none() && untouched("metrics", p) {
-        raw.metrics = Some(RawMetrics::default());
-    }
-    if raw.logging.is_none() && untouched("logging", p) {
-        raw.logging = Some(RawLogging::default());
-    }
-    if raw.rate_limits.is_none() && untouched("rate_limits", p) {
-        raw.rate_limits = Some(RawRateLimits::default());
-    }
-    if raw.audit.is_none() && untouched("audit", p) {
-        raw.audit = Some(RawAudit::default());
     }
     raw
 }

@@ -23,7 +23,8 @@ pub fn raw_framing_conflict(raw: &[u8]) -> bool {
 /// header section as received, when there is one.
 pub fn check_shape(req: &RequestHeader, raw: Option<&[u8]>, max_header_bytes: usize, max_header_count: usize) -> Result<(), Reject> {
     let count = req.headers.len();
-    let bytes: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() + req.uri.to_string().len();
+    let bytes: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+        + req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if count > max_header_count || bytes > max_header_bytes {
         return Err(Reject::new(
             431,
