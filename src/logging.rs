@@ -28,6 +28,10 @@ pub fn init(settings: &LoggingSettings) {
             tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(env).with_filter(pingora_quiet);
         tracing_subscriber::registry().with(layer).init();
     }
+    // `init` bridges the `log` crate in at TRACE. Pingora calls `log::debug!` several times per
+    // request; below this cap those calls stop at one atomic load instead of building a record
+    // that the filter above drops anyway (they cost ~5% of a request's instructions).
+    log::set_max_level(log::LevelFilter::Info);
 }
 
 #[cfg(test)]
