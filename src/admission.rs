@@ -8,16 +8,10 @@ use std::borrow::Cow;
 use crate::auth::api::is_api_path;
 use crate::auth::sessions::{SessionVeto, Sessions};
 use crate::auth::tokens::unix_now;
-use crate::auth::{bearer_token, TokenError, TokenKind, TokenManager};
+pub use crate::auth::tokens::Identity;
+use crate::auth::{bearer_token, TokenError, TokenManager};
 use crate::policy::{path, Access, Policy, Route};
-
-/// The verified caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: String,
-    pub role: Option<String>,
-    pub session_id: String,
-}
+use std::sync::Arc;
 
 /// A request that may go upstream.
 #[derive(Debug)]
@@ -27,7 +21,7 @@ pub struct Admitted<'a> {
     /// The normalized path (borrowed when the request's path was already canonical).
     pub path: Cow<'a, str>,
     /// None on public routes.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// A refused request: what the client is told, and why (for logs and the audit trail).
@@ -134,15 +128,8 @@ pub fn admit<'a>(
 }
 
 /// Verifies the bearer access token and returns who it speaks for.
-pub fn authenticate(tokens: &TokenManager, authorization: Option<&[u8]>) -> Result<Identity, TokenError> {
-    let token = bearer_token(authorization)?;
-    let claims = tokens.verify(token, TokenKind::Access)?;
-    // These values become upstream request headers: refuse anything that is not a plain token.
-    let header_safe = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
-    if !header_safe(&claims.user_id) || !header_safe(&claims.sid) || !claims.role.as_deref().is_none_or(header_safe) {
-        return Err(TokenError::Malformed);
-    }
-    Ok(Identity { user_id: claims.user_id, role: claims.role, session_id: claims.sid })
+pub fn authenticate(tokens: &TokenManager, authorization: Option<&[u8]>) -> Result<Arc<Identity>, TokenError> {
+    tokens.authenticate(bearer_token(authorization)?)
 }
 
 #[cfg(test)]

@@ -60,11 +60,13 @@ impl Default for AuditSettings {
     }
 }
 
-/// One audit record.
+/// One audit record. Built on the request path with as little work as possible: the time is
+/// formatted and the JSON written by the writer task, not by the request.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Event {
     /// RFC 3339, UTC, milliseconds.
-    pub timestamp: String,
+    #[serde(rename = "timestamp", serialize_with = "rfc3339_ms")]
+    pub at: SystemTime,
     /// A stable kind: `access`, `auth.login`, `auth.token_rejected`, `admin.user_created`, ...
     pub event: &'static str,
     /// `granted`, `denied`, `success`, `failure`, ...
@@ -73,7 +75,60 @@ pub struct Event {
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
-    pub details: Value,
+    pub details: Details,
+}
+
+/// An event's `details` object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Details {
+    Json(Value),
+    /// A granted request (the most frequent event by far), with typed fields.
+    Granted(Box<Granted>),
+}
+
+impl From<Value> for Details {
+    fn from(v: Value) -> Self {
+        Details::Json(v)
+    }
+}
+
+/// `details` of a granted `access` event (keys in alphabetical order, like the other events').
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Granted {
+    #[serde(serialize_with = "method_str")]
+    pub method: http::Method,
+    pub path: Option<String>,
+    pub requirement: Option<String>,
+    pub role: Option<String>,
+    pub route: Option<String>,
+    pub status: u16,
+}
+
+fn method_str<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+/// `2026-11-28T02:30:00.123Z`. The date and time part is formatted once per second.
+fn rfc3339_ms<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    LAST.with_borrow_mut(|(secs, text)| {
+        if *secs != d.as_secs() {
+            *secs = d.as_secs();
+            *text = crate::timefmt::rfc3339(d.as_secs());
+            text.truncate(text.len() - 1); // the `Z`, written after the milliseconds
+            text.push('.');
+        }
+        let ms = d.subsec_millis();
+        let digits = [b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8, b'Z'];
+        let mut out = String::with_capacity(text.len() + 4);
+        out.push_str(text);
+        out.push_str(std::str::from_utf8(&digits).unwrap_or("000Z"));
+        s.serialize_str(&out)
+    })
 }
 
 /// Request context an event is about.
@@ -84,25 +139,26 @@ pub struct Origin<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-fn now_rfc3339_ms() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let base = crate::timefmt::rfc3339(d.as_secs());
-    format!("{}.{:03}Z", base.trim_end_matches('Z'), d.subsec_millis())
+/// User agents are kept to their first 256 characters.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(256) {
+        Some((end, _)) => s[..end].to_string(),
+        None => s.to_string(),
+    }
 }
 
 impl Event {
     /// A new event stamped now.
-    pub fn new(event: &'static str, status: &'static str, user_id: Option<&str>, origin: Origin<'_>, details: Value) -> Self {
-        let clip = |s: &str| s.chars().take(256).collect::<String>();
+    pub fn new(event: &'static str, status: &'static str, user_id: Option<&str>, origin: Origin<'_>, details: impl Into<Details>) -> Self {
         Event {
-            timestamp: now_rfc3339_ms(),
+            at: SystemTime::now(),
             event,
             status,
             user_id: user_id.map(str::to_string),
             request_id: origin.request_id.map(str::to_string),
             client_ip: origin.client_ip.map(str::to_string),
             user_agent: origin.user_agent.map(clip),
-            details,
+            details: details.into(),
         }
     }
 }
@@ -355,6 +411,37 @@ mod tests {
         }
         let ts = v["timestamp"].as_str().unwrap();
         assert!(ts.ends_with('Z') && ts.len() == 24, "{ts}");
+    }
+
+    #[test]
+    fn timestamps_carry_milliseconds_across_second_boundaries() {
+        let stamp = |ms: u64| {
+            let e = Event {
+                at: UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                ..Event::new("a", "b", None, Origin::default(), Value::Null)
+            };
+            serde_json::to_value(&e).unwrap()["timestamp"].as_str().unwrap().to_string()
+        };
+        assert_eq!(stamp(1_795_822_077_999), "2026-11-27T23:27:57.999Z");
+        assert_eq!(stamp(1_795_822_078_000), "2026-11-27T23:27:58.000Z");
+        assert_eq!(stamp(1_795_822_078_042), "2026-11-27T23:27:58.042Z");
+        assert_eq!(stamp(1_795_822_077_500), "2026-11-27T23:27:57.500Z");
+    }
+
+    #[test]
+    fn granted_details_serialize_like_the_json_they_replace() {
+        let g = Granted {
+            method: http::Method::GET,
+            path: Some("/api/x".into()),
+            requirement: Some("role:user".into()),
+            role: Some("admin".into()),
+            route: Some("api".into()),
+            status: 200,
+        };
+        let json = serde_json::json!({"method": "GET", "path": "/api/x", "requirement": "role:user", "role": "admin", "route": "api", "status": 200});
+        assert_eq!(serde_json::to_string(&Details::Granted(Box::new(g))).unwrap(), serde_json::to_string(&json).unwrap());
+        assert_eq!(clip(&"é".repeat(300)).chars().count(), 256);
+        assert_eq!(clip("wrk"), "wrk");
     }
 
     #[tokio::test]

@@ -145,6 +145,8 @@ pub struct TokenSettings {
     pub leeway_seconds: u64,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Entries in the verified-access-token cache (0: off).
+    pub verify_cache_size: usize,
 }
 
 /// An application upstream.

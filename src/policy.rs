@@ -39,8 +39,8 @@ impl Access {
     pub fn describe(&self) -> String {
         match self {
             Access::Public => "public".into(),
-            Access::Role { role, .. } => format!("role:{role}"),
-            Access::Permission { resource, action, .. } => format!("{resource}:{action}"),
+            Access::Role { role, .. } => ["role:", role].concat(),
+            Access::Permission { resource, action, .. } => [resource.as_str(), ":", action].concat(),
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::cors::{CorsPolicy, Preflight};
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
 use crate::policy::{Policy, Target};
 use crate::ratelimit::{Limiter, LockoutPolicy};
+use http::header::{HeaderName, HeaderValue, STRICT_TRANSPORT_SECURITY, VARY};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -158,6 +159,8 @@ pub struct RequestCtx {
     started: Instant,
     snapshot: Option<Arc<Snapshot>>,
     request_id: String,
+    /// The TCP peer (the last hop, for `X-Forwarded-For`).
+    peer: Option<IpAddr>,
     client_ip: Option<IpAddr>,
     /// Served over TLS.
     tls: bool,
@@ -169,7 +172,7 @@ pub struct RequestCtx {
     rewritten_path: Option<String>,
     /// The normalized path for the audit trail (kept only when auditing).
     audit_path: Option<String>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     /// RateLimit headers for the response.
     limit_headers: Vec<(&'static str, String)>,
     /// Why the gateway refused the request: (status, reason, route name).
@@ -197,6 +200,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             snapshot: None,
             request_id: String::new(),
+            peer: None,
             client_ip: None,
             tls: false,
             origin: None,
@@ -224,6 +228,7 @@ impl ProxyHttp for Gateway {
         ctx.request_id = headers::request_id(req);
         ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.peer = peer;
         ctx.client_ip =
             peer.map(|p| client_ip(p, req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies));
         if snapshot.cors.is_some() {
@@ -269,7 +274,7 @@ impl ProxyHttp for Gateway {
         );
         match decision {
             Ok(Destination::Upstream(admitted)) => {
-                if let Err(reject) = self.limit_admitted(ctx, &snapshot, admitted.route, admitted.identity.as_ref()) {
+                if let Err(reject) = self.limit_admitted(ctx, &snapshot, admitted.route, admitted.identity.as_deref()) {
                     self.refuse(session, ctx, &snapshot, reject).await;
                     return Ok(true);
                 }
@@ -324,20 +329,22 @@ impl ProxyHttp for Gateway {
     /// credentials unless the upstream asks for them, a request id, forwarding headers.
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(up) = ctx.snapshot.as_ref().zip(ctx.upstream).map(|(s, i)| &s.upstreams[i]) else {
             return Error::e_explain(ErrorType::InternalError, "no upstream decided for this request");
         };
+        let peer = ctx.peer.map(crate::clientip::ip_text);
         headers::rewrite_upstream_request(
             upstream_request,
             &headers::Forwarding {
                 path: ctx.rewritten_path.as_deref(),
-                identity: ctx.identity.as_ref(),
+                identity: ctx.identity.as_deref(),
                 request_id: &ctx.request_id,
-                client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                client_ip: peer.as_deref(),
+                tls: ctx.tls,
                 upstream: up,
             },
         )
@@ -379,28 +386,38 @@ impl ProxyHttp for Gateway {
     /// Adds the request id, the security headers (where the upstream set none), HSTS over TLS,
     /// CORS and RateLimit headers.
     async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        response.insert_header("x-request-id", &ctx.request_id)?;
-        let Some(snapshot) = ctx.snapshot.as_ref() else { return Ok(()) };
+        let request_id = headers::value(&ctx.request_id)?;
+        let Some(snapshot) = ctx.snapshot.as_ref() else {
+            response.insert_header(headers::X_REQUEST_ID, request_id)?;
+            return Ok(());
+        };
         let hardened = ctx.upstream.and_then(|i| snapshot.upstreams.get(i)).is_none_or(|u| u.security_headers);
-        if hardened {
-            for (name, value) in reply::SECURITY_HEADERS {
-                if !response.headers.contains_key(name) {
-                    response.insert_header(name, value)?;
+        let cors = snapshot.cors.as_ref().map(|c| c.response_headers(ctx.origin.as_deref())).unwrap_or_default();
+        let limits = std::mem::take(&mut ctx.limit_headers);
+        headers::edit_response(response, |parts| {
+            let h = &mut parts.headers;
+            h.insert(headers::X_REQUEST_ID, request_id);
+            if hardened {
+                for (name, value) in reply::SECURITY_HEADERS {
+                    let name = HeaderName::from_static(name);
+                    if !h.contains_key(&name) {
+                        h.insert(name, HeaderValue::from_static(value));
+                    }
+                }
+                if ctx.tls && !h.contains_key(STRICT_TRANSPORT_SECURITY) {
+                    h.insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(reply::HSTS));
                 }
             }
-            if ctx.tls && !response.headers.contains_key("strict-transport-security") {
-                response.insert_header("strict-transport-security", reply::HSTS)?;
+            for (name, value) in cors.into_iter().chain(limits) {
+                let (name, value) = (HeaderName::from_static(name), headers::value(&value)?);
+                if name == VARY {
+                    h.append(name, value); // keep the upstream's own Vary
+                } else {
+                    h.insert(name, value);
+                }
             }
-        }
-        if let Some(cors) = &snapshot.cors {
-            for (name, value) in cors.response_headers(ctx.origin.as_deref()) {
-                response.insert_header(name, value)?;
-            }
-        }
-        for (name, value) in ctx.limit_headers.drain(..) {
-            response.insert_header(name, value)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Answers a request that failed after admission (upstream unreachable, timed out, broke)

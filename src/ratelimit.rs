@@ -259,9 +259,14 @@ pub fn now_ms() -> u64 {
 
 /// The `RateLimit-Policy` and `RateLimit` header values (draft-ietf-httpapi-ratelimit-headers).
 pub fn headers(name: &str, limit: Limit, d: &Decision) -> [(&'static str, String); 2] {
+    // Written by hand: these run on every limited request, and `format!` costs several times more.
+    let item = |a: &str, x: u64, b: &str, y: u64| {
+        let (mut x_buf, mut y_buf) = (itoa::Buffer::new(), itoa::Buffer::new());
+        ["\"", name, "\";", a, x_buf.format(x), b, y_buf.format(y)].concat()
+    };
     [
-        ("ratelimit-policy", format!("\"{name}\";q={};w={}", limit.requests, limit.window_ms / 1000)),
-        ("ratelimit", format!("\"{name}\";r={};t={}", d.remaining, d.reset_seconds)),
+        ("ratelimit-policy", item("q=", limit.requests, ";w=", limit.window_ms / 1000)),
+        ("ratelimit", item("r=", d.remaining, ";t=", d.reset_seconds)),
     ]
 }
 
@@ -336,6 +341,14 @@ mod tests {
     use super::*;
 
     const TEN_PER_MINUTE: Limit = Limit { requests: 10, window_ms: 60_000 };
+
+    #[test]
+    fn ratelimit_header_values() {
+        let d = Decision { allowed: true, remaining: 7, reset_seconds: 42, retry_after_seconds: 0 };
+        let [(p, policy), (r, state)] = headers("api_user", TEN_PER_MINUTE, &d);
+        assert_eq!((p, policy.as_str()), ("ratelimit-policy", "\"api_user\";q=10;w=60"));
+        assert_eq!((r, state.as_str()), ("ratelimit", "\"api_user\";r=7;t=42"));
+    }
 
     #[test]
     fn gcra_allows_a_burst_then_paces() {

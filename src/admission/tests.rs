@@ -37,7 +37,7 @@ impl Fixture {
     ) -> Result<(String, Option<Identity>), (u16, &'static str, &'static str)> {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         match admit(&self.policy, &self.tokens, &self.revoked, &m, path, auth.as_deref().map(str::as_bytes)) {
-            Ok(Destination::Upstream(a)) => Ok((a.route.name.clone(), a.identity)),
+            Ok(Destination::Upstream(a)) => Ok((a.route.name.clone(), a.identity.map(|i| (*i).clone()))),
             Ok(Destination::Api(p)) => Ok((format!("api:{p}"), None)),
             Err(r) => Err((r.status, r.code, r.reason)),
         }

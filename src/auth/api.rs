@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::passwords::{PasswordError, Passwords};
 use super::sessions::{RoleChange, SessionVeto, Sessions};
@@ -217,7 +218,7 @@ fn json_body<T: DeserializeOwned>(req: &ApiRequest<'_>) -> Result<T, ApiError> {
 }
 
 /// The caller of an authenticated endpoint (bearer access token, not revoked).
-fn caller(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Identity, ApiError> {
+fn caller(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Arc<Identity>, ApiError> {
     let identity = authenticate(cx.tokens, req.authorization).map_err(|e| {
         let code = if e == TokenError::Missing { "missing_token" } else { "invalid_token" };
         ApiError::new(401, code, e.to_string())
@@ -229,7 +230,7 @@ fn caller(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Identity, ApiErro
     }
 }
 
-fn admin(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Identity, ApiError> {
+fn admin(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Result<Arc<Identity>, ApiError> {
     let identity = caller(cx, req)?;
     let level = identity.role.as_deref().and_then(|r| cx.roles.level(r));
     match (level, cx.roles.level(cx.admin_role)) {

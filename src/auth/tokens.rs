@@ -6,6 +6,7 @@
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -116,6 +117,44 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
     }
 }
 
+/// The verified caller of a request: who an access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub role: Option<String>,
+    pub session_id: String,
+}
+
+impl Identity {
+    /// The identity an access token's claims name. Its values become upstream request headers,
+    /// so anything that is not a plain header-safe word is refused as malformed.
+    fn from_claims(claims: Claims) -> Result<Self, TokenError> {
+        let header_safe = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+        if !header_safe(&claims.user_id) || !header_safe(&claims.sid) || !claims.role.as_deref().is_none_or(header_safe) {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Identity { user_id: claims.user_id, role: claims.role, session_id: claims.sid })
+    }
+}
+
+/// Tokens longer than this are verified every time instead of being cached.
+pub const MAX_CACHED_TOKEN_BYTES: usize = 1024;
+
+/// An access token that passed full verification, kept so that the next request carrying the
+/// same token skips the HMAC and JSON work. Only the time-dependent check (`exp`) is repeated
+/// on a hit: signature, algorithm, type, issuer and audience cannot change for the same bytes
+/// under the same key, and a token already past its `nbf` stays past it.
+#[derive(Clone)]
+struct Verified {
+    identity: Arc<Identity>,
+    exp: u64,
+}
+
+/// Whether a token with this `exp` is expired at `now`: the same rule as jsonwebtoken's.
+fn expired(exp: u64, leeway: u64, now: u64) -> bool {
+    exp < now.saturating_sub(leeway)
+}
+
 /// A freshly issued access/refresh pair.
 #[derive(Debug, Clone)]
 pub struct TokenPair {
@@ -149,6 +188,9 @@ pub struct TokenManager {
     refresh_ttl: Duration,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Verified access tokens by their exact bytes (None when `tokens.verify_cache_size` is 0).
+    /// Lives and dies with this manager, so a new secret or new claim rules start empty.
+    verified: Option<quick_cache::sync::Cache<Box<str>, Verified>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -192,6 +234,7 @@ impl TokenManager {
             refresh_ttl: settings.refresh_ttl,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
+            verified: (settings.verify_cache_size > 0).then(|| quick_cache::sync::Cache::new(settings.verify_cache_size)),
         }
     }
 
@@ -271,6 +314,34 @@ impl TokenManager {
         Ok(data.claims)
     }
 
+    /// Authenticates a bearer access token: full verification the first time a token is seen,
+    /// then a cache hit with only its expiry checked again.
+    pub fn authenticate(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        self.authenticate_at(token, unix_now())
+    }
+
+    /// [`Self::authenticate`] with the clock for cache hits given (a miss uses jsonwebtoken's).
+    pub fn authenticate_at(&self, token: &str, now: u64) -> Result<Arc<Identity>, TokenError> {
+        let cache = self.verified.as_ref().filter(|_| token.len() <= MAX_CACHED_TOKEN_BYTES);
+        if let Some((cache, hit)) = cache.and_then(|c| Some((c, c.get(token)?))) {
+            if expired(hit.exp, self.validation.leeway, now) {
+                cache.remove(token);
+                return Err(TokenError::Expired);
+            }
+            return Ok(hit.identity);
+        }
+        if !well_formed(token) {
+            return Err(TokenError::Malformed);
+        }
+        let claims = self.verify(token, TokenKind::Access)?;
+        let exp = claims.exp;
+        let identity = Arc::new(Identity::from_claims(claims)?);
+        if let Some(cache) = cache {
+            cache.insert(token.into(), Verified { identity: identity.clone(), exp });
+        }
+        Ok(identity)
+    }
+
     /// A new access token for the refresh token's user and session, carrying `role` (the user's
     /// current role, which the refresh token itself does not hold).
     pub fn refresh_access_token(&self, refresh_token: &str, role: &str) -> Result<String, TokenError> {
@@ -279,7 +350,8 @@ impl TokenManager {
     }
 }
 
-/// The token in an `Authorization: Bearer <token>` header value.
+/// The token in an `Authorization: Bearer <token>` header value. Its characters are checked
+/// by [`TokenManager::authenticate`] (once per distinct token, not on every cache hit).
 pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
     const MAX_TOKEN_BYTES: usize = 8 * 1024;
     let value = value.ok_or(TokenError::Missing)?;
@@ -289,13 +361,15 @@ pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
         return Err(TokenError::Malformed);
     }
     let token = token.trim_start();
-    let well_formed = !token.is_empty()
-        && token.len() <= MAX_TOKEN_BYTES
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
-    if !well_formed {
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed);
     }
     Ok(token)
+}
+
+/// Whether a token is made of base64url parts and dots only (a JWS in compact form).
+fn well_formed(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
 #[cfg(test)]

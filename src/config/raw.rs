@@ -86,6 +86,9 @@ pub struct RawTokens {
     pub leeway_seconds: u64,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Verified access tokens remembered so repeat requests skip signature verification
+    /// (0 turns the cache off).
+    pub verify_cache_size: usize,
 }
 
 impl Default for RawTokens {
@@ -98,6 +101,7 @@ impl Default for RawTokens {
             leeway_seconds: 0,
             issuer: None,
             audience: None,
+            verify_cache_size: 4096,
         }
     }
 }

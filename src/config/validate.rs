@@ -406,6 +406,7 @@ fn lower_tokens(t: &RawTokens, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec
         leeway_seconds: t.leeway_seconds,
         issuer: t.issuer.clone(),
         audience: t.audience.clone(),
+        verify_cache_size: t.verify_cache_size,
     })
 }
 

@@ -6,7 +6,8 @@ use serde_json::json;
 
 use super::{Gateway, RequestCtx, Snapshot};
 use crate::admission::{Identity, Reject};
-use crate::audit::{Event, Origin};
+use crate::audit::{Details, Event, Granted, Origin};
+use crate::clientip::ip_text;
 use crate::policy::Route;
 use crate::ratelimit::{self, Limit};
 
@@ -21,8 +22,8 @@ impl Gateway {
         identity: Option<&Identity>,
     ) -> Result<(), Reject> {
         let subject = match (identity, ctx.client_ip) {
-            (Some(id), _) => format!("u:{}", id.user_id),
-            (None, Some(ip)) => format!("ip:{ip}"),
+            (Some(id), _) => ["u:", &id.user_id].concat(),
+            (None, Some(ip)) => ["ip:", &ip_text(ip)].concat(),
             (None, None) => return Ok(()),
         };
         let general = match identity {
@@ -30,10 +31,10 @@ impl Gateway {
             None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l)),
         };
         if let Some((name, limit)) = general {
-            self.check_limit(ctx, name, &format!("{name}:{subject}"), limit)?;
+            self.check_limit(ctx, name, &[name, ":", &subject].concat(), limit)?;
         }
         if let Some((name, limit)) = &route.rate_limit {
-            self.check_limit(ctx, name, &format!("route:{name}:{subject}"), *limit)?;
+            self.check_limit(ctx, name, &["route:", name, ":", &subject].concat(), *limit)?;
         }
         Ok(())
     }
@@ -41,7 +42,7 @@ impl Gateway {
     /// Counts a request that failed authentication against the per-IP limit.
     pub(super) fn limit_unauthenticated(&self, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<(), Reject> {
         match (snapshot.rate_limits.api_ip, ctx.client_ip) {
-            (Some(limit), Some(ip)) => self.check_limit(ctx, "api_ip", &format!("api_ip:ip:{ip}"), limit),
+            (Some(limit), Some(ip)) => self.check_limit(ctx, "api_ip", &["api_ip:ip:", &ip_text(ip)].concat(), limit),
             _ => Ok(()),
         }
     }
@@ -50,14 +51,14 @@ impl Gateway {
         let d = self.services.limiter.api(key, limit);
         let headers = ratelimit::headers(name, limit, &d);
         if d.allowed {
-            ctx.limit_headers = headers.to_vec();
+            ctx.limit_headers = headers.into();
             return Ok(());
         }
         if let Some(m) = &self.services.metrics {
             m.rate_limited(name);
         }
         if let Some(a) = &self.services.audit {
-            let ip = ctx.client_ip.map(|i| i.to_string());
+            let ip = ctx.client_ip.map(ip_text);
             let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: None };
             a.emit(Event::new("ratelimit.hit", "denied", None, origin, json!({ "limit": name, "retry_after": d.retry_after_seconds })));
         }
@@ -70,20 +71,20 @@ impl Gateway {
     /// `auth.token_rejected`, with the fixed reason word only.
     pub(super) fn audit_token_rejected(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) {
         let Some(audit) = &self.services.audit else { return };
-        let ip = ctx.client_ip.map(|i| i.to_string());
+        let ip = ctx.client_ip.map(ip_text);
         let ua = session.req_header().headers.get("user-agent").and_then(|v| v.to_str().ok());
         let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
         audit.emit(Event::new("auth.token_rejected", "denied", None, origin, json!({ "reason": reason })));
     }
 
     /// One `access` event per proxied request: granted (sampled by configuration) or refused.
-    pub(super) fn audit_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+    pub(super) fn audit_access(&self, session: &Session, ctx: &mut RequestCtx, status: u16) {
         let Some(audit) = &self.services.audit else { return };
         if ctx.api {
             return; // the endpoints audit their own events
         }
         let req = session.req_header();
-        let ip = ctx.client_ip.map(|i| i.to_string());
+        let ip = ctx.client_ip.map(ip_text);
         let ua = req.headers.get("user-agent").and_then(|v| v.to_str().ok());
         let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
         let user = ctx.identity.as_ref();
@@ -91,15 +92,21 @@ impl Gateway {
             None => {
                 let snapshot = ctx.snapshot.as_ref();
                 let route = snapshot.zip(ctx.route).and_then(|(s, i)| s.policy.routes.get(i));
-                let details = json!({
-                    "route": route.map(|r| r.name.as_str()),
-                    "requirement": route.map(|r| r.access.describe()),
-                    "role": user.and_then(|u| u.role.as_deref()),
-                    "method": req.method.as_str(),
-                    "path": ctx.audit_path.as_deref(),
-                    "status": status,
-                });
-                audit.emit_granted(Event::new("access", "granted", user.map(|u| u.user_id.as_str()), origin, details));
+                let details = Granted {
+                    method: req.method.clone(),
+                    path: ctx.audit_path.take(),
+                    requirement: route.map(|r| r.access.describe()),
+                    role: user.and_then(|u| u.role.clone()),
+                    route: route.map(|r| r.name.clone()),
+                    status,
+                };
+                audit.emit_granted(Event::new(
+                    "access",
+                    "granted",
+                    user.map(|u| u.user_id.as_str()),
+                    origin,
+                    Details::Granted(Box::new(details)),
+                ));
             }
             Some((refused_status, reason, route)) => {
                 let details = json!({

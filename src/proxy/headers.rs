@@ -1,19 +1,32 @@
-//! Request-header policy for what goes upstream.
+//! Header policy for what goes upstream and what goes back to the client.
+//!
+//! Pingora keeps, beside each message's header map, a second map with every header name's
+//! original spelling, and each insert or remove through its API updates both and parses the
+//! name again: about half of what a header costs. The gateway edits the plain `http` parts
+//! instead and writes header names in canonical case (standard names in Title-Case, others in
+//! lower case), as Envoy and HAProxy do: header names are case-insensitive (RFC 9110, 5.1).
 
-use http::header::{AUTHORIZATION, HOST};
-use pingora::http::RequestHeader;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
+use http::{request, response};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use std::net::IpAddr;
 
 use crate::admission::Identity;
 use crate::config::Upstream;
 
+const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
+const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Headers that only the gateway may set: whatever a client sent under these names is dropped.
-pub const IDENTITY_HEADERS: [&str; 3] = ["x-user-id", "x-user-role", "x-session-id"];
+pub const IDENTITY_HEADERS: [HeaderName; 3] = [X_USER_ID, X_USER_ROLE, X_SESSION_ID];
 
 /// The client's request id if it is well formed (1-128 of `[A-Za-z0-9._:-]`), else a new one.
 pub fn request_id(req: &RequestHeader) -> String {
-    let mut sent = req.headers.get_all("x-request-id").iter();
+    let mut sent = req.headers.get_all(X_REQUEST_ID).iter();
     if let (Some(v), None) = (sent.next(), sent.next()) {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-')) {
@@ -21,7 +34,8 @@ pub fn request_id(req: &RequestHeader) -> String {
             return String::from_utf8_lossy(b).into_owned();
         }
     }
-    uuid::Uuid::new_v4().to_string()
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf).to_string()
 }
 
 /// The single `Authorization` header value; several count as one malformed (empty) value.
@@ -34,52 +48,92 @@ pub fn authorization(req: &RequestHeader) -> Option<&[u8]> {
     }
 }
 
+/// A header value from text the gateway holds (ids, names, addresses).
+pub fn value(s: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(s).or_err(ErrorType::InvalidHTTPHeader, "a header value the gateway writes is not valid")
+}
+
+/// Edits a request's headers and target as plain `http` parts; header names come out in
+/// canonical case and the target as the URI's origin-form.
+pub fn edit_request<T>(req: &mut RequestHeader, edit: impl FnOnce(&mut request::Parts) -> T) -> T {
+    let end_stream = req.send_end_stream();
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = request::Parts::from(std::mem::replace(req, placeholder));
+    let out = edit(&mut parts);
+    *req = RequestHeader::from(parts);
+    if let Some(end_stream) = end_stream {
+        req.set_send_end_stream(end_stream);
+    }
+    out
+}
+
+/// Edits a response's headers as plain `http` parts; header names come out in canonical case.
+pub fn edit_response<T>(resp: &mut ResponseHeader, edit: impl FnOnce(&mut response::Parts) -> T) -> T {
+    let reason = resp.get_reason_phrase().filter(|r| Some(*r) != resp.status.canonical_reason()).map(str::to_owned);
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = response::Parts::from(std::mem::replace(resp, placeholder));
+    let out = edit(&mut parts);
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        // Only the custom phrase is kept; a canonical one is what an unset phrase writes anyway.
+        let _ = resp.set_reason_phrase(reason.as_deref());
+    }
+    out
+}
+
 /// What the upstream request is rewritten with.
 pub struct Forwarding<'a> {
     pub path: Option<&'a str>,
     pub identity: Option<&'a Identity>,
     pub request_id: &'a str,
-    pub client_ip: Option<IpAddr>,
+    /// The peer's address as text (see [`crate::clientip::ip_text`]).
+    pub client_ip: Option<&'a str>,
+    /// Whether the client came over TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
     pub upstream: &'a Upstream,
 }
 
 /// Applies the forwarding policy to the upstream request. Pingora has already removed
 /// hop-by-hop headers and any header a client named in `Connection`, so what is set here stays.
 pub fn rewrite_upstream_request(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
+    edit_request(req, |parts| forward(parts, f))
+}
+
+fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
     // Always send origin-form with the normalized path (never a client's absolute-form).
-    if f.path.is_some() || req.uri.authority().is_some() {
-        let path = f.path.unwrap_or(req.uri.path());
-        let target = match req.uri.query() {
+    if f.path.is_some() || parts.uri.authority().is_some() {
+        let path = f.path.unwrap_or(parts.uri.path());
+        let target = match parts.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path.to_string(),
         };
-        let uri = http::Uri::try_from(target).or_err(ErrorType::HTTPStatus(400), "normalized path is not a valid URI")?;
-        req.set_uri(uri);
+        parts.uri = http::Uri::try_from(target).or_err(ErrorType::HTTPStatus(400), "normalized path is not a valid URI")?;
     }
+    let h: &mut HeaderMap = &mut parts.headers;
     for name in IDENTITY_HEADERS {
-        while req.remove_header(name).is_some() {}
+        h.remove(name); // every value under the name
     }
     if let Some(id) = f.identity {
-        req.insert_header("x-user-id", &id.user_id)?;
+        h.insert(X_USER_ID, value(&id.user_id)?);
         if let Some(role) = &id.role {
-            req.insert_header("x-user-role", role)?;
+            h.insert(X_USER_ROLE, value(role)?);
         }
-        req.insert_header("x-session-id", &id.session_id)?;
+        h.insert(X_SESSION_ID, value(&id.session_id)?);
     }
     if !f.upstream.forward_authorization {
-        while req.remove_header(&AUTHORIZATION).is_some() {}
+        h.remove(AUTHORIZATION);
     }
-    req.insert_header("x-request-id", f.request_id)?;
+    h.insert(X_REQUEST_ID, value(f.request_id)?);
     if let Some(ip) = f.client_ip {
-        let forwarded = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.to_string(),
+        let forwarded = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => value(&format!("{prior}, {ip}"))?,
+            None => value(ip)?,
         };
-        req.insert_header("x-forwarded-for", forwarded)?;
+        h.insert(X_FORWARDED_FOR, forwarded);
     }
-    req.insert_header("x-forwarded-proto", "http")?;
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if f.tls { "https" } else { "http" }));
     if let Some(host) = &f.upstream.rewrite_host {
-        req.insert_header(HOST, host)?;
+        h.insert(HOST, value(host)?);
     }
     Ok(())
 }
@@ -125,7 +179,7 @@ mod tests {
         let up = upstream(false);
         rewrite_upstream_request(
             &mut r,
-            &Forwarding { path: None, identity: Some(&id), request_id: "rid", client_ip: None, upstream: &up },
+            &Forwarding { path: None, identity: Some(&id), request_id: "rid", client_ip: None, tls: false, upstream: &up },
         )
         .unwrap();
         let all = |n: &str| r.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
@@ -142,13 +196,35 @@ mod tests {
         let up = upstream(true);
         rewrite_upstream_request(
             &mut r,
-            &Forwarding { path: Some("/n"), identity: None, request_id: "r", client_ip: Some("10.0.0.1".parse().unwrap()), upstream: &up },
+            &Forwarding { path: Some("/n"), identity: None, request_id: "r", client_ip: Some("10.0.0.1"), tls: true, upstream: &up },
         )
         .unwrap();
         assert!(r.headers.get("x-user-id").is_none());
         assert_eq!(r.headers.get("authorization").unwrap(), "Bearer t");
         assert_eq!(r.uri.to_string(), "/n?q=1");
         assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "10.0.0.1");
+        assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn edited_messages_keep_everything_but_the_spelling_of_header_names() {
+        let mut r = request("/a%20b?x=1", &[("X-Custom", "v1"), ("x-custom", "v2"), ("Host", "h")]);
+        edit_request(&mut r, |p| p.headers.insert("x-new", HeaderValue::from_static("n")));
+        assert_eq!(r.uri.to_string(), "/a%20b?x=1");
+        assert_eq!(r.headers.get_all("x-custom").iter().collect::<Vec<_>>(), ["v1", "v2"]);
+        assert_eq!(r.headers.get("x-new").unwrap(), "n");
+        let mut wire = Vec::new();
+        r.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("x-custom: v1\r\nx-custom: v2\r\n") && wire.contains("Host: h\r\n"), "{wire}");
+
+        let mut resp = ResponseHeader::build(299, None).unwrap();
+        resp.set_reason_phrase(Some("Fine")).unwrap();
+        resp.append_header("X-Up", "1").unwrap();
+        edit_response(&mut resp, |p| p.headers.insert(X_REQUEST_ID, HeaderValue::from_static("r")));
+        assert_eq!((resp.status.as_u16(), resp.get_reason_phrase()), (299, Some("Fine")));
+        assert_eq!(resp.headers.get("x-up").unwrap(), "1");
+        assert_eq!(resp.headers.get("x-request-id").unwrap(), "r");
     }
 
     #[test]

@@ -13,6 +13,7 @@ fn settings() -> TokenSettings {
         leeway_seconds: 0,
         issuer: None,
         audience: None,
+        verify_cache_size: 64,
     }
 }
 
@@ -181,15 +182,69 @@ fn numeric_user_ids_are_read_as_strings() {
 }
 
 #[test]
+fn a_cached_token_expires_exactly_when_an_uncached_one_would() {
+    for leeway in [0, 30] {
+        let m = TokenManager::new(&TokenSettings { leeway_seconds: leeway, ..settings() });
+        let now = unix_now();
+        let token = m.create_token(&TokenSpec { ttl: Some(Duration::from_secs(60)), ..spec(TokenKind::Access) }).unwrap();
+        let exp = m.verify(&token, TokenKind::Access).unwrap().exp;
+        let first = m.authenticate_at(&token, now).unwrap();
+        assert_eq!((first.user_id.as_str(), first.role.as_deref(), first.session_id.as_str()), ("42", Some("user"), "s1"));
+        // Hits from here on: the same Arc comes back while the token is valid...
+        assert!(Arc::ptr_eq(&first, &m.authenticate_at(&token, exp + leeway).unwrap()));
+        // ...and it is refused one second later, as jsonwebtoken itself would refuse it.
+        assert_eq!(m.authenticate_at(&token, exp + leeway + 1), Err(TokenError::Expired));
+        assert!(expired(exp, leeway, exp + leeway + 1) && !expired(exp, leeway, exp + leeway));
+    }
+}
+
+#[test]
+fn the_cache_never_admits_what_verification_refuses() {
+    let m = manager();
+    let token = m.create_access_token("42", "user", "s1").unwrap();
+    m.authenticate(&token).unwrap();
+    // A refresh token, a forged signature, a tampered payload: all verified in full, all refused.
+    let refresh = m.create_refresh_token("42", "s1").unwrap();
+    assert_eq!(m.authenticate(&refresh), Err(TokenError::WrongType(TokenKind::Access)));
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let flipped = format!("{head}.{}{}", if sig.starts_with('A') { 'B' } else { 'A' }, &sig[1..]);
+    assert_eq!(m.authenticate(&flipped), Err(TokenError::BadSignature));
+    let other = forge(Algorithm::HS256, b"another-secret-another-secret-xx", &good_claims());
+    assert_eq!(m.authenticate(&other), Err(TokenError::BadSignature));
+    // A manager with another secret (a reload) starts with an empty cache.
+    let rotated = TokenManager::new(&TokenSettings { secret: Secret::new(b"a-rotated-secret-a-rotated-secret".to_vec()), ..settings() });
+    assert_eq!(rotated.authenticate(&token), Err(TokenError::BadSignature));
+}
+
+#[test]
+fn identities_with_unsafe_header_values_are_refused_cached_or_not() {
+    for size in [0, 64] {
+        let m = TokenManager::new(&TokenSettings { verify_cache_size: size, ..settings() });
+        let mut claims = good_claims();
+        claims["user_id"] = "a b".into();
+        let t = forge(Algorithm::HS256, SECRET, &claims);
+        assert_eq!(m.authenticate(&t), Err(TokenError::Malformed));
+        assert_eq!(m.authenticate(&t), Err(TokenError::Malformed));
+    }
+}
+
+#[test]
 fn bearer_header_parsing() {
     assert_eq!(bearer_token(None), Err(TokenError::Missing));
     assert_eq!(bearer_token(Some(b"Bearer abc.def.ghi")), Ok("abc.def.ghi"));
     assert_eq!(bearer_token(Some(b"bearer   abc")), Ok("abc"));
-    for bad in [&b"Basic dXNlcjpwYXNz"[..], b"Bearer", b"Bearer ", b"Token abc", b"Bearer a b", b"Bearer a\"b", b"\xff\xfe"] {
+    for bad in [&b"Basic dXNlcjpwYXNz"[..], b"Bearer", b"Bearer ", b"Token abc", b"\xff\xfe"] {
         assert_eq!(bearer_token(Some(bad)), Err(TokenError::Malformed), "{bad:?}");
     }
     let huge = format!("Bearer {}", "a".repeat(9000));
     assert_eq!(bearer_token(Some(huge.as_bytes())), Err(TokenError::Malformed));
+    // Characters outside base64url and dots are refused by authentication, cached or not.
+    let m = manager();
+    let good = m.create_access_token("42", "user", "s1").unwrap();
+    m.authenticate(&good).unwrap();
+    for bad in ["a b", "a\"b", format!("{good} x").as_str(), format!("{good}\u{7f}").as_str(), format!("{good}%").as_str()] {
+        assert_eq!(m.authenticate(bad), Err(TokenError::Malformed), "{bad:?}");
+    }
 }
 
 /// Wycheproof's HS256 JWS vectors: the HMAC backend agrees on the valid ones, and since none of
