@@ -132,8 +132,9 @@ pub struct Flush {
 /// whole remainder: the remainder shrinks geometrically and the overshoot stays at a request or
 /// two per instance, with no store round trip on the request path.
 pub struct SlidingWindows {
-    shards: Vec<Mutex<HashMap<String, Window>>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// foldhash, seeded per process: keys are user ids from verified tokens and peer addresses.
+    shards: Vec<Mutex<HashMap<String, Window, foldhash::fast::RandomState>>>,
+    hasher: foldhash::fast::RandomState,
     /// Live instances sharing the counts (0: not shared, no budgets).
     instances: std::sync::atomic::AtomicU64,
 }
@@ -141,7 +142,7 @@ pub struct SlidingWindows {
 impl Default for SlidingWindows {
     fn default() -> Self {
         SlidingWindows {
-            shards: (0..16).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..16).map(|_| Mutex::new(HashMap::default())).collect(),
             hasher: Default::default(),
             instances: Default::default(),
         }
@@ -149,7 +150,7 @@ impl Default for SlidingWindows {
 }
 
 impl SlidingWindows {
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Window, foldhash::fast::RandomState>> {
         use std::hash::BuildHasher;
         let i = self.hasher.hash_one(key) as usize % self.shards.len();
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())

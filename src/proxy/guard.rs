@@ -36,7 +36,9 @@ pub fn check_shape(req: &RequestHeader, raw: Option<&[u8]>, max_header_bytes: us
     let smuggling = |why: &'static str| Err(Reject::new(400, "bad_request", why, "ambiguous_framing"));
     let te: Vec<&[u8]> = req.headers.get_all(TRANSFER_ENCODING).iter().map(|v| v.as_bytes()).collect();
     let cl: Vec<&[u8]> = req.headers.get_all(CONTENT_LENGTH).iter().map(|v| v.as_bytes()).collect();
-    if (!te.is_empty() && !cl.is_empty()) || raw.is_some_and(raw_framing_conflict) {
+    // Pingora keeps Transfer-Encoding and drops Content-Length when both came, so the raw
+    // bytes need reading only when Transfer-Encoding is there.
+    if !te.is_empty() && (!cl.is_empty() || raw.is_some_and(raw_framing_conflict)) {
         return smuggling("a request may not carry both Content-Length and Transfer-Encoding");
     }
     if te.len() > 1 || te.first().is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"chunked")) {

@@ -35,7 +35,7 @@ pub fn request_id(req: &RequestHeader) -> String {
         }
     }
     let mut buf = uuid::Uuid::encode_buffer();
-    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf).to_string()
+    String::from(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
 }
 
 /// The single `Authorization` header value; several count as one malformed (empty) value.
