@@ -396,6 +396,7 @@ impl ProxyHttp for Gateway {
         let limits = std::mem::take(&mut ctx.limit_headers);
         headers::edit_response(response, |parts| {
             let h = &mut parts.headers;
+            h.reserve(8); // at most one rehash for everything set below
             h.insert(headers::X_REQUEST_ID, request_id);
             if hardened {
                 for (name, value) in reply::SECURITY_HEADERS {

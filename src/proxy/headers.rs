@@ -110,6 +110,7 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
         parts.uri = http::Uri::try_from(target).or_err(ErrorType::HTTPStatus(400), "normalized path is not a valid URI")?;
     }
     let h: &mut HeaderMap = &mut parts.headers;
+    h.reserve(8); // at most one rehash for everything set below
     for name in IDENTITY_HEADERS {
         h.remove(name); // every value under the name
     }
