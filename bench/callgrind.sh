@@ -49,9 +49,9 @@ for sys in "${SYSTEMS[@]}"; do
   valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >"$W/$sys.log" 2>&1 & VG=$!; PIDS+=($VG)
   for _ in $(seq 1 300); do curl -fs -o /dev/null "${hdr[@]}" "$url" 2>/dev/null && break; sleep 0.2; done
   wrk -t1 -c8 -d5s "${hdr[@]}" "$url" >/dev/null
-  callgrind_control -z "$VG" >/dev/null
+  callgrind_control -z "$VG" >/dev/null 2>&1
   reqs=$(wrk -t1 -c8 -d20s "${hdr[@]}" "$url" | awk '/requests in/ {print $1}')
-  callgrind_control -d "$VG" >/dev/null
+  callgrind_control -d "$VG" >/dev/null 2>&1
   kill -9 "$VG" 2>/dev/null || true; wait "$VG" 2>/dev/null || true
   dump=$(ls "$out".* | tail -1)
   total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
