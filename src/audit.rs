@@ -218,11 +218,11 @@ impl Audit {
         }
     }
 
-    /// Queues a granted-access event, subject to sampling.
-    pub fn emit_granted(&self, event: Event) {
+    /// Queues a granted-access event, subject to sampling; the event is only built if kept.
+    pub fn emit_granted(&self, event: impl FnOnce() -> Event) {
         let n = self.granted_seen.fetch_add(1, Ordering::Relaxed);
         if keep_nth(n, self.sample_granted) {
-            self.emit(event);
+            self.emit(event());
         }
     }
 

@@ -131,10 +131,12 @@ pub struct Flush {
 /// two syncs (`remaining / (2 x instances)`), so instances hammered at once cannot each spend the
 /// whole remainder: the remainder shrinks geometrically and the overshoot stays at a request or
 /// two per instance, with no store round trip on the request path.
+/// foldhash, seeded per process: the keys are user ids from verified tokens and peer addresses.
+type FastHash = foldhash::fast::RandomState;
+
 pub struct SlidingWindows {
-    /// foldhash, seeded per process: keys are user ids from verified tokens and peer addresses.
-    shards: Vec<Mutex<HashMap<String, Window, foldhash::fast::RandomState>>>,
-    hasher: foldhash::fast::RandomState,
+    shards: Vec<Mutex<HashMap<String, Window, FastHash>>>,
+    hasher: FastHash,
     /// Live instances sharing the counts (0: not shared, no budgets).
     instances: std::sync::atomic::AtomicU64,
 }
@@ -150,7 +152,7 @@ impl Default for SlidingWindows {
 }
 
 impl SlidingWindows {
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Window, foldhash::fast::RandomState>> {
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Window, FastHash>> {
         use std::hash::BuildHasher;
         let i = self.hasher.hash_one(key) as usize % self.shards.len();
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
@@ -168,7 +170,7 @@ impl SlidingWindows {
                 // Until the first sync, half a fair share, as after every sync (see `apply`):
                 // the other instances spend theirs before anyone has synced, and a full share
                 // each let a fast burst overshoot by a quarter of the limit.
-                let budget = limit.requests.checked_div(2 * instances).unwrap_or(u64::MAX);
+                let budget = if instances == 0 { u64::MAX } else { limit.requests.div_ceil(2 * instances) };
                 shard.entry(key.to_string()).or_insert(Window {
                     id,
                     window_ms: limit.window_ms,
@@ -437,5 +439,9 @@ mod tests {
             w.apply(&f, 100, 0, 100, 1100);
         }
         assert_eq!(admitted(&a) + admitted(&b), 0);
+        // A tiny limit still admits its first request before any sync (a share rounds up).
+        let tiny = Limit { requests: 1, window_ms: 60_000 };
+        assert!(a.check("tiny", tiny, 1000).allowed);
+        assert!(!a.check("tiny", tiny, 1000).allowed);
     }
 }

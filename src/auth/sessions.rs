@@ -8,14 +8,14 @@
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-
-/// The hasher of the maps read on every request: foldhash, seeded per process (SipHash cost
-/// ~5x more, and these keys are server-issued session ids).
-type FastHash = foldhash::fast::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The hasher of the maps read on every request: foldhash, seeded per process (SipHash costs
+/// ~5x more, and these keys are server-issued session ids).
+type FastHash = foldhash::fast::RandomState;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};

@@ -138,7 +138,7 @@ impl Identity {
 }
 
 /// Tokens longer than this are verified every time instead of being cached.
-pub const MAX_CACHED_TOKEN_BYTES: usize = 1024;
+const MAX_CACHED_TOKEN_BYTES: usize = 1024;
 
 /// An access token that passed full verification, kept so that the next request carrying the
 /// same token skips the HMAC and JSON work. Only the time-dependent check (`exp`) is repeated

@@ -120,6 +120,15 @@ fn environment_overrides_token_lifetimes() {
 }
 
 #[test]
+fn the_verified_token_cache_is_bounded() {
+    assert_eq!(
+        errors("tokens: { verify_cache_size: 5000000 }\n"),
+        vec!["gw.yaml:1:30: tokens.verify_cache_size: at most 1000000 verified tokens can be cached (0 turns the cache off)"]
+    );
+    assert!(errors("tokens: { verify_cache_size: 0 }\n").is_empty());
+}
+
+#[test]
 fn values_are_never_echoed_in_type_errors() {
     let e = errors("tokens: { leeway_seconds: sekrit-value-123 }\n");
     assert_eq!(e, vec!["gw.yaml:1:27: tokens.leeway_seconds: expected u64, found a string"]);

@@ -354,6 +354,9 @@ fn env_number(env: &dyn Fn(&str) -> Option<String>, var: &str, path: &str, p: &m
     }
 }
 
+/// The largest `tokens.verify_cache_size` accepted (about 1 GiB of tokens at worst).
+const MAX_VERIFY_CACHE: usize = 1_000_000;
+
 fn lower_tokens(t: &RawTokens, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<TokenSettings> {
     let algorithm = match t.algorithm.as_str() {
         "HS256" => Some(jsonwebtoken::Algorithm::HS256),
@@ -394,6 +397,14 @@ fn lower_tokens(t: &RawTokens, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec
     let refresh_days = env_number(env, "REFRESH_TOKEN_EXPIRE_DAYS", "tokens.refresh_ttl_days", p).unwrap_or(t.refresh_ttl_days);
     if access_minutes == 0 {
         value_problem(p, "tokens.access_ttl_minutes", "the access token lifetime must be at least 1 minute");
+    }
+    if t.verify_cache_size > MAX_VERIFY_CACHE {
+        // Each entry holds a token of up to 1 KiB: bound the memory an operator's typo can take.
+        value_problem(
+            p,
+            "tokens.verify_cache_size",
+            format!("at most {MAX_VERIFY_CACHE} verified tokens can be cached (0 turns the cache off)"),
+        );
     }
     if refresh_days == 0 {
         value_problem(p, "tokens.refresh_ttl_days", "the refresh token lifetime must be at least 1 day");

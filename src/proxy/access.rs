@@ -83,39 +83,39 @@ impl Gateway {
         if ctx.api {
             return; // the endpoints audit their own events
         }
-        let req = session.req_header();
-        let ip = ctx.client_ip.map(ip_text);
-        let ua = req.headers.get("user-agent").and_then(|v| v.to_str().ok());
-        let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
-        let user = ctx.identity.as_ref();
+        let path = ctx.audit_path.take();
+        let ctx = &*ctx;
+        // Built only when kept: granted events may be sampled.
+        let event = |status_word: &'static str, user: Option<&str>, details: Details| {
+            let req = session.req_header();
+            let ip = ctx.client_ip.map(ip_text);
+            let ua = req.headers.get("user-agent").and_then(|v| v.to_str().ok());
+            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+            Event::new("access", status_word, user, origin, details)
+        };
+        let method = &session.req_header().method;
         match &ctx.refusal {
-            None => {
-                let snapshot = ctx.snapshot.as_ref();
-                let route = snapshot.zip(ctx.route).and_then(|(s, i)| s.policy.routes.get(i));
+            None => audit.emit_granted(|| {
+                let user = ctx.identity.as_ref();
+                let route = ctx.snapshot.as_ref().zip(ctx.route).and_then(|(s, i)| s.policy.routes.get(i));
                 let details = Granted {
-                    method: req.method.clone(),
-                    path: ctx.audit_path.take(),
+                    method: method.clone(),
+                    path,
                     requirement: route.map(|r| r.access.describe()),
                     role: user.and_then(|u| u.role.clone()),
                     route: route.map(|r| r.name.clone()),
                     status,
                 };
-                audit.emit_granted(Event::new(
-                    "access",
-                    "granted",
-                    user.map(|u| u.user_id.as_str()),
-                    origin,
-                    Details::Granted(Box::new(details)),
-                ));
-            }
+                event("granted", user.map(|u| u.user_id.as_str()), Details::Granted(Box::new(details)))
+            }),
             Some((refused_status, reason, route)) => {
                 let details = json!({
                     "route": route,
-                    "method": req.method.as_str(),
+                    "method": method.as_str(),
                     "status": refused_status,
                     "reason": reason,
                 });
-                audit.emit(Event::new("access", "denied", None, origin, details));
+                audit.emit(event("denied", None, details.into()));
             }
         }
     }
