@@ -2,7 +2,9 @@
 # Instructions per proxied request, counted by valgrind's callgrind: repeatable on a noisy
 # machine where req/s moves 10-30% between runs. One command:
 #   bench/callgrind.sh              -> bare Pingora, Portcullis public route, full authentication
-#   bench/callgrind.sh full         -> only the named systems (bare | public | full)
+#   bench/callgrind.sh full         -> only the named systems (bare | public | full | haproxy)
+# `haproxy` is HAProxy 2.6 with jwt_verify (bench/conf/haproxy_jwt.cfg, port 8083) doing the
+# full-auth route's work; it is not in the default set because it needs haproxy installed.
 # For each system it starts the static nginx upstream, the proxy under callgrind, warms it up,
 # zeroes the counters, runs `wrk -t1 -c8 -d20s`, dumps, and divides the instructions of every
 # thread (audit writer and background tasks included) by the requests wrk completed. The
@@ -15,12 +17,14 @@ need=(); for t in wrk nginx valgrind; do command -v "$t" >/dev/null || need+=("$
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 cargo build --release --bin portcullis --example bare_pingora >/dev/null 2>&1
 
-W=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+W=$(mktemp -d); PIDS=(); UP=""
+# nginx gets TERM (a KILLed master leaves its worker holding our stdout); the proxies get KILL.
+cleanup() { kill "$UP" 2>/dev/null || true; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT
 export JWT_SECRET_KEY="bench_secret_0123456789_abcdefghijklmnopqrstuv" BENCH_PROVIDER_KEY="sk-bench"
+export JWT_SECRET="$JWT_SECRET_KEY"
 mkdir -p "$W/up" bench/callgrind
-nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & PIDS+=($!)
+nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & UP=$!
 cat > "$W/gw.yaml" <<YAML
 server: { listen: "127.0.0.1:8094", admin_listen: "127.0.0.1:9194", threads: 1, pid_file: "$W/p.pid", upgrade_sock: "$W/u.sock" }
 store: { backend: memory }
@@ -43,7 +47,9 @@ for sys in "${SYSTEMS[@]}"; do
     bare) cmd=(target/release/examples/bare_pingora 127.0.0.1:8094 127.0.0.1:9000); url=http://127.0.0.1:8094/api/items ;;
     public) cmd=(target/release/portcullis run -c "$W/gw.yaml"); url=http://127.0.0.1:8094/public/items ;;
     full) cmd=(target/release/portcullis run -c "$W/gw.yaml"); url=http://127.0.0.1:8094/api/items; hdr=(-H "Authorization: Bearer $TOKEN") ;;
-    *) echo "unknown system $sys (bare | public | full)" >&2; exit 2 ;;
+    haproxy) command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+      cmd=(haproxy -q -db -f bench/conf/haproxy_jwt.cfg); url=http://127.0.0.1:8083/api/items; hdr=(-H "Authorization: Bearer $TOKEN") ;;
+    *) echo "unknown system $sys (bare | public | full | haproxy)" >&2; exit 2 ;;
   esac
   out="bench/callgrind/$sys.out"; rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >"$W/$sys.log" 2>&1 & VG=$!; PIDS+=($VG)
