@@ -136,6 +136,10 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         grace_period_seconds: Some(s.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        // Upstream timeouts on tokio's per-runtime timer wheel rather than Pingora's shared
+        // fast-timer map: 1.5k fewer instructions per proxied request (bench/callgrind.sh), and
+        // a cancelled timer is freed at once instead of being kept until its deadline.
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     };
     let opt = Opt { upgrade: opts.upgrade, daemon: opts.daemon, ..Opt::default() };
