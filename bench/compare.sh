@@ -26,7 +26,10 @@ cargo build --release --bin portcullis --example bare_pingora >/dev/null 2>&1
 # Scratch (audit files included) on tmpfs when there is one: rounds measure the gateway, not
 # the disk's writeback of a few hundred MB of audit lines.
 W=$(mktemp -d -p "$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo /tmp)"); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
+# nginx, HAProxy and Redis stop on TERM; Pingora processes (KILL_PIDS) would first wait out their
+# grace period and keep the ports for the next run, so they are killed outright.
+KILL_PIDS=()
+cleanup() { for p in "${KILL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
 trap cleanup EXIT
 # HAProxy splices the secret into a converter argument: [A-Za-z0-9_-] only.
 export JWT_SECRET="bench_secret_0123456789_abcdefghijklmnopqrstuv"
@@ -39,7 +42,7 @@ mkdir -p "$W/up" "$W/ngx"
 nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & UP_PID=$!; PIDS+=($UP_PID)
 $PIN_SUT nginx -p "$W/ngx/" -e stderr -c "$PWD/bench/conf/nginx_proxy.conf" 2>/dev/null & NGX_PID=$!; PIDS+=($NGX_PID)
 $PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & HAP_PID=$!; PIDS+=($HAP_PID)
-$PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & BARE_PID=$!; PIDS+=($BARE_PID)
+$PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & BARE_PID=$!; KILL_PIDS+=($BARE_PID)
 redis-server --bind 127.0.0.1 --port 9379 --save "" --appendonly no --dir "$W" >/dev/null & PIDS+=($!)
 
 gw_config() { # $1 listen, $2 admin, $3 store line
@@ -64,9 +67,9 @@ YAML
 }
 gw_config 127.0.0.1:8084 127.0.0.1:9184 "store: { backend: memory }" > "$W/mem.yaml"
 gw_config 127.0.0.1:8085 127.0.0.1:9185 "store: { backend: redis, redis_url: \"redis://127.0.0.1:9379\" }" > "$W/redis.yaml"
-$PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem.log" & MEM_PID=$!; PIDS+=($MEM_PID)
+$PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem.log" & MEM_PID=$!; KILL_PIDS+=($MEM_PID)
 sleep 0.3
-$PIN_SUT target/release/portcullis run -c "$W/redis.yaml" 2>"$W/redis.log" & REDIS_GW_PID=$!; PIDS+=($REDIS_GW_PID)
+$PIN_SUT target/release/portcullis run -c "$W/redis.yaml" 2>"$W/redis.log" & REDIS_GW_PID=$!; KILL_PIDS+=($REDIS_GW_PID)
 for port in 9000 8081 8082 8083 8084 8085; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
@@ -191,8 +194,8 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # --- memory: resident size after 10k and after 1M requests (full auth, memory store) ----------
-kill $MEM_PID; wait $MEM_PID 2>/dev/null || true
-$PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem2.log" & MEM_PID=$!; PIDS+=($MEM_PID)
+kill -9 $MEM_PID; wait $MEM_PID 2>/dev/null || true
+$PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem2.log" & MEM_PID=$!; KILL_PIDS+=($MEM_PID)
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:9184/readyz" 2>/dev/null && break; sleep 0.1; done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$MEM_PID/status"; }
 RSS0=$(rss)
