@@ -4,7 +4,8 @@
 # Systems, each with ONE worker thread, measured interleaved for ROUNDS rounds, medians reported:
 #   direct (static nginx upstream) | bare Pingora passthrough | Portcullis public route |
 #   Portcullis full auth (memory store) | Portcullis full auth (redis store) |
-#   Portcullis provider chain | HAProxy 2.6 + jwt_verify | nginx reverse proxy
+#   Portcullis provider chain | HAProxy 2.6 + jwt_verify | nginx reverse proxy |
+#   Portcullis doing only HAProxy's work (JWT + role rule; no audit, metrics or limits)
 # Then, at one fixed offered rate (RATE): p50/p99 of bare Pingora, Portcullis and HAProxy, and
 # Portcullis's p99 with and without a login flood (argon2id, default cost) on its one core.
 # Before measuring, it checks that HAProxy and Portcullis really reject bad tokens.
@@ -45,17 +46,23 @@ $PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & HAP_PID=$!; PIDS+=($HAP_PID)
 $PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & BARE_PID=$!; KILL_PIDS+=($BARE_PID)
 redis-server --bind 127.0.0.1 --port 9379 --save "" --appendonly no --dir "$W" >/dev/null & PIDS+=($!)
 
-gw_config() { # $1 listen, $2 admin, $3 store line
-cat <<YAML
-server: { listen: "$1", admin_listen: "$2", threads: 1, pid_file: "$W/p$1.pid", upgrade_sock: "$W/u$1.sock" }
-$3
-roles: { admin: 3, editor: 2, viewer: 1 }
-upstreams: { up: { url: "http://127.0.0.1:9000" } }
+gw_config() { # $1 listen, $2 admin, $3 store line, $4 "lean": no audit, metrics or limits
+local extras
+extras=$(cat <<YAML
 rate_limits:
   api: { per_user: { requests: 1000000000, per_seconds: 60 }, per_ip_public: { requests: 1000000000, per_seconds: 60 } }
   login: { per_ip: { requests: 1000000000, per_seconds: 60 }, per_account: { requests: 1000000000, per_seconds: 60 } }
 audit: { sink: file, file: "audit-$1.log" }
 metrics: { enabled: true }
+YAML
+)
+[ "${4:-}" = lean ] && extras=$(printf 'audit: { sink: none }\nmetrics: { enabled: false }')
+cat <<YAML
+server: { listen: "$1", admin_listen: "$2", threads: 1, pid_file: "$W/p$1.pid", upgrade_sock: "$W/u$1.sock" }
+$3
+roles: { admin: 3, editor: 2, viewer: 1 }
+upstreams: { up: { url: "http://127.0.0.1:9000" } }
+$extras
 providers: { bench: { url: "http://127.0.0.1:9000", api_key_env: BENCH_PROVIDER_KEY, auth: bearer } }
 provider_chains: { llm: { primary: bench } }
 routes:
@@ -67,13 +74,16 @@ YAML
 }
 gw_config 127.0.0.1:8084 127.0.0.1:9184 "store: { backend: memory }" > "$W/mem.yaml"
 gw_config 127.0.0.1:8085 127.0.0.1:9185 "store: { backend: redis, redis_url: \"redis://127.0.0.1:9379\" }" > "$W/redis.yaml"
+gw_config 127.0.0.1:8086 127.0.0.1:9186 "store: { backend: memory }" lean > "$W/lean.yaml"
 $PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem.log" & MEM_PID=$!; KILL_PIDS+=($MEM_PID)
 sleep 0.3
 $PIN_SUT target/release/portcullis run -c "$W/redis.yaml" 2>"$W/redis.log" & REDIS_GW_PID=$!; KILL_PIDS+=($REDIS_GW_PID)
-for port in 9000 8081 8082 8083 8084 8085; do
+sleep 0.3
+$PIN_SUT target/release/portcullis run -c "$W/lean.yaml" 2>"$W/lean.log" & LEAN_PID=$!; KILL_PIDS+=($LEAN_PID)
+for port in 9000 8081 8082 8083 8084 8085 8086; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
-for adm in 9184 9185; do for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$adm/readyz" 2>/dev/null && break; sleep 0.1; done; done
+for adm in 9184 9185 9186; do for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$adm/readyz" 2>/dev/null && break; sleep 0.1; done; done
 
 PC="target/release/portcullis"
 TOKEN=$($PC token -c "$W/mem.yaml" --user-id bench --role editor --ttl-seconds 3600)
@@ -95,7 +105,7 @@ check() { # port, path, expected, [token]
   local got; if [ -n "${4:-}" ]; then got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $4" "http://127.0.0.1:$1$2"); else got=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$2"); fi
   [ "$got" = "$3" ] || { echo "CHECK FAILED: port $1 $2 expected $3 got $got"; exit 1; }
 }
-for port in 8083 8084; do
+for port in 8083 8084 8086; do
   check $port /api/items 200 "$TOKEN"; check $port /api/items 401; check $port /api/items 401 "$BADSIG"
   check $port /api/items 401 "$NONE"; check $port /api/items 401 "$SHORT"; check $port /api/items 401 "$REFRESH"
   check $port /api/items 403 "$VIEWER"; check $port /admin/x 403 "$TOKEN"
@@ -112,6 +122,7 @@ SYSTEMS=(
   "Portcullis public route|http://127.0.0.1:8084/public/items||$MEM_PID"
   "Portcullis full auth (memory store)|http://127.0.0.1:8084/api/items|$TOKEN|$MEM_PID"
   "Portcullis full auth (redis store)|http://127.0.0.1:8085/api/items|$TOKEN|$REDIS_GW_PID"
+  "Portcullis JWT + role only (HAProxy's work)|http://127.0.0.1:8086/api/items|$TOKEN|$LEAN_PID"
   "Portcullis provider chain|http://127.0.0.1:8084/v1/models|$TOKEN|$MEM_PID"
   "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$HAP_PID"
   "nginx reverse proxy|http://127.0.0.1:8081/api/items||$NGX_PID"
