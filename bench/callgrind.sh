@@ -4,7 +4,7 @@
 #   bench/callgrind.sh              -> bare Pingora, Portcullis public route, full authentication
 #   bench/callgrind.sh full         -> only the named systems (bare | public | full | haproxy)
 # `haproxy` is HAProxy 2.6 with jwt_verify (bench/conf/haproxy_jwt.cfg, port 8083) doing the
-# full-auth route's work; it is not in the default set because it needs haproxy installed.
+# full-auth route's work; it runs only when named (and installs haproxy if it is missing).
 # For each system it starts the static nginx upstream, the proxy under callgrind, warms it up,
 # zeroes the counters, runs `wrk -t1 -c8 -d20s`, dumps, and divides the instructions of every
 # thread (audit writer and background tasks included) by the requests wrk completed. The

@@ -9,7 +9,8 @@
 # Then, at one fixed offered rate (RATE): p50/p99 of bare Pingora, Portcullis and HAProxy, and
 # Portcullis's p99 with and without a login flood (argon2id, default cost) on its one core.
 # Before measuring, it checks that HAProxy and Portcullis really reject bad tokens.
-# Writes bench/results.md (and bench/results.csv). Installs nginx, haproxy and wrk if missing.
+# Writes bench/results.md (raw rows: bench/results.csv, bench/results-paced.csv). Installs nginx,
+# haproxy and wrk if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"
