@@ -3,6 +3,7 @@
 //! permission decision, and provider ordering.
 //!
 //! cargo bench --bench hot_path
+#![allow(clippy::unwrap_used)] // a benchmark harness: a failure is a broken setup
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Method;
@@ -44,7 +45,7 @@ fn routing(c: &mut Criterion) {
         c.bench_function(&format!("normalize + match ({n} routes)"), |b| {
             b.iter(|| {
                 let p = normalize(black_box(path)).unwrap();
-                cfg.policy.route(&Method::GET, &p).map(|(i, _)| i)
+                cfg.policy.find(&Method::GET, &p).map(|(i, _)| i)
             })
         });
     }
@@ -54,7 +55,7 @@ fn routing(c: &mut Criterion) {
 
 fn permission(c: &mut Criterion) {
     let cfg = config(1);
-    let route = cfg.policy.route(&Method::GET, "/projects/7/tasks/1").unwrap().1.clone();
+    let route = cfg.policy.find(&Method::GET, "/projects/7/tasks/1").unwrap().1.clone();
     c.bench_function("permission decision", |b| b.iter(|| route.access.allows(cfg.policy.roles.level(black_box("viewer")))));
 }
 

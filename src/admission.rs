@@ -1,22 +1,22 @@
-//! The admission decision for one request: normalize the path, find the route, authenticate,
-//! authorize. Pure (no I/O, no Pingora types): the proxy adapts a request to [`admit`] and turns
-//! a [`Reject`] into a JSON reply.
+//! The admission decision for one request: normalize the path, find the route (a gateway
+//! endpoint or a configured route), authenticate, check the session, authorize. Pure (no I/O,
+//! no Pingora types): the proxy adapts a request to [`admit`] and turns a [`Reject`] into a JSON
+//! reply. Every request the gateway serves, its own endpoints included, is judged here.
 
 use http::Method;
 use std::borrow::Cow;
-
-use crate::auth::api::is_api_path;
-use crate::auth::sessions::{SessionVeto, Sessions};
-use crate::auth::tokens::unix_now;
-pub use crate::auth::tokens::Identity;
-use crate::auth::{bearer_token, TokenError, TokenManager};
-use crate::policy::{path, Access, Policy, Route};
 use std::sync::Arc;
 
-/// A request that may go upstream.
+use crate::auth::sessions::{SessionVeto, Sessions};
+use crate::auth::{bearer_token, TokenError, TokenManager};
+use crate::clock::unix_now;
+pub use crate::policy::Identity;
+use crate::policy::{path, Access, Policy, Route, RouteId};
+
+/// A request that may proceed to its route's target.
 #[derive(Debug)]
 pub struct Admitted<'a> {
-    pub route_index: usize,
+    pub id: RouteId,
     pub route: &'a Route,
     /// The normalized path (borrowed when the request's path was already canonical).
     pub path: Cow<'a, str>,
@@ -24,7 +24,19 @@ pub struct Admitted<'a> {
     pub identity: Option<Arc<Identity>>,
 }
 
-/// A refused request: what the client is told, and why (for logs and the audit trail).
+/// A refused request, with what admission had learned before refusing (for metrics and the
+/// audit trail: which route, and who, when known).
+#[derive(Debug)]
+pub struct Refused {
+    pub reject: Reject,
+    pub route: Option<RouteId>,
+    /// The normalized path, once normalization succeeded.
+    pub path: Option<String>,
+    pub identity: Option<Arc<Identity>>,
+}
+
+/// What the client is told when the gateway refuses a request, and why (for logs, metrics and
+/// the audit trail).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
     pub status: u16,
@@ -34,21 +46,16 @@ pub struct Reject {
     pub message: Cow<'static, str>,
     /// A finer reason for audit and metrics (e.g. `expired`, `bad_signature`).
     pub reason: &'static str,
-    /// The matched route's name and index, when one matched.
-    pub route: Option<(usize, String)>,
     /// Extra response headers (Retry-After, RateLimit, ...).
     pub headers: Vec<(&'static str, String)>,
+    /// The connection must close after the reply (the request's framing cannot be trusted).
+    pub close: bool,
 }
 
 impl Reject {
     /// A refusal with a status, public code, message and audit reason.
     pub fn new(status: u16, code: &'static str, message: impl Into<Cow<'static, str>>, reason: &'static str) -> Self {
-        Reject { status, code, message: message.into(), reason, route: None, headers: Vec::new() }
-    }
-
-    fn on(mut self, index: usize, route: &Route) -> Self {
-        self.route = Some((index, route.name.clone()));
-        self
+        Reject { status, code, message: message.into(), reason, headers: Vec::new(), close: false }
     }
 
     /// A 401 for a token problem.
@@ -61,7 +68,14 @@ impl Reject {
     pub fn challenges(&self) -> bool {
         self.status == 401
     }
+
+    fn refused(self, route: Option<RouteId>, path: Option<&str>, identity: Option<Arc<Identity>>) -> Box<Refused> {
+        Box::new(Refused { reject: self, route, path: path.map(str::to_string), identity })
+    }
 }
+
+/// Why a 401 that is not about the token itself: the session behind a valid token has ended.
+pub const REVOKED: &str = "revoked";
 
 /// The local session check for an authenticated request (revocation, store outage policy).
 pub trait SessionGate {
@@ -75,17 +89,8 @@ impl SessionGate for Sessions {
     }
 }
 
-/// Where an admitted request goes.
-#[derive(Debug)]
-pub enum Destination<'a> {
-    /// To the route's upstream.
-    Upstream(Admitted<'a>),
-    /// To the gateway's own endpoints (`/auth/*`, `/admin/users*`) at this normalized path.
-    Api(Cow<'a, str>),
-}
-
-/// Decides whether a request may go upstream. `authorization` is the single `Authorization`
-/// header value (callers pass an empty value when there were several).
+/// Decides whether a request may proceed. `authorization` is the single `Authorization` header
+/// value (callers pass an empty value when there were several).
 pub fn admit<'a>(
     policy: &'a Policy,
     tokens: &TokenManager,
@@ -93,26 +98,26 @@ pub fn admit<'a>(
     method: &Method,
     raw_path: &'a str,
     authorization: Option<&[u8]>,
-) -> Result<Destination<'a>, Reject> {
-    let path = path::normalize(raw_path).map_err(|e| Reject::new(400, "bad_path", e.to_string(), "bad_path"))?;
-    if is_api_path(&path) {
-        return Ok(Destination::Api(path));
-    }
-    let Some((route_index, route)) = policy.route(method, &path) else {
-        return Err(Reject::new(404, "not_found", "no route matches this request", "no_route"));
+) -> Result<Admitted<'a>, Box<Refused>> {
+    let path = path::normalize(raw_path).map_err(|e| Reject::new(400, "bad_path", e.to_string(), "bad_path").refused(None, None, None))?;
+    let Some((id, route)) = policy.find(method, &path) else {
+        return Err(Reject::new(404, "not_found", "no route matches this request", "no_route").refused(None, Some(&path), None));
     };
     if route.access == Access::Public {
-        return Ok(Destination::Upstream(Admitted { route_index, route, path, identity: None }));
+        return Ok(Admitted { id, route, path, identity: None });
     }
-    let identity = authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).on(route_index, route))?;
+    let identity = authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).refused(Some(id), Some(&path), None))?;
+    let refuse = |reject: Reject| reject.refused(Some(id), Some(&path), Some(identity.clone()));
     match sessions.check(&identity.session_id) {
         Ok(()) => {}
-        Err(SessionVeto::Revoked) => {
-            return Err(Reject::new(401, "invalid_token", "the session has ended", "revoked").on(route_index, route))
-        }
+        Err(SessionVeto::Revoked) => return Err(refuse(Reject::new(401, "invalid_token", "the session has ended", REVOKED))),
         Err(SessionVeto::StoreUnavailable) => {
-            return Err(Reject::new(503, "store_unavailable", "the session store is unavailable; try again shortly", "store_unavailable")
-                .on(route_index, route))
+            return Err(refuse(Reject::new(
+                503,
+                "store_unavailable",
+                "the session store is unavailable; try again shortly",
+                "store_unavailable",
+            )))
         }
     }
     let level = identity.role.as_deref().and_then(|r| policy.roles.level(r));
@@ -120,11 +125,11 @@ pub fn admit<'a>(
         let message = match &route.access {
             Access::Role { role, .. } => format!("this route requires the role `{role}` or higher"),
             Access::Permission { resource, action, .. } => format!("this route requires the permission `{resource}:{action}`"),
-            Access::Public => String::new(),
+            Access::Public | Access::Authenticated => String::new(),
         };
-        return Err(Reject::new(403, "forbidden", message, "insufficient_role").on(route_index, route));
+        return Err(refuse(Reject::new(403, "forbidden", message, "insufficient_role")));
     }
-    Ok(Destination::Upstream(Admitted { route_index, route, path, identity: Some(identity) }))
+    Ok(Admitted { id, route, path, identity: Some(identity) })
 }
 
 /// Verifies the bearer access token and returns who it speaks for.

@@ -1,4 +1,6 @@
-//! Builds the Pingora server (proxy, admin and session-sync services) from a validated config.
+//! Builds the Pingora server from a validated config: the proxy and admin listeners and the
+//! background services (session sync, rate-limit sync, provider health sync and probes, config
+//! reload, audit writer). Each store role is handed to the one service that needs it.
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -9,21 +11,21 @@ use pingora::services::listening::Service;
 use std::sync::Arc;
 use thiserror::Error;
 
-use crate::admin::AdminApp;
+use crate::admission::REVOKED;
 use crate::audit::{self, AuditWriter};
+use crate::auth::api::LOGIN_RESULTS;
 use crate::auth::passwords::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
-use crate::config::security::TlsListen;
-use crate::config::{Config, StoreSettings};
-use crate::metrics::Metrics;
+use crate::auth::TokenError;
+use crate::config::{Config, TlsListen};
+use crate::metrics::{Known, Metrics};
+use crate::ops::AdminApp;
+use crate::providers::probes::Probes;
 use crate::providers::tracker::Tracker;
-use crate::proxy::llm::Probes;
 use crate::proxy::{Gateway, Services, Snapshot};
 use crate::ratelimit::Limiter;
-use crate::reload::{Reloader, RestartOnly};
-use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
-use crate::store::{Store, StoreError};
+use crate::reload::{self, Reloader, RestartOnly};
+use crate::store::{self, StoreError};
 use pingora::connectors::http::Connector;
 use pingora::listeners::tls::TlsSettings;
 use pingora::tls::ssl::SslVersion;
@@ -80,7 +82,7 @@ impl BackgroundService for ProviderSync {
     async fn start(&self, shutdown: ShutdownWatch) {
         let state = self.state.clone();
         let names = move || {
-            let names: Vec<String> = state.load().providers.iter().map(|p| p.name.clone()).collect();
+            let names: Vec<String> = state.load().providers.providers.iter().map(|p| p.name.clone()).collect();
             async move { names }
         };
         self.tracker.sync_forever(names, shutdown).await;
@@ -117,14 +119,6 @@ fn tls_settings(t: &TlsListen) -> Result<TlsSettings, BuildError> {
     Ok(settings)
 }
 
-/// The store a config asks for.
-pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match settings {
-        StoreSettings::Memory => Arc::new(MemoryStore::new()),
-        StoreSettings::Redis { url, key_prefix } => Arc::new(RedisStore::new(url, key_prefix)?),
-    })
-}
-
 /// The server, ready to `run`.
 pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildError> {
     let s = &config.server;
@@ -146,17 +140,26 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let (listen, admin_listen) = (s.listen.to_string(), s.admin_listen.to_string());
 
     let metrics = config.metrics_enabled.then(Metrics::new);
-    let sessions = Arc::new(Sessions::new(open_store(&config.store)?, config.sessions.clone()).with_metrics(metrics.clone()));
+    if let Some(m) = &metrics {
+        let mut reasons = TokenError::REASONS.to_vec();
+        reasons.push(REVOKED);
+        m.declare(Known::AuthFailures, &reasons);
+        m.declare(Known::Logins, &LOGIN_RESULTS);
+        m.declare(Known::ConfigReloads, &reload::RESULTS);
+    }
+    let store = store::open(&config.store)?;
+    let sessions = Arc::new(Sessions::new(store.clone(), config.sessions.clone()).with_metrics(metrics.clone()));
     let passwords = Arc::new(Passwords::new(&config.passwords)?);
-    let limiter = Arc::new(Limiter::new(sessions.store.clone()));
+    let limiter = Arc::new(Limiter::new(store.clone()));
     let (audit, audit_writer) = match audit::pipeline(&config.audit, metrics.clone()) {
         Some((a, w)) => (Some(a), Some(w)),
         None => (None, None),
     };
-    let tracker = Arc::new(Tracker::new(sessions.store.clone(), config.health, metrics.clone()));
+    let tracker = Arc::new(Tracker::new(store.clone(), config.health, metrics.clone()));
     let connector = Arc::new(Connector::new(None));
     let services = Arc::new(Services {
         sessions: sessions.clone(),
+        users: store.clone(),
         passwords,
         metrics: metrics.clone(),
         limiter: limiter.clone(),
@@ -170,7 +173,7 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     server.bootstrap();
 
     let (config_path, running) = (config.source.clone(), RestartOnly::of(&config));
-    let state = Arc::new(ArcSwap::from_pointee(Snapshot::new(config, metrics.as_deref())));
+    let state: Arc<ArcSwap<Snapshot>> = Arc::new(ArcSwap::from_pointee(reload::snapshot(config, metrics.as_deref())));
     let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone(), audit).with_tracker(tracker.clone());
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone(), services), "portcullis proxy");
@@ -183,7 +186,6 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     admin.add_tcp(&admin_listen);
     admin.threads = Some(1);
 
-    let store = sessions.store.clone();
     let mut sync = background_service("session sync", SessionSync(sessions));
     sync.threads = Some(1);
 
@@ -201,7 +203,14 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let mut provider_sync = background_service("provider health sync", ProviderSync { tracker: tracker.clone(), state: state.clone() });
     provider_sync.threads = Some(1);
     server.add_service(provider_sync);
-    let probes = Probes { tracker, state: state.clone(), connector, store, instance: crate::auth::tokens::new_id() };
+    let providers = state.clone();
+    let probes = Probes {
+        tracker,
+        providers: Box::new(move || providers.load().providers.clone()),
+        connector,
+        store,
+        instance: crate::ids::new_id(),
+    };
     let mut probes = background_service("provider probes", ProbeService(probes));
     probes.threads = Some(1);
     server.add_service(probes);

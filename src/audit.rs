@@ -37,7 +37,7 @@ impl std::fmt::Debug for Sink {
             Sink::File(p) => f.debug_tuple("File").field(p).finish(),
             Sink::Redis { url, stream, max_len } => f
                 .debug_struct("Redis")
-                .field("url", &crate::config::redact_url(url))
+                .field("url", &crate::secret::redact_url(url))
                 .field("stream", stream)
                 .field("max_len", max_len)
                 .finish(),
@@ -83,8 +83,8 @@ pub struct Event {
 #[serde(untagged)]
 pub enum Details {
     Json(Value),
-    /// A granted request (the most frequent event by far), with typed fields.
-    Granted(Box<Granted>),
+    /// An `access` decision (the most frequent event by far), with typed fields.
+    Access(Box<AccessDetails>),
 }
 
 impl From<Value> for Details {
@@ -93,15 +93,21 @@ impl From<Value> for Details {
     }
 }
 
-/// `details` of a granted `access` event (keys in alphabetical order, like the other events').
+/// `details` of an `access` event, granted or denied: who (the event's `user_id`, and here the
+/// role and session), what (route, method, path, the `resource:action` or role required), and
+/// the decision's reason and status. Keys in alphabetical order, like the other events'.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Granted {
+pub struct AccessDetails {
     #[serde(serialize_with = "method_str")]
     pub method: http::Method,
     pub path: Option<String>,
+    /// Why: a refusal's reason word (`insufficient_role`, `expired`, ...), or `authorized` /
+    /// `public_route` for a grant.
+    pub reason: &'static str,
     pub requirement: Option<String>,
     pub role: Option<String>,
     pub route: Option<String>,
+    pub session_id: Option<String>,
     pub status: u16,
 }
 
@@ -353,6 +359,9 @@ impl AuditWriter {
                     // Log rotation: the file was moved away; start a new one at the same path.
                     if matches!(self.sink, Sink::File(_)) {
                         out = self.open().await.map_err(|e| tracing::error!(error = %e, "cannot reopen the audit file")).ok();
+                        if out.is_some() {
+                            tracing::info!("audit file reopened");
+                        }
                     }
                 }
                 _ = shutdown.changed() => {
@@ -432,17 +441,19 @@ mod tests {
     }
 
     #[test]
-    fn granted_details_serialize_like_the_json_they_replace() {
-        let g = Granted {
+    fn access_details_serialize_like_the_json_they_replace() {
+        let g = AccessDetails {
             method: http::Method::GET,
             path: Some("/api/x".into()),
+            reason: "authorized",
             requirement: Some("role:user".into()),
             role: Some("admin".into()),
             route: Some("api".into()),
+            session_id: Some("s1".into()),
             status: 200,
         };
-        let json = serde_json::json!({"method": "GET", "path": "/api/x", "requirement": "role:user", "role": "admin", "route": "api", "status": 200});
-        assert_eq!(serde_json::to_string(&Details::Granted(Box::new(g))).unwrap(), serde_json::to_string(&json).unwrap());
+        let json = serde_json::json!({"method": "GET", "path": "/api/x", "reason": "authorized", "requirement": "role:user", "role": "admin", "route": "api", "session_id": "s1", "status": 200});
+        assert_eq!(serde_json::to_string(&Details::Access(Box::new(g))).unwrap(), serde_json::to_string(&json).unwrap());
         assert_eq!(clip(&"é".repeat(300)).chars().count(), 256);
         assert_eq!(clip("wrk"), "wrk");
     }

@@ -1,7 +1,9 @@
-//! Authentication: tokens now; passwords, sessions and the /auth endpoints as they arrive.
+//! Authentication: tokens, passwords, sessions, users, and the `/auth` and `/admin/users`
+//! endpoints.
 //!
 //! No Pingora types in here: the proxy adapts requests to these functions.
 
+pub mod admin;
 pub mod api;
 pub mod passwords;
 pub mod sessions;

@@ -1,32 +1,53 @@
 //! gateway.yaml: parsed strictly, validated completely, lowered into a typed [`Config`].
 //!
+//! Config assembles: each settings type lives with the module that uses it (`TokenSettings` in
+//! `auth::tokens`, `StoreSettings` in `store`, ...), and only `main`, `app` and `reload` import
+//! this module.
+//!
 //! Every problem is collected before failing and reported as `FILE:LINE:COL: key.path: message`.
 //! Unknown keys are errors with a did-you-mean. No error ever repeats a value from the file or
 //! the environment: either may hold a secret.
 
+mod audit;
+mod cors;
 mod lenient;
+mod limits;
 pub mod locate;
-pub mod providers;
+mod logging;
+mod passwords;
+mod providers;
 mod raw;
-pub mod security;
+mod roles;
+mod routes;
+mod server;
+mod sessions;
+mod store;
+mod tokens;
+mod upstreams;
+mod users;
 mod validate;
 
-use jsonwebtoken::Algorithm;
+pub use server::TlsListen;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::audit::AuditSettings;
 use crate::auth::passwords::PasswordSettings;
 use crate::auth::sessions::SessionSettings;
-use crate::auth::users::FileUser;
+use crate::auth::tokens::TokenSettings;
+use crate::auth::users::UserSettings;
 use crate::clientip::Cidr;
 use crate::cors::CorsPolicy;
+use crate::limits::LockoutPolicy;
+use crate::logging::LoggingSettings;
 use crate::policy::Policy;
-use crate::ratelimit::LockoutPolicy;
+use crate::providers::{Chain, Provider};
+use crate::proxy::upstream::Upstream;
+use crate::ratelimit::RateLimitSettings;
+use crate::store::StoreSettings;
 use locate::Locations;
-use security::{RateLimitSettings, TlsListen};
 
 /// A validated gateway configuration.
 pub struct Config {
@@ -47,25 +68,9 @@ pub struct Config {
     pub lockout: Option<LockoutPolicy>,
     pub audit: AuditSettings,
     pub cors: Option<CorsPolicy>,
-    pub providers: Vec<providers::Provider>,
-    pub chains: Vec<providers::Chain>,
+    pub providers: Vec<Provider>,
+    pub chains: Vec<Chain>,
     pub health: crate::providers::health::Rules,
-}
-
-/// How the gateway logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggingSettings {
-    /// One JSON object per line instead of human text.
-    pub json: bool,
-    /// A `tracing` filter directive such as `info` or `portcullis=debug,info`.
-    pub level: String,
-}
-
-/// Users from the users file, and the role that may manage users.
-#[derive(Debug, Clone)]
-pub struct UserSettings {
-    pub file_users: Vec<FileUser>,
-    pub admin_role: String,
 }
 
 /// Listeners and Pingora process settings (changing these needs a restart).
@@ -83,91 +88,6 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub max_header_count: usize,
     pub tls: Option<TlsListen>,
-}
-
-/// Which store backs sessions, revocations and limits.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreSettings {
-    /// In-process; one instance; nothing survives a restart.
-    Memory,
-    /// Shared by every instance that points at the same Redis and prefix.
-    Redis { url: String, key_prefix: String },
-}
-
-impl fmt::Debug for StoreSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreSettings::Memory => f.write_str("Memory"),
-            StoreSettings::Redis { url, key_prefix } => {
-                f.debug_struct("Redis").field("url", &redact_url(url)).field("key_prefix", key_prefix).finish()
-            }
-        }
-    }
-}
-
-/// A URL with any `user:password@` replaced, for printing.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
-/// A signing secret; never printed.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    /// Wraps secret bytes.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(bytes)
-    }
-
-    /// The raw bytes, for the signing key only.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// Token signing and verification settings (environment overrides already applied).
-#[derive(Debug, Clone)]
-pub struct TokenSettings {
-    pub secret: Secret,
-    pub algorithm: Algorithm,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
-    pub leeway_seconds: u64,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    /// Entries in the verified-access-token cache (0: off).
-    pub verify_cache_size: usize,
-}
-
-/// An application upstream.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub name: String,
-    pub address: SocketAddr,
-    pub tls: bool,
-    /// The host name from the URL: SNI and certificate name for HTTPS, `Host` if rewritten.
-    pub host: String,
-    pub sni: String,
-    pub verify_cert: bool,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub forward_authorization: bool,
-    /// Send `Host: <upstream host>` instead of the client's.
-    pub rewrite_host: Option<String>,
-    /// Add the gateway's security headers to responses that lack them.
-    pub security_headers: bool,
 }
 
 /// Where in the file a problem is.
@@ -200,6 +120,11 @@ impl Problem {
     pub fn new(place: Where, message: impl Into<String>) -> Self {
         Problem { place, message: message.into() }
     }
+}
+
+/// Records a problem with the value at the dotted key `path`: the one helper every section uses.
+fn problem(p: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+    p.push(Problem::new(Where::Value(path.into()), message));
 }
 
 /// A located problem: `FILE:LINE:COL: path: message`.

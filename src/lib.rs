@@ -2,21 +2,43 @@
 //!
 //! Requests are normalized, routed, authenticated (JWT) and authorized (roles and a permission
 //! matrix from gateway.yaml) before anything is forwarded upstream.
+//!
+//! The modules are layered, bottom to top: a module imports only from layers below its own
+//! (`scripts/modgraph` checks it, and the README's module map explains each one).
 
-pub mod admin;
-pub mod admission;
-pub mod app;
-pub mod audit;
-pub mod auth;
+// Leaves: pure, no I/O, no other module of ours.
 pub mod clientip;
-pub mod config;
+pub mod clock;
+pub mod ids;
+pub mod limits;
+pub mod peer;
+pub mod secret;
+pub mod timefmt;
+
+// Pure decisions and counters.
 pub mod cors;
-pub mod logging;
 pub mod metrics;
 pub mod policy;
-pub mod providers;
-pub mod proxy;
-pub mod ratelimit;
-pub mod reload;
+
+// Shared state, by role.
 pub mod store;
-pub mod timefmt;
+
+// Services over the store.
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod providers;
+pub mod ratelimit;
+
+// The decision for one request.
+pub mod admission;
+
+// Pingora adapters: the proxy listener and the admin listener; logging.
+pub mod logging;
+pub mod ops;
+pub mod proxy;
+
+// Wiring: config assembles every module's settings; reload and app build the server.
+pub mod app;
+pub mod config;
+pub mod reload;

@@ -5,9 +5,17 @@
 
 use tracing::Level;
 
-use crate::config::LoggingSettings;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
+
+/// How the gateway logs (`logging:` in gateway.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    /// One JSON object per line instead of human text.
+    pub json: bool,
+    /// A `tracing` filter directive such as `info` or `portcullis=debug,info`.
+    pub level: String,
+}
 
 /// Whether a record from `target` at `level` may be written.
 pub fn allowed(target: &str, level: &Level) -> bool {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use portcullis::app::{build_server, RunOptions};
 use portcullis::auth::passwords::{hash_blocking, PasswordSettings};
-use portcullis::auth::{tokens::new_id, TokenKind, TokenManager, TokenSpec};
+use portcullis::auth::{TokenKind, TokenManager, TokenSpec};
 use portcullis::config;
+use portcullis::ids::new_id;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

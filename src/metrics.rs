@@ -85,6 +85,17 @@ pub struct Metrics {
     gateway: Arc<RouteMetrics>,
 }
 
+/// A family whose label values are known in advance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// `auth_failures_total{reason}`.
+    AuthFailures,
+    /// `logins_total{result}`.
+    Logins,
+    /// `config_reloads_total{result}`.
+    ConfigReloads,
+}
+
 /// Handles for one route.
 pub struct RouteMetrics {
     name: String,
@@ -233,6 +244,29 @@ impl Metrics {
         })
     }
 
+    /// Declares label values known in advance, so each series exists at 0 from the start
+    /// (Prometheus' instrumentation guide: a series that appears with its first event hides that
+    /// event from `rate()` and `increase()`).
+    pub fn declare(&self, family: Known, values: &[&str]) {
+        let vec = match family {
+            Known::AuthFailures => &self.auth_failures,
+            Known::Logins => &self.logins,
+            Known::ConfigReloads => &self.config_reloads,
+        };
+        for v in values {
+            vec.with_label_values(&[v]);
+        }
+    }
+
+    /// Declares a configured provider: its health and failure series exist (at 0) before its
+    /// first health signal.
+    pub fn provider_known(&self, provider: &str) {
+        for s in ["healthy", "degraded", "unhealthy"] {
+            self.provider_health.with_label_values(&[provider, s]);
+        }
+        self.provider_failures.with_label_values(&[provider]);
+    }
+
     /// Handles for a configured route.
     pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
         Arc::new(RouteMetrics {
@@ -359,6 +393,26 @@ mod tests {
             r#"portcullis_config_reloads_total{result="error"} 1"#,
             r#"portcullis_store_errors_total{op="login"} 1"#,
             r#"portcullis_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn declared_label_values_start_at_zero() {
+        let m = Metrics::new();
+        m.declare(Known::ConfigReloads, &["success", "error"]);
+        m.declare(Known::AuthFailures, &["expired"]);
+        m.declare(Known::Logins, &["success"]);
+        m.provider_known("openai");
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"portcullis_config_reloads_total{result="success"} 0"#,
+            r#"portcullis_config_reloads_total{result="error"} 0"#,
+            r#"portcullis_auth_failures_total{reason="expired"} 0"#,
+            r#"portcullis_logins_total{result="success"} 0"#,
+            r#"portcullis_provider_health{provider="openai",status="degraded"} 0"#,
+            r#"portcullis_provider_consecutive_failures{provider="openai"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }

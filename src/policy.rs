@@ -11,11 +11,21 @@ use http::Method;
 pub use roles::{PermissionMatrix, Roles};
 pub use routes::RouteTable;
 
+/// The verified caller of a request: who an access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub role: Option<String>,
+    pub session_id: String,
+}
+
 /// What a route demands of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// No token needed (and none is read).
     Public,
+    /// Any authenticated caller, whatever its role.
+    Authenticated,
     /// An authenticated caller whose role level is at least `min_level`.
     Role { role: String, min_level: u32 },
     /// An authenticated caller whose role is granted `resource:action` (directly or inherited);
@@ -27,7 +37,7 @@ impl Access {
     /// Whether a caller whose role has `level` (None: unknown role) is allowed.
     pub fn allows(&self, level: Option<u32>) -> bool {
         match self {
-            Access::Public => true,
+            Access::Public | Access::Authenticated => true,
             Access::Role { min_level, .. } => level.is_some_and(|l| l >= *min_level),
             Access::Permission { min_level, .. } => {
                 matches!((level, min_level), (Some(l), Some(m)) if l >= *m)
@@ -39,6 +49,7 @@ impl Access {
     pub fn describe(&self) -> String {
         match self {
             Access::Public => "public".into(),
+            Access::Authenticated => "authenticated".into(),
             Access::Role { role, .. } => ["role:", role].concat(),
             Access::Permission { resource, action, .. } => [resource.as_str(), ":", action].concat(),
         }
@@ -52,6 +63,28 @@ pub enum Target {
     Upstream(usize),
     /// The provider chain at this index of the config's chain list.
     Chain(usize),
+    /// One of the gateway's own endpoint families.
+    Gateway(Endpoint),
+}
+
+/// The gateway's own endpoints: served by the gateway after the same admission as any route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/auth/*`: login, refresh, logout, sessions, me.
+    Auth,
+    /// `/admin/users*`.
+    Users,
+    /// `/admin/providers*`.
+    Providers,
+}
+
+/// Which table a matched route came from, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    /// A route of gateway.yaml (its index in file order).
+    Configured(usize),
+    /// One of the gateway's own endpoints.
+    Gateway(usize),
 }
 
 /// One configured route.
@@ -62,21 +95,90 @@ pub struct Route {
     pub access: Access,
     pub target: Target,
     /// The route's own limit (name, limit), counted per user (or per IP when public).
-    pub rate_limit: Option<(String, crate::ratelimit::Limit)>,
+    pub rate_limit: Option<(String, crate::limits::Limit)>,
 }
 
 /// The routes and roles a request is judged against.
 pub struct Policy {
     pub roles: Roles,
     pub routes: RouteTable<Route>,
+    /// The gateway's own endpoints, matched before the configured routes.
+    endpoints: RouteTable<Route>,
+}
+
+/// The gateway's own endpoints as routes, in match order: who may call what. A path under an
+/// endpoint family that names no endpoint is public, and the endpoint answers 404; methods are
+/// the endpoint's to check (405), so every method matches here.
+const ENDPOINTS: [(&str, Endpoint, Need); 14] = [
+    ("/auth/login", Endpoint::Auth, Need::Nothing),
+    ("/auth/refresh", Endpoint::Auth, Need::Nothing),
+    ("/auth/logout", Endpoint::Auth, Need::Token),
+    ("/auth/logout-all", Endpoint::Auth, Need::Token),
+    ("/auth/me", Endpoint::Auth, Need::Token),
+    ("/auth/sessions", Endpoint::Auth, Need::Token),
+    ("/auth/sessions/{id}", Endpoint::Auth, Need::Token),
+    ("/auth/**", Endpoint::Auth, Need::Nothing),
+    ("/admin/users", Endpoint::Users, Need::Admin),
+    ("/admin/users/{id}", Endpoint::Users, Need::Admin),
+    ("/admin/users/**", Endpoint::Users, Need::Nothing),
+    ("/admin/providers", Endpoint::Providers, Need::Admin),
+    ("/admin/providers/{name}/status", Endpoint::Providers, Need::Admin),
+    ("/admin/providers/**", Endpoint::Providers, Need::Nothing),
+];
+
+#[derive(Clone, Copy)]
+enum Need {
+    Nothing,
+    Token,
+    Admin,
 }
 
 impl Policy {
-    /// The first route matching a normalized path and method.
-    pub fn route(&self, method: &Method, path: &str) -> Option<(usize, &Route)> {
-        self.routes.find(method, path)
+    /// The policy for `routes`, with the gateway's endpoints; `/admin/*` needs `admin_role` or
+    /// higher (nobody, if that role is unknown).
+    pub fn new(roles: Roles, routes: RouteTable<Route>, admin_role: &str) -> Self {
+        let admin = Access::Role { role: admin_role.to_string(), min_level: roles.level(admin_role).unwrap_or(u32::MAX) };
+        let endpoints = ENDPOINTS
+            .iter()
+            .filter_map(|(pattern, endpoint, need)| {
+                let access = match need {
+                    Need::Nothing => Access::Public,
+                    Need::Token => Access::Authenticated,
+                    Need::Admin => admin.clone(),
+                };
+                let route = Route {
+                    name: GATEWAY_ROUTE.to_string(),
+                    pattern: pattern.to_string(),
+                    access,
+                    target: Target::Gateway(*endpoint),
+                    rate_limit: None,
+                };
+                Some((routes::parse_pattern(pattern).ok()?, None, route))
+            })
+            .collect();
+        Policy { roles, routes, endpoints: RouteTable::new(endpoints) }
+    }
+
+    /// The route for a normalized path and method: a gateway endpoint, else the first
+    /// configured route that matches.
+    pub fn find(&self, method: &Method, path: &str) -> Option<(RouteId, &Route)> {
+        if let Some((i, r)) = self.endpoints.find(method, path) {
+            return Some((RouteId::Gateway(i), r));
+        }
+        self.routes.find(method, path).map(|(i, r)| (RouteId::Configured(i), r))
+    }
+
+    /// The route a [`RouteId`] names.
+    pub fn get(&self, id: RouteId) -> Option<&Route> {
+        match id {
+            RouteId::Configured(i) => self.routes.get(i),
+            RouteId::Gateway(i) => self.endpoints.get(i),
+        }
     }
 }
+
+/// The route name the gateway's own endpoints carry (metrics label, audit trail).
+pub const GATEWAY_ROUTE: &str = "_gateway";
 
 #[cfg(test)]
 mod tests {
@@ -94,5 +196,40 @@ mod tests {
         let nobody = Access::Permission { resource: "p".into(), action: "x".into(), min_level: None };
         assert!(!nobody.allows(Some(u32::MAX)));
         assert!(Access::Public.allows(None));
+        assert!(Access::Authenticated.allows(None), "any verified caller, even of an unknown role");
+    }
+
+    fn policy(admin_role: &str) -> Policy {
+        let roles = Roles::new([("admin".to_string(), 3), ("user".to_string(), 2)]);
+        let app =
+            Route { name: "app".into(), pattern: "/**".into(), access: Access::Public, target: Target::Upstream(0), rate_limit: None };
+        Policy::new(roles, RouteTable::new(vec![(routes::parse_pattern("/**").unwrap(), None, app)]), admin_role)
+    }
+
+    #[test]
+    fn the_gateway_endpoints_are_routes_with_their_own_access() {
+        let p = policy("admin");
+        let access = |path: &str| p.find(&Method::POST, path).map(|(_, r)| (r.target.clone(), r.access.describe()));
+        let auth = Target::Gateway(Endpoint::Auth);
+        assert_eq!(access("/auth/login"), Some((auth.clone(), "public".into())));
+        assert_eq!(access("/auth/refresh"), Some((auth.clone(), "public".into())));
+        assert_eq!(access("/auth/logout"), Some((auth.clone(), "authenticated".into())));
+        assert_eq!(access("/auth/sessions/abc"), Some((auth.clone(), "authenticated".into())));
+        assert_eq!(access("/auth/nothing-here"), Some((auth.clone(), "public".into())), "the endpoint answers 404");
+        assert_eq!(access("/auth"), Some((auth, "public".into())));
+        assert_eq!(access("/admin/users"), Some((Target::Gateway(Endpoint::Users), "role:admin".into())));
+        assert_eq!(access("/admin/users/7"), Some((Target::Gateway(Endpoint::Users), "role:admin".into())));
+        assert_eq!(access("/admin/providers/openai/status"), Some((Target::Gateway(Endpoint::Providers), "role:admin".into())));
+        assert_eq!(access("/authx"), Some((Target::Upstream(0), "public".into())), "only whole segments");
+        assert_eq!(access("/admin/settings"), Some((Target::Upstream(0), "public".into())));
+        assert!(matches!(p.find(&Method::GET, "/auth/me"), Some((RouteId::Gateway(_), _))));
+        assert!(matches!(p.find(&Method::GET, "/x"), Some((RouteId::Configured(0), _))));
+    }
+
+    #[test]
+    fn an_unknown_admin_role_admits_nobody() {
+        let p = policy("root");
+        let (_, r) = p.find(&Method::GET, "/admin/users").unwrap();
+        assert!(!r.access.allows(Some(3)));
     }
 }

@@ -1,7 +1,78 @@
-//! LLM providers: health tracking shared through the store, chain ordering, active probes.
+//! LLM providers: what a provider and a fallback chain are, health tracking shared through the
+//! store, chain ordering, active probes, and the `/admin/providers` endpoints.
 //!
 //! Picking a provider never waits on the store: each instance keeps a local snapshot of every
 //! provider's state, refreshed from the store every second and on a pub/sub notice.
 
+pub mod admin;
 pub mod health;
+pub mod probes;
+pub mod request;
 pub mod tracker;
+
+use pingora::prelude::HttpPeer;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::secret::Secret;
+use health::Order;
+
+/// How the provider's key is sent.
+#[derive(Debug, Clone)]
+pub enum ProviderAuth {
+    None,
+    Bearer(Secret),
+    Header(String, Secret),
+}
+
+/// An active health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub method: http::Method,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// An LLM provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: bool,
+    /// `host[:port]` for the Host header; the host alone for SNI.
+    pub host_header: String,
+    pub sni: String,
+    pub verify_cert: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub auth: ProviderAuth,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A fallback chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// Indices into the config's providers, primary first.
+    pub providers: Vec<usize>,
+    pub order: Order,
+    pub failover_on: Vec<u16>,
+    pub max_retry_body_bytes: usize,
+}
+
+/// The configured providers and chains, with each provider's Pingora peer (same order). Built
+/// once per config; swapped whole on reload.
+pub struct ProviderSet {
+    pub providers: Vec<Provider>,
+    pub chains: Vec<Chain>,
+    pub peers: Vec<HttpPeer>,
+}
+
+impl ProviderSet {
+    /// The set for these providers and chains.
+    pub fn new(providers: Vec<Provider>, chains: Vec<Chain>) -> Self {
+        let peers = providers.iter().map(request::provider_peer).collect();
+        ProviderSet { providers, chains, peers }
+    }
+}

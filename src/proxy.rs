@@ -1,39 +1,55 @@
-//! The Pingora `ProxyHttp` implementation. Each phase is a thin adapter: decisions are made by
-//! [`crate::admission`] and [`crate::auth::api`]; this module only moves data between Pingora
-//! and those functions.
+//! The Pingora `ProxyHttp` implementation: the life of a request as a short list of phases.
+//!
+//! `request_filter` runs, in order:
+//! 1. **identify**: request id, TCP peer, client address, TLS, CORS origin (never refuses);
+//! 2. **shape**: header-section size and message framing ([`guard`]: 431, 400);
+//! 3. **cors**: preflights answered (204) or refused (403) ([`crate::cors`]);
+//! 4. **admit**: path, route, token, session, role ([`crate::admission`]: 400, 404, 401, 503, 403);
+//! 5. **limit**: per user (or per IP when public) and the route's own limit ([`limits`]: 429);
+//! 6. **dispatch**: to the route's upstream (Pingora proxies it), a provider chain ([`chain`]),
+//!    or one of the gateway's own endpoints ([`endpoints`]).
+//!
+//! Phases 2 to 5 return `Result<_, Reject>`; one adapter ([`reply::send`]) writes every reply the
+//! gateway makes, and one function ([`headers::finish`]) finishes the headers of every response,
+//! whether it came from an upstream, a provider or the gateway. `logging` writes the metrics and
+//! the access audit record of every request ([`audit`]).
 //!
 //! Never writes a token, a secret or a raw path into a log line.
 
-mod access;
-mod bridge;
+mod audit;
+mod chain;
+mod endpoints;
 mod guard;
-mod headers;
-pub mod llm;
-mod reply;
-mod upstream;
+pub mod headers;
+mod limits;
+pub mod reply;
+pub mod upstream;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::admission::{admit, Destination, Identity, Reject};
+use crate::admission::{admit, Identity, Reject};
 use crate::audit::Audit;
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::Sessions;
+use crate::auth::tokens::{TokenManager, TokenSettings};
 use crate::auth::users::UserDirectory;
-use crate::auth::TokenManager;
 use crate::clientip::{client_ip, Cidr};
-use crate::config::security::RateLimitSettings;
-use crate::config::{Config, Upstream};
 use crate::cors::{CorsPolicy, Preflight};
+use crate::limits::LockoutPolicy;
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
-use crate::policy::{Policy, Target};
-use crate::ratelimit::{Limiter, LockoutPolicy};
-use http::header::{HeaderName, HeaderValue, STRICT_TRANSPORT_SECURITY, VARY};
-use std::net::IpAddr;
-use std::time::Instant;
+use crate::policy::{Endpoint, Policy, RouteId, Target};
+use crate::providers::tracker::Tracker;
+use crate::providers::{Chain, Provider, ProviderSet};
+use crate::ratelimit::{Limiter, RateLimitSettings};
+use crate::store::UserStore;
+use reply::Reply;
+use upstream::Upstream;
 
 /// Everything a request is judged and routed with that comes from gateway.yaml. Swapped whole
 /// on reload; a request keeps the snapshot it started with.
@@ -42,7 +58,6 @@ pub struct Snapshot {
     pub tokens: TokenManager,
     pub upstreams: Vec<Upstream>,
     pub users: UserDirectory,
-    pub admin_role: String,
     peers: Vec<HttpPeer>,
     /// Metric handles per route and per upstream (same order as the config's), if enabled.
     route_metrics: Vec<Arc<RouteMetrics>>,
@@ -53,40 +68,57 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<Cidr>,
     pub max_header_bytes: usize,
     pub max_header_count: usize,
-    pub providers: Vec<crate::config::providers::Provider>,
-    pub chains: Vec<crate::config::providers::Chain>,
-    provider_peers: Vec<HttpPeer>,
+    pub providers: Arc<ProviderSet>,
+}
+
+/// The parts of a validated config a [`Snapshot`] is built from.
+pub struct SnapshotParts {
+    pub policy: Policy,
+    pub tokens: TokenSettings,
+    pub upstreams: Vec<Upstream>,
+    pub file_users: Vec<crate::auth::users::FileUser>,
+    pub rate_limits: RateLimitSettings,
+    pub lockout: Option<LockoutPolicy>,
+    pub cors: Option<CorsPolicy>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub providers: Vec<Provider>,
+    pub chains: Vec<Chain>,
 }
 
 impl Snapshot {
-    /// Builds the request-path view of a validated config.
-    pub fn new(config: Config, metrics: Option<&Metrics>) -> Self {
-        let peers = config.upstreams.iter().map(upstream::peer).collect();
+    /// Builds the request-path view of a validated config: peers and metric handles resolved
+    /// once here, never per request.
+    pub fn new(parts: SnapshotParts, metrics: Option<&Metrics>) -> Self {
+        let peers = parts.upstreams.iter().map(upstream::peer).collect();
         let (route_metrics, upstream_metrics) = match metrics {
-            Some(m) => (
-                config.policy.routes.routes().iter().map(|r| m.route(&r.name)).collect(),
-                config.upstreams.iter().map(|u| m.upstream(&u.name)).collect(),
-            ),
+            Some(m) => {
+                for p in &parts.providers {
+                    m.provider_known(&p.name);
+                }
+                (
+                    parts.policy.routes.routes().iter().map(|r| m.route(&r.name)).collect(),
+                    parts.upstreams.iter().map(|u| m.upstream(&u.name)).collect(),
+                )
+            }
             None => (Vec::new(), Vec::new()),
         };
         Snapshot {
-            tokens: TokenManager::new(&config.tokens),
-            policy: config.policy,
-            upstreams: config.upstreams,
-            users: UserDirectory::new(config.users.file_users),
-            admin_role: config.users.admin_role,
+            tokens: TokenManager::new(&parts.tokens),
+            policy: parts.policy,
+            upstreams: parts.upstreams,
+            users: UserDirectory::new(parts.file_users),
             peers,
             route_metrics,
             upstream_metrics,
-            rate_limits: config.rate_limits,
-            lockout: config.lockout,
-            cors: config.cors,
-            trusted_proxies: config.server.trusted_proxies,
-            max_header_bytes: config.server.max_header_bytes,
-            max_header_count: config.server.max_header_count,
-            provider_peers: config.providers.iter().map(llm::provider_peer).collect(),
-            providers: config.providers,
-            chains: config.chains,
+            rate_limits: parts.rate_limits,
+            lockout: parts.lockout,
+            cors: parts.cors,
+            trusted_proxies: parts.trusted_proxies,
+            max_header_bytes: parts.max_header_bytes,
+            max_header_count: parts.max_header_count,
+            providers: Arc::new(ProviderSet::new(parts.providers, parts.chains)),
         }
     }
 }
@@ -94,11 +126,12 @@ impl Snapshot {
 /// Long-lived services that outlive config reloads.
 pub struct Services {
     pub sessions: Arc<Sessions>,
+    pub users: Arc<dyn UserStore>,
     pub passwords: Arc<Passwords>,
     pub metrics: Option<Arc<Metrics>>,
     pub limiter: Arc<Limiter>,
     pub audit: Option<Audit>,
-    pub tracker: Arc<crate::providers::tracker::Tracker>,
+    pub tracker: Arc<Tracker>,
     pub connector: Arc<pingora::connectors::http::Connector>,
 }
 
@@ -113,45 +146,31 @@ impl Gateway {
     pub fn new(state: Arc<ArcSwap<Snapshot>>, services: Arc<Services>) -> Self {
         Gateway { state, services }
     }
+}
 
-    /// Answers a refused request: counts it, audits a token refusal, writes the JSON error.
-    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, snapshot: &Snapshot, reject: Reject) {
-        let route_name = reject.route.as_ref().map(|(_, name)| name.as_str());
-        tracing::debug!(status = reject.status, reason = reject.reason, route = route_name, request_id = %ctx.request_id, "request refused");
-        if let Some(m) = &self.services.metrics {
-            ctx.route_metrics = match reject.route {
-                Some((i, _)) => snapshot.route_metrics.get(i).cloned(),
-                None => Some(m.unmatched().clone()),
-            };
-            match reject.status {
-                401 => m.auth_failure(reject.reason),
-                403 => {
-                    if let Some(r) = &ctx.route_metrics {
-                        r.denied.inc();
-                    }
-                }
-                _ => {}
-            }
-        }
-        if reject.status == 401 {
-            self.audit_token_rejected(session, ctx, reject.reason);
-        }
-        ctx.refusal = Some((reject.status, reject.reason, reject.route.as_ref().map(|(_, n)| n.clone())));
-        let extra = self.reply_headers(ctx, snapshot, &reject.headers);
-        reply::send(session, &reject, &ctx.request_id, &extra).await;
-    }
+/// How the gateway answered a request (for the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Sent to an upstream or a provider.
+    Forwarded,
+    /// Answered by one of the gateway's endpoints (which audit their own events).
+    Endpoint,
+    /// A CORS preflight, answered 204 (not an access decision).
+    Preflight,
+    /// Refused by the gateway.
+    Refused { status: u16, reason: &'static str },
+}
 
-    /// Headers every gateway-written reply carries beyond the basics: CORS and HSTS.
-    fn reply_headers(&self, ctx: &RequestCtx, snapshot: &Snapshot, more: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-        let mut h: Vec<(&'static str, String)> = more.to_vec();
-        if let Some(cors) = &snapshot.cors {
-            h.extend(cors.response_headers(ctx.origin.as_deref()));
-        }
-        if ctx.tls {
-            h.push(("strict-transport-security", reply::HSTS.into()));
-        }
-        h
-    }
+/// What the judging phases decided to do with an admitted request.
+enum Next {
+    /// Answer a CORS preflight with these headers.
+    Preflight(Vec<(&'static str, String)>),
+    /// Let Pingora proxy it to `ctx.upstream`.
+    Upstream,
+    /// Forward it along a provider chain, at this normalized path.
+    Chain(usize, String),
+    /// Serve it from one of the gateway's endpoints, at this normalized path.
+    Endpoint(Endpoint, String),
 }
 
 /// Per-request state carried between phases.
@@ -166,19 +185,18 @@ pub struct RequestCtx {
     tls: bool,
     /// The request's Origin, kept only when CORS is configured.
     origin: Option<String>,
-    route: Option<usize>,
+    /// The matched route, once known (refused requests too).
+    route: Option<RouteId>,
     upstream: Option<usize>,
     /// The normalized path when it differs from the request's.
     rewritten_path: Option<String>,
     /// The normalized path for the audit trail (kept only when auditing).
     audit_path: Option<String>,
+    /// Who the request is from, once verified (refused requests too).
     identity: Option<Arc<Identity>>,
     /// RateLimit headers for the response.
     limit_headers: Vec<(&'static str, String)>,
-    /// Why the gateway refused the request: (status, reason, route name).
-    refusal: Option<(u16, &'static str, Option<String>)>,
-    /// Served by the gateway's own endpoints (audited there).
-    api: bool,
+    answer: Answer,
     /// Where this request's metrics go.
     route_metrics: Option<Arc<RouteMetrics>>,
     upstream_started: Option<Instant>,
@@ -188,6 +206,145 @@ pub struct RequestCtx {
 impl RequestCtx {
     fn upstream_metrics(&self) -> Option<&UpstreamMetrics> {
         self.snapshot.as_ref().zip(self.upstream).and_then(|(s, i)| s.upstream_metrics.get(i))
+    }
+
+    /// How this request's responses are finished: the same for every kind of response.
+    fn finishing(&self) -> headers::Finish<'_> {
+        let snapshot = self.snapshot.as_deref();
+        let upstream = snapshot.zip(self.upstream).and_then(|(s, i)| s.upstreams.get(i));
+        headers::Finish {
+            request_id: &self.request_id,
+            harden: upstream.is_none_or(|u| u.security_headers),
+            tls: self.tls,
+            cors: snapshot.and_then(|s| s.cors.as_ref()).map(|c| (c, self.origin.as_deref())),
+            limits: &self.limit_headers,
+        }
+    }
+}
+
+// === the phases ===
+
+impl Gateway {
+    /// Phase 1: what the request is and where it came from. Never refuses.
+    fn identify(&self, session: &Session, ctx: &mut RequestCtx, snapshot: &Snapshot) {
+        let req = session.req_header();
+        ctx.request_id = headers::request_id(req);
+        ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
+        ctx.peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.client_ip =
+            ctx.peer.map(|p| client_ip(p, req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies));
+        if snapshot.cors.is_some() {
+            ctx.origin = req.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
+        }
+    }
+
+    /// Phases 2 to 5: shape, CORS, admission, limits. Decides where an admitted request goes.
+    fn judge(&self, session: &Session, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<Next, Reject> {
+        let req = session.req_header();
+        let raw = match session.as_downstream() {
+            pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
+            _ => None,
+        };
+        guard::check_shape(req, raw.as_deref(), snapshot.max_header_bytes, snapshot.max_header_count)?;
+        if let Some(cors) = &snapshot.cors {
+            let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+            match cors.preflight(
+                req.method.as_str(),
+                ctx.origin.as_deref(),
+                header("access-control-request-method"),
+                header("access-control-request-headers"),
+            ) {
+                Preflight::No => {}
+                Preflight::Allowed(h) => return Ok(Next::Preflight(h)),
+                Preflight::Denied => {
+                    return Err(Reject::new(403, "cors_denied", "this cross-origin request is not allowed", "cors_denied"))
+                }
+            }
+        }
+        let sessions = self.services.sessions.as_ref();
+        let admitted = match admit(&snapshot.policy, &snapshot.tokens, sessions, &req.method, req.uri.path(), headers::authorization(req)) {
+            Ok(a) => a,
+            Err(refused) => {
+                let refused = *refused;
+                (ctx.route, ctx.identity) = (refused.route, refused.identity);
+                if self.services.audit.is_some() {
+                    ctx.audit_path = refused.path;
+                }
+                if refused.reject.status == 401 {
+                    // Failed authentication counts against the per-IP limit: token guessing is throttled.
+                    self.limit_unauthenticated(ctx, snapshot)?;
+                }
+                return Err(refused.reject);
+            }
+        };
+        (ctx.route, ctx.identity) = (Some(admitted.id), admitted.identity.clone());
+        if self.services.audit.is_some() {
+            ctx.audit_path = Some(admitted.path.to_string());
+        }
+        self.limit_admitted(ctx, snapshot, admitted.route, admitted.identity.as_deref())?;
+        Ok(match admitted.route.target {
+            Target::Upstream(u) => {
+                ctx.upstream = Some(u);
+                if admitted.path != req.uri.path() {
+                    ctx.rewritten_path = Some(admitted.path.into_owned());
+                }
+                Next::Upstream
+            }
+            Target::Chain(c) => Next::Chain(c, admitted.path.into_owned()),
+            Target::Gateway(e) => Next::Endpoint(e, admitted.path.into_owned()),
+        })
+    }
+
+    /// Phase 6: sends an admitted request where it goes. `Ok(false)`: Pingora proxies it.
+    async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx, next: Next) -> Result<bool> {
+        match next {
+            Next::Upstream => Ok(false),
+            Next::Preflight(h) => {
+                ctx.answer = Answer::Preflight;
+                reply::send(session, ctx, Reply::empty(204, h)).await;
+                Ok(true)
+            }
+            Next::Chain(chain, path) => {
+                self.forward_chain(session, ctx, chain, &path).await?;
+                Ok(true)
+            }
+            Next::Endpoint(endpoint, path) => {
+                ctx.answer = Answer::Endpoint;
+                self.serve_endpoint(session, ctx, endpoint, &path).await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Answers a refused request: counts it, audits a token refusal, writes the JSON error.
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, reject: Reject) {
+        tracing::debug!(status = reject.status, reason = reject.reason, request_id = %ctx.request_id, "request refused");
+        if let Some(m) = &self.services.metrics {
+            match reject.status {
+                401 => m.auth_failure(reject.reason),
+                403 => {
+                    if let Some(r) = &ctx.route_metrics {
+                        r.denied.inc();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if reject.status == 401 {
+            self.audit_token_rejected(session, ctx, reject.reason);
+        }
+        ctx.answer = Answer::Refused { status: reject.status, reason: reject.reason };
+        reply::send(session, ctx, Reply::from(&reject)).await;
+    }
+
+    /// Where a request's metrics go: its route's, the gateway endpoints', or the unmatched ones.
+    fn route_metrics(&self, snapshot: &Snapshot, route: Option<RouteId>) -> Option<Arc<RouteMetrics>> {
+        let m = self.services.metrics.as_ref()?;
+        match route {
+            Some(RouteId::Configured(i)) => snapshot.route_metrics.get(i).cloned(),
+            Some(RouteId::Gateway(_)) => Some(m.gateway().clone()),
+            None => Some(m.unmatched().clone()),
+        }
     }
 }
 
@@ -210,107 +367,27 @@ impl ProxyHttp for Gateway {
             audit_path: None,
             identity: None,
             limit_headers: Vec::new(),
-            refusal: None,
-            api: false,
+            answer: Answer::Forwarded,
             route_metrics: None,
             upstream_started: None,
             upstream_answered: false,
         }
     }
 
-    /// Enforces the whole admission policy: request shape and header limits, CORS preflights,
-    /// path normalization, routing, authentication, revocation, authorization and rate limits;
-    /// serves the gateway's own endpoints. A refused request is answered here and never reaches
-    /// an upstream.
+    /// Enforces the whole admission policy, phase by phase (see the module docs). A refused
+    /// request is answered here and never reaches an upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.state.load_full();
-        let req = session.req_header();
-        ctx.request_id = headers::request_id(req);
-        ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.peer = peer;
-        ctx.client_ip =
-            peer.map(|p| client_ip(p, req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies));
-        if snapshot.cors.is_some() {
-            ctx.origin = req.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
+        self.identify(session, ctx, &snapshot);
+        let judged = self.judge(session, ctx, &snapshot);
+        if !matches!(judged, Ok(Next::Preflight(_))) {
+            ctx.route_metrics = self.route_metrics(&snapshot, ctx.route);
         }
-        let raw = match session.as_downstream() {
-            pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
-            _ => None,
-        };
-        if let Err(reject) = guard::check_shape(req, raw.as_deref(), snapshot.max_header_bytes, snapshot.max_header_count) {
-            self.refuse(session, ctx, &snapshot, reject).await;
-            return Ok(true);
-        }
-        if let Some(cors) = &snapshot.cors {
-            let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-            match cors.preflight(
-                req.method.as_str(),
-                ctx.origin.as_deref(),
-                header("access-control-request-method"),
-                header("access-control-request-headers"),
-            ) {
-                Preflight::No => {}
-                Preflight::Allowed(h) => {
-                    ctx.refusal = Some((204, "cors_preflight", None));
-                    reply::send_empty(session, 204, &ctx.request_id, &h).await;
-                    return Ok(true);
-                }
-                Preflight::Denied => {
-                    let reject = Reject::new(403, "cors_denied", "this cross-origin request is not allowed", "cors_denied");
-                    self.refuse(session, ctx, &snapshot, reject).await;
-                    return Ok(true);
-                }
-            }
-        }
-        let req = session.req_header();
-        let decision = admit(
-            &snapshot.policy,
-            &snapshot.tokens,
-            self.services.sessions.as_ref(),
-            &req.method,
-            req.uri.path(),
-            headers::authorization(req),
-        );
-        match decision {
-            Ok(Destination::Upstream(admitted)) => {
-                if let Err(reject) = self.limit_admitted(ctx, &snapshot, admitted.route, admitted.identity.as_deref()) {
-                    self.refuse(session, ctx, &snapshot, reject).await;
-                    return Ok(true);
-                }
-                ctx.route = Some(admitted.route_index);
-                ctx.identity = admitted.identity.clone();
-                if self.services.audit.is_some() {
-                    ctx.audit_path = Some(admitted.path.to_string());
-                }
-                ctx.route_metrics = snapshot.route_metrics.get(admitted.route_index).cloned();
-                let upstream = match admitted.route.target {
-                    Target::Upstream(u) => u,
-                    Target::Chain(c) => {
-                        let path = admitted.path.into_owned();
-                        ctx.snapshot = Some(snapshot.clone());
-                        self.forward_chain(session, ctx, &snapshot, c, &path).await?;
-                        return Ok(true);
-                    }
-                };
-                ctx.upstream = Some(upstream);
-                if admitted.path != req.uri.path() {
-                    ctx.rewritten_path = Some(admitted.path.into_owned());
-                }
-                ctx.snapshot = Some(snapshot);
-                Ok(false)
-            }
-            Ok(Destination::Api(path)) => {
-                let path = path.into_owned();
-                ctx.api = true;
-                ctx.route_metrics = self.services.metrics.as_ref().map(|m| m.gateway().clone());
-                self.serve_api(session, ctx, &snapshot, &path).await;
-                Ok(true)
-            }
+        ctx.snapshot = Some(snapshot);
+        match judged {
+            Ok(next) => self.dispatch(session, ctx, next).await,
             Err(reject) => {
-                // Unauthenticated requests count against the per-IP limit: token guessing is throttled.
-                let reject = if reject.status == 401 { self.limit_unauthenticated(ctx, &snapshot).err().unwrap_or(reject) } else { reject };
-                self.refuse(session, ctx, &snapshot, reject).await;
+                self.refuse(session, ctx, reject).await;
                 Ok(true)
             }
         }
@@ -362,6 +439,11 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Finishes an upstream response's headers like every other response's.
+    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        headers::edit_response(response, |parts| headers::finish(&mut parts.headers, &ctx.finishing()))
+    }
+
     /// Records the request's metrics and its access audit event (every request passes here,
     /// refused or not).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -383,55 +465,15 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Adds the request id, the security headers (where the upstream set none), HSTS over TLS,
-    /// CORS and RateLimit headers.
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let request_id = headers::value(&ctx.request_id)?;
-        let Some(snapshot) = ctx.snapshot.as_ref() else {
-            response.insert_header(headers::X_REQUEST_ID, request_id)?;
-            return Ok(());
-        };
-        let hardened = ctx.upstream.and_then(|i| snapshot.upstreams.get(i)).is_none_or(|u| u.security_headers);
-        let cors = snapshot.cors.as_ref().map(|c| c.response_headers(ctx.origin.as_deref())).unwrap_or_default();
-        let limits = std::mem::take(&mut ctx.limit_headers);
-        headers::edit_response(response, |parts| {
-            let h = &mut parts.headers;
-            h.reserve(8); // at most one rehash for everything set below
-            h.insert(headers::X_REQUEST_ID, request_id);
-            if hardened {
-                for (name, value) in reply::SECURITY_HEADERS {
-                    let name = HeaderName::from_static(name);
-                    if !h.contains_key(&name) {
-                        h.insert(name, HeaderValue::from_static(value));
-                    }
-                }
-                if ctx.tls && !h.contains_key(STRICT_TRANSPORT_SECURITY) {
-                    h.insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(reply::HSTS));
-                }
-            }
-            for (name, value) in cors.into_iter().chain(limits) {
-                let (name, value) = (HeaderName::from_static(name), headers::value(&value)?);
-                if name == VARY {
-                    h.append(name, value); // keep the upstream's own Vary
-                } else {
-                    h.insert(name, value);
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Answers a request that failed after admission (upstream unreachable, timed out, broke)
     /// with a JSON error, unless a response was already under way.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let reject = reply::for_error(e);
         if let (Some(reject), true) = (&reject, session.response_written().is_none()) {
             tracing::warn!(status = reject.status, reason = reject.reason, request_id = %ctx.request_id, error = ?e.etype(), "request failed");
-            let extra = match ctx.snapshot.clone() {
-                Some(snapshot) => self.reply_headers(ctx, &snapshot, &[]),
-                None => Vec::new(),
-            };
-            reply::send(session, reject, &ctx.request_id, &extra).await;
+            let mut reply = Reply::from(reject);
+            reply.close = true;
+            reply::send(session, ctx, reply).await;
         }
         FailToProxy { error_code: reject.map_or(0, |r| r.status), can_reuse_downstream: false }
     }

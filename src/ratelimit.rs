@@ -1,298 +1,41 @@
-//! Rate limits: exact ones for logins (GCRA, atomic in the store) and cheap ones for API traffic
-//! (local sliding-window counters synchronized with the store in batches, so a proxied request
-//! never waits on Redis), plus the account lockout rule.
-//!
-//! The arithmetic here is pure and clock-free: callers pass `now` in milliseconds.
+//! Rate limits at run time: local windows for API traffic (synchronized with a shared store in
+//! the background, so a proxied request never waits on Redis) and exact store-side checks for
+//! logins. The arithmetic lives in [`crate::limits`]; this module adds the store and the clock.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
-/// `requests` per `window_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub requests: u64,
-    pub window_ms: u64,
-}
+use crate::clock::now_ms;
+use crate::ids::new_id;
+use crate::limits::{Decision, Limit, LockoutPolicy, LockoutState, SlidingWindows};
+use crate::store::{LimitStore, StoreError};
 
-/// The outcome of one check, with what the RateLimit headers report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// Requests left in the current window after this one.
-    pub remaining: u64,
-    /// Seconds until the quota is fully available again (RateLimit `t`).
-    pub reset_seconds: u64,
-    /// Seconds until the next request would be allowed (Retry-After), 0 if allowed.
-    pub retry_after_seconds: u64,
-}
-
-fn ceil_div(a: u64, b: u64) -> u64 {
-    a.div_ceil(b.max(1))
-}
-
-// === GCRA (exact limits: logins) ===
-
-/// One step of the generic cell rate algorithm: `tat` is the stored theoretical arrival time
-/// (ms); returns the decision and the TAT to store. Allows bursts of up to `requests`.
-pub fn gcra(tat: Option<u64>, now: u64, limit: Limit) -> (Decision, u64) {
-    let interval = (limit.window_ms / limit.requests.max(1)).max(1);
-    let tolerance = limit.window_ms.saturating_sub(interval);
-    let tat = tat.unwrap_or(now).max(now);
-    let allow_at = tat.saturating_sub(tolerance);
-    if now < allow_at {
-        let retry = ceil_div(allow_at - now, 1000).max(1);
-        let d = Decision { allowed: false, remaining: 0, reset_seconds: ceil_div(tat - now, 1000), retry_after_seconds: retry };
-        return (d, tat);
-    }
-    let new_tat = tat + interval;
-    let used = ceil_div(new_tat - now, interval);
-    let remaining = limit.requests.saturating_sub(used);
-    (Decision { allowed: true, remaining, reset_seconds: ceil_div(new_tat - now, 1000), retry_after_seconds: 0 }, new_tat)
-}
-
-// === Lockout ===
-
-/// `lockout:` in gateway.yaml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    pub after_failures: u32,
-    pub base_seconds: u64,
-    pub max_seconds: u64,
-}
-
-/// Failed-login state of one account.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LockoutState {
-    /// Consecutive failures since the last success or lockout.
-    pub failures: u32,
-    /// Lockouts so far (each doubles the next one), reset by a success.
-    pub lockouts: u32,
-    /// Locked until (unix seconds), 0 if not locked.
-    pub locked_until: u64,
-}
-
-impl LockoutPolicy {
-    /// The state after a failed login at `now`; locks when the failures reach the threshold.
-    pub fn after_failure(&self, mut s: LockoutState, now: u64) -> LockoutState {
-        s.failures += 1;
-        if s.failures >= self.after_failures {
-            let factor = 1u64.checked_shl(s.lockouts.min(32)).unwrap_or(u64::MAX);
-            let seconds = self.base_seconds.saturating_mul(factor).min(self.max_seconds);
-            s.locked_until = now + seconds;
-            s.lockouts += 1;
-            s.failures = 0;
-        }
-        s
-    }
-
-    /// How long the state must be kept: until it could no longer affect the next lockout.
-    pub fn ttl_seconds(&self, s: &LockoutState, now: u64) -> u64 {
-        s.locked_until.saturating_sub(now) + self.max_seconds
-    }
-}
-
-// === Sliding windows (API limits) ===
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Window {
-    id: u64,
-    window_ms: u64,
-    /// The total across every instance at the last sync (includes this instance's flushed hits).
-    synced: u64,
-    /// Hits counted here and not yet flushed to the store.
-    pending: u64,
-    /// The previous window's total.
-    previous: u64,
-    /// Hits of an earlier window still to flush: (window id, hits).
-    unflushed: Option<(u64, u64)>,
-    last_seen: u64,
-    requests: u64,
-    /// With a shared store: how many hits this instance may admit until the next sync (its share
-    /// of what the limit leaves), and how many it has admitted since the last one.
-    budget: u64,
-    since_sync: u64,
-}
-
-/// What the sync sends for one key: hits to add to `window`, and whether the key is still active.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flush {
-    pub key: String,
-    pub window: u64,
-    pub window_ms: u64,
-    pub hits: u64,
-    /// The limit's request count (to compute this instance's next share).
-    pub limit: u64,
-}
-
-/// Local approximate sliding-window counters: `estimate = previous x (1 - elapsed) + current`.
-/// With a shared store, `sync` batches the hits and learns the other instances' totals.
-///
-/// Shared between instances, each instance may only spend half its share of what is left between
-/// two syncs (`remaining / (2 x instances)`), so instances hammered at once cannot each spend the
-/// whole remainder: the remainder shrinks geometrically and the overshoot stays at a request or
-/// two per instance, with no store round trip on the request path.
-/// foldhash, seeded per process: the keys are user ids from verified tokens and peer addresses.
-type FastHash = foldhash::fast::RandomState;
-
-pub struct SlidingWindows {
-    shards: Vec<Mutex<HashMap<String, Window, FastHash>>>,
-    hasher: FastHash,
-    /// Live instances sharing the counts (0: not shared, no budgets).
-    instances: std::sync::atomic::AtomicU64,
-}
-
-impl Default for SlidingWindows {
-    fn default() -> Self {
-        SlidingWindows {
-            shards: (0..16).map(|_| Mutex::new(HashMap::default())).collect(),
-            hasher: Default::default(),
-            instances: Default::default(),
-        }
-    }
-}
-
-impl SlidingWindows {
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Window, FastHash>> {
-        use std::hash::BuildHasher;
-        let i = self.hasher.hash_one(key) as usize % self.shards.len();
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Counts one request for `key` under `limit` at `now` (ms) if it is within the limit.
-    pub fn check(&self, key: &str, limit: Limit, now: u64) -> Decision {
-        let id = now / limit.window_ms;
-        let elapsed = now % limit.window_ms;
-        let instances = self.instances.load(std::sync::atomic::Ordering::Relaxed);
-        let mut shard = self.shard(key);
-        let w = match shard.get_mut(key) {
-            Some(w) => w,
-            None => {
-                // Until the first sync, half a fair share, as after every sync (see `apply`):
-                // the other instances spend theirs before anyone has synced, and a full share
-                // each let a fast burst overshoot by a quarter of the limit.
-                let budget = if instances == 0 { u64::MAX } else { limit.requests.div_ceil(2 * instances) };
-                shard.entry(key.to_string()).or_insert(Window {
-                    id,
-                    window_ms: limit.window_ms,
-                    requests: limit.requests,
-                    budget,
-                    ..Default::default()
-                })
-            }
-        };
-        if id > w.id {
-            let total = w.synced + w.pending;
-            if w.pending > 0 {
-                w.unflushed = Some((w.id, w.pending));
-            }
-            w.previous = if id == w.id + 1 { total } else { 0 };
-            w.id = id;
-            w.synced = 0;
-            w.pending = 0;
-        }
-        w.last_seen = now;
-        let weight = (limit.window_ms - elapsed) as f64 / limit.window_ms as f64;
-        let estimate = (w.previous as f64 * weight).floor() as u64 + w.synced + w.pending;
-        let reset_seconds = ceil_div(limit.window_ms - elapsed, 1000);
-        if estimate >= limit.requests {
-            return Decision { allowed: false, remaining: 0, reset_seconds, retry_after_seconds: reset_seconds.max(1) };
-        }
-        if w.since_sync >= w.budget {
-            // This instance's share is spent until the next sync tells it what is left.
-            return Decision { allowed: false, remaining: 0, reset_seconds, retry_after_seconds: 1 };
-        }
-        w.pending += 1;
-        w.since_sync += 1;
-        Decision { allowed: true, remaining: limit.requests - estimate - 1, reset_seconds, retry_after_seconds: 0 }
-    }
-
-    /// The hits to flush and the keys to refresh (active within `idle_ms`); forgets idle keys.
-    pub fn take_flushes(&self, now: u64, idle_ms: u64) -> Vec<Flush> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|key, w| {
-                if let Some((id, hits)) = w.unflushed.take() {
-                    out.push(Flush { key: key.clone(), window: id, window_ms: w.window_ms, hits, limit: w.requests });
-                }
-                let active = now.saturating_sub(w.last_seen) < idle_ms.max(2 * w.window_ms);
-                if active {
-                    out.push(Flush { key: key.clone(), window: w.id, window_ms: w.window_ms, hits: w.pending, limit: w.requests });
-                }
-                active
-            });
-        }
-        out
-    }
-
-    /// Records how many instances share the counts (from the store's heartbeat set).
-    pub fn set_instances(&self, n: u64) {
-        self.instances.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Applies what the store answered for a flush of the current window: `total` across all
-    /// instances (including the flushed hits from here), `previous` for the window before; and
-    /// hands this instance its share of what `limit` leaves until the next sync.
-    pub fn apply(&self, f: &Flush, total: u64, previous: u64, limit: u64, now: u64) {
-        let instances = self.instances.load(std::sync::atomic::Ordering::Relaxed).max(1);
-        let mut shard = self.shard(&f.key);
-        if let Some(w) = shard.get_mut(&f.key) {
-            if w.id == f.window {
-                w.pending = w.pending.saturating_sub(f.hits);
-                w.synced = total;
-                w.previous = w.previous.max(previous);
-                let elapsed = now % f.window_ms;
-                let weight = (f.window_ms - elapsed.min(f.window_ms)) as f64 / f.window_ms as f64;
-                let used = (w.previous as f64 * weight).floor() as u64 + total;
-                // Hits admitted while the sync was in flight already count against the new share.
-                // Half a fair share: the other instances' shares were computed from views just as
-                // stale as this one, so full shares overlap; halves shrink the remainder
-                // geometrically and keep the overshoot to a request or two.
-                w.budget = limit.saturating_sub(used).div_ceil(2 * instances);
-                w.since_sync = w.pending;
-            }
-        }
-    }
-}
-
-// === the runtime limiter ===
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// The `RateLimit-Policy` and `RateLimit` header values (draft-ietf-httpapi-ratelimit-headers).
-pub fn headers(name: &str, limit: Limit, d: &Decision) -> [(&'static str, String); 2] {
-    // Written by hand: these run on every limited request, and `format!` costs several times more.
-    let item = |a: &str, x: u64, b: &str, y: u64| {
-        let (mut x_buf, mut y_buf) = (itoa::Buffer::new(), itoa::Buffer::new());
-        ["\"", name, "\";", a, x_buf.format(x), b, y_buf.format(y)].concat()
-    };
-    [
-        ("ratelimit-policy", item("q=", limit.requests, ";w=", limit.window_ms / 1000)),
-        ("ratelimit", item("r=", d.remaining, ";t=", d.reset_seconds)),
-    ]
+/// Login and API limits (None: not limited).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub login_ip: Option<Limit>,
+    pub login_account: Option<Limit>,
+    pub api_user: Option<Limit>,
+    pub api_ip: Option<Limit>,
 }
 
 /// Rate limits at run time: local windows for API traffic (synchronized with a shared store in
 /// the background) and exact store-side checks for logins.
 pub struct Limiter {
     windows: SlidingWindows,
-    store: std::sync::Arc<dyn crate::store::Store>,
+    store: Arc<dyn LimitStore>,
     /// This instance's name in the store's heartbeat set.
     instance: String,
 }
 
 impl Limiter {
     /// A limiter whose shared counts live in `store`.
-    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+    pub fn new(store: Arc<dyn LimitStore>) -> Self {
         let windows = SlidingWindows::default();
         if !store.is_local() {
             // Shared: until the heartbeat says otherwise, assume one other instance.
             windows.set_instances(2);
         }
-        Limiter { windows, store, instance: crate::auth::tokens::new_id() }
+        Limiter { windows, store, instance: new_id() }
     }
 
     /// An API check: local, no store round trip.
@@ -301,7 +44,7 @@ impl Limiter {
     }
 
     /// An exact check in the store (logins).
-    pub async fn exact(&self, key: &str, limit: Limit) -> Result<Decision, crate::store::StoreError> {
+    pub async fn exact(&self, key: &str, limit: Limit) -> Result<Decision, StoreError> {
         self.store.rate_limit(key, limit, now_ms()).await
     }
 
@@ -341,107 +84,21 @@ impl Limiter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// === lockout I/O ===
 
-    const TEN_PER_MINUTE: Limit = Limit { requests: 10, window_ms: 60_000 };
-
-    #[test]
-    fn ratelimit_header_values() {
-        let d = Decision { allowed: true, remaining: 7, reset_seconds: 42, retry_after_seconds: 0 };
-        let [(p, policy), (r, state)] = headers("api_user", TEN_PER_MINUTE, &d);
-        assert_eq!((p, policy.as_str()), ("ratelimit-policy", "\"api_user\";q=10;w=60"));
-        assert_eq!((r, state.as_str()), ("ratelimit", "\"api_user\";r=7;t=42"));
+impl Limiter {
+    /// The lockout state of `account`.
+    pub async fn lockout_state(&self, account: &str) -> Result<LockoutState, StoreError> {
+        self.store.lockout_state(account).await
     }
 
-    #[test]
-    fn gcra_allows_a_burst_then_paces() {
-        let mut tat = None;
-        for i in 0..10 {
-            let (d, t) = gcra(tat, 0, TEN_PER_MINUTE);
-            assert!(d.allowed, "request {i}");
-            assert_eq!(d.remaining, 9 - i);
-            tat = Some(t);
-        }
-        let (d, t) = gcra(tat, 0, TEN_PER_MINUTE);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after_seconds, 6, "one slot frees every 6 s");
-        assert_eq!(t, tat.unwrap(), "a refusal does not consume");
-        let (d, _) = gcra(tat, 6_000, TEN_PER_MINUTE);
-        assert!(d.allowed);
-        let (d, _) = gcra(tat, 60_000, TEN_PER_MINUTE);
-        assert!(d.allowed && d.remaining == 9, "a full window later, the whole burst is back");
+    /// Records a failed login and returns the account's new lockout state (atomic in the store).
+    pub async fn login_failed(&self, account: &str, policy: LockoutPolicy, now: u64) -> Result<LockoutState, StoreError> {
+        self.store.login_failed(account, policy, now).await
     }
 
-    #[test]
-    fn lockout_doubles_and_caps() {
-        let p = LockoutPolicy { after_failures: 5, base_seconds: 60, max_seconds: 200 };
-        let mut s = LockoutState::default();
-        for _ in 0..4 {
-            s = p.after_failure(s, 1000);
-            assert_eq!(s.locked_until, 0);
-        }
-        s = p.after_failure(s, 1000);
-        assert_eq!((s.locked_until, s.lockouts, s.failures), (1060, 1, 0));
-        for _ in 0..5 {
-            s = p.after_failure(s, 2000);
-        }
-        assert_eq!(s.locked_until, 2120, "doubled");
-        for _ in 0..5 {
-            s = p.after_failure(s, 3000);
-        }
-        assert_eq!(s.locked_until, 3200, "capped at max_seconds");
-    }
-
-    #[test]
-    fn sliding_windows_limit_and_carry_the_previous_window() {
-        let w = SlidingWindows::default();
-        let limit = Limit { requests: 5, window_ms: 1000 };
-        let allowed = (0..8).filter(|_| w.check("k", limit, 100).allowed).count();
-        assert_eq!(allowed, 5);
-        // Half into the next window, half of the previous window's 5 still counts.
-        let allowed = (0..8).filter(|_| w.check("k", limit, 1500).allowed).count();
-        assert_eq!(allowed, 3);
-        // Other keys are independent.
-        assert!(w.check("other", limit, 1500).allowed);
-    }
-
-    #[test]
-    fn sync_hands_over_pending_hits_and_learns_other_instances() {
-        let w = SlidingWindows::default();
-        let limit = Limit { requests: 10, window_ms: 10_000 };
-        for _ in 0..3 {
-            w.check("k", limit, 100);
-        }
-        let flushes = w.take_flushes(200, 60_000);
-        assert_eq!(flushes, vec![Flush { key: "k".into(), window: 0, window_ms: 10_000, hits: 3, limit: 10 }]);
-        // The store says 9 in total: another instance used 6.
-        w.apply(&flushes[0], 9, 0, 10, 250);
-        assert!(w.check("k", limit, 300).allowed);
-        assert!(!w.check("k", limit, 300).allowed, "10 reached across instances");
-    }
-
-    #[test]
-    fn shared_instances_only_spend_their_share_between_syncs() {
-        let limit = Limit { requests: 100, window_ms: 60_000 };
-        let (a, b) = (SlidingWindows::default(), SlidingWindows::default());
-        a.set_instances(2);
-        b.set_instances(2);
-        // Both hammered before they have heard of each other: each takes half a fair share.
-        let admitted = |w: &SlidingWindows| (0..200).filter(|_| w.check("k", limit, 1000).allowed).count() as u64;
-        let (na, nb) = (admitted(&a), admitted(&b));
-        assert_eq!((na, nb), (25, 25));
-        // A sync: the store has 100 in total (other instances spent the rest); nothing is left.
-        // (Shares after a sync are halves: see `apply`.)
-        for w in [&a, &b] {
-            let f = w.take_flushes(1100, 60_000).remove(0);
-            w.apply(&f, 100, 0, 100, 1100);
-        }
-        assert_eq!(admitted(&a) + admitted(&b), 0);
-        // A tiny limit still admits its first request before any sync (a share rounds up).
-        let tiny = Limit { requests: 1, window_ms: 60_000 };
-        assert!(a.check("tiny", tiny, 1000).allowed);
-        assert!(!a.check("tiny", tiny, 1000).allowed);
+    /// A successful login clears the account's failures and lockout history.
+    pub async fn login_succeeded(&self, account: &str) -> Result<(), StoreError> {
+        self.store.login_succeeded(account).await
     }
 }

@@ -15,14 +15,37 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::AuditSettings;
-use crate::audit::{Audit, Event, Origin};
+use crate::audit::{Audit, AuditSettings, Event, Origin};
 use crate::auth::passwords::PasswordSettings;
 use crate::auth::sessions::SessionSettings;
-use crate::config::{self, Config, LoggingSettings, ServerSettings, StoreSettings};
+use crate::config::{self, Config, ServerSettings};
+use crate::logging::LoggingSettings;
 use crate::metrics::Metrics;
 use crate::providers::tracker::Tracker;
-use crate::proxy::Snapshot;
+use crate::proxy::{Snapshot, SnapshotParts};
+use crate::store::StoreSettings;
+
+/// Every `config_reloads_total{result}` value.
+pub const RESULTS: [&str; 2] = ["success", "error"];
+
+/// The request-path view of a validated config (what a reload swaps in).
+pub fn snapshot(c: Config, metrics: Option<&Metrics>) -> Snapshot {
+    let parts = SnapshotParts {
+        policy: c.policy,
+        tokens: c.tokens,
+        upstreams: c.upstreams,
+        file_users: c.users.file_users,
+        rate_limits: c.rate_limits,
+        lockout: c.lockout,
+        cors: c.cors,
+        trusted_proxies: c.server.trusted_proxies,
+        max_header_bytes: c.server.max_header_bytes,
+        max_header_count: c.server.max_header_count,
+        providers: c.providers,
+        chains: c.chains,
+    };
+    Snapshot::new(parts, metrics)
+}
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +145,7 @@ impl Reloader {
                 if let Some(t) = &self.tracker {
                     t.set_rules(new.health);
                 }
-                self.state.store(Arc::new(Snapshot::new(new, self.metrics.as_deref())));
+                self.state.store(Arc::new(snapshot(new, self.metrics.as_deref())));
                 Outcome::Applied { needs_restart }
             }
             Err(errors) => Outcome::Refused(errors.0.iter().map(|d| d.to_string()).collect()),

@@ -1,20 +1,26 @@
-//! Shared state: users created through the admin API, sessions, and revocations. One trait, two
-//! real backends: [`memory::MemoryStore`] (embedded, one instance) and [`redis::RedisStore`]
-//! (any number of instances).
+//! Shared state, split by role: users, sessions and revocations, rate-limit counters, provider
+//! health. Each role is a trait of its own, handed to the one part of the gateway that needs it
+//! (the session machinery, the limiter, the provider tracker); two real backends implement them
+//! all: [`memory::MemoryStore`] (embedded, one instance) and [`redis::RedisStore`] (any number of
+//! instances).
 //!
-//! The store is never awaited on the proxied request path: proxied requests consult the local
-//! [`crate::auth::sessions::Revocations`] view, which the store feeds.
+//! The store is never awaited on the proxied request path: proxied requests consult local views
+//! (revocations, limit windows, provider health) that background tasks keep in step with it.
+//! It knows nothing of what it stores beyond keys, numbers and opaque JSON.
 
 pub mod memory;
 pub mod redis;
+
+use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::providers::health::State as ProviderState;
-use crate::ratelimit::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
+use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
+use crate::secret::redact_url;
 
 /// Batches of revoked sessions, as they are announced.
 pub type RevocationNotices = BoxStream<'static, Vec<(String, u64)>>;
@@ -71,16 +77,51 @@ pub fn session_ttl(s: &SessionRecord, idle_seconds: u64, now: u64) -> u64 {
     idle_end.min(s.expires_at).saturating_sub(now).max(1)
 }
 
-/// The operations the gateway needs from shared state.
+/// Which store backs sessions, revocations and limits (`store:` in gateway.yaml).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// In-process; one instance; nothing survives a restart.
+    Memory,
+    /// Shared by every instance that points at the same Redis and prefix.
+    Redis { url: String, key_prefix: String },
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSettings::Memory => f.write_str("Memory"),
+            StoreSettings::Redis { url, key_prefix } => {
+                f.debug_struct("Redis").field("url", &redact_url(url)).field("key_prefix", key_prefix).finish()
+            }
+        }
+    }
+}
+
+/// The store a config asks for.
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match settings {
+        StoreSettings::Memory => Arc::new(memory::MemoryStore::new()),
+        StoreSettings::Redis { url, key_prefix } => Arc::new(redis::RedisStore::new(url, key_prefix)?),
+    })
+}
+
+/// What every role shares: where the store lives and whether it answers.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Backend: Send + Sync + 'static {
     /// Called once, on the long-lived runtime that should drive the store's connections, before
     /// anything else (the session sync does it when it starts).
     fn prepare(&self) {}
-    /// Whether the store lives in this process (then it is always reachable).
+    /// Whether the store lives in this process (then it is always reachable and never shared).
     fn is_local(&self) -> bool {
         false
     }
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Users created through the admin API.
+#[async_trait]
+pub trait UserStore: Backend {
     /// A user by id.
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// A user by email (case-insensitive).
@@ -93,7 +134,11 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_role(&self, id: &str, role: &str) -> Result<bool, StoreError>;
     /// Deletes a user; false if there is no such user.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
+}
 
+/// Sessions, refresh-token rotation and revocations.
+#[async_trait]
+pub trait SessionStore: Backend {
     /// Records a new session, alive for `idle_seconds` of inactivity (and never past `expires_at`).
     async fn create_session(&self, session: &SessionRecord, idle_seconds: u64, now: u64) -> Result<(), StoreError>;
     /// A live session.
@@ -116,8 +161,14 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_sessions(&self, session_ids: &[String], until: u64) -> Result<(), StoreError>;
     /// Every revocation still in force at `now`: (session id, in force until).
     async fn revocations(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Whether the store answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// A stream of revocation notices from every instance (session id, in force until). It ends
+    /// when the connection behind it breaks; the caller reconnects and reconciles.
+    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError>;
+}
+
+/// Rate-limit counters and login lockouts, shared by every instance.
+#[async_trait]
+pub trait LimitStore: Backend {
     /// One exact rate-limit check (GCRA), atomic across instances; `now_ms` in milliseconds.
     async fn rate_limit(&self, key: &str, limit: Limit, now_ms: u64) -> Result<Decision, StoreError>;
     /// Records a failed login for `account` and returns its new lockout state (atomic).
@@ -131,18 +182,28 @@ pub trait Store: Send + Sync + 'static {
     async fn sync_windows(&self, flushes: &[Flush]) -> Result<Vec<(u64, u64)>, StoreError>;
     /// Marks `instance` alive until `now_ms + ttl_ms` and returns how many instances are alive.
     async fn heartbeat(&self, instance: &str, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreError>;
-    /// A provider's shared health state.
-    async fn provider_state(&self, name: &str) -> Result<Option<ProviderState>, StoreError>;
-    /// Several providers' states, in order.
-    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<ProviderState>>, StoreError>;
-    /// Writes `next` if the stored version is still `expected` (0: none stored) and tells every
-    /// instance; false on a conflict.
-    async fn provider_cas(&self, name: &str, expected: u64, next: &ProviderState) -> Result<bool, StoreError>;
+}
+
+/// Provider health, shared by every instance: each provider's state is an opaque JSON object
+/// whose `version` field the store compares (optimistic concurrency); nothing else is read.
+#[async_trait]
+pub trait ProviderStore: Backend {
+    /// Several providers' states (JSON), in order.
+    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<String>>, StoreError>;
+    /// One provider's state (JSON).
+    async fn provider_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.provider_states(&[name.to_string()]).await?.pop().flatten())
+    }
+    /// Writes `next` (JSON) if the stored `version` is still `expected` (0: none stored) and
+    /// tells every instance; false on a conflict.
+    async fn provider_cas(&self, name: &str, expected: u64, next: &str) -> Result<bool, StoreError>;
     /// Takes `key` for `ttl_ms` if nobody holds it (one instance probes a provider per interval).
     async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
     /// Names of providers whose state changed on any instance.
     async fn watch_providers(&self) -> Result<BoxStream<'static, String>, StoreError>;
-    /// A stream of revocation notices from every instance (session id, in force until). It ends
-    /// when the connection behind it breaks; the caller reconnects and reconciles.
-    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError>;
 }
+
+/// Every role at once: what a backend implements.
+pub trait Store: UserStore + SessionStore + LimitStore + ProviderStore {}
+
+impl<T: UserStore + SessionStore + LimitStore + ProviderStore> Store for T {}

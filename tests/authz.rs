@@ -1,10 +1,14 @@
 //! The gateway core, end to end: a real portcullis process, a real recording upstream.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
 
+use common::config::Config;
+
 use common::{seed_config, MockUpstream, TestGateway, TEST_SECRET};
-use portcullis::auth::tokens::{unix_now, TokenSpec};
+use portcullis::auth::tokens::TokenSpec;
 use portcullis::auth::TokenKind;
+use portcullis::clock::unix_now;
 use std::time::Duration;
 
 fn setup() -> (MockUpstream, TestGateway) {
@@ -226,7 +230,7 @@ fn an_unreachable_upstream_is_a_json_502_and_a_slow_one_a_504() {
 #[test]
 fn forward_authorization_passes_the_token_when_the_upstream_asks() {
     let up = MockUpstream::start();
-    let config = seed_config(&up.url()).replace("read_timeout_ms: 1000 }", "read_timeout_ms: 1000, forward_authorization: true }");
+    let config = Config::seed(&up.url()).set("upstreams.app.forward_authorization", "true").yaml();
     let gw = TestGateway::start(&config);
     let token = gw.token("u", "guest");
     assert_eq!(gw.get("/profile").bearer(&token).send().status, 200);

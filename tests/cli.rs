@@ -1,4 +1,5 @@
 //! The command line: check, token, run's refusal, version.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! No Docker engine runs on our machines, so this checks what can be checked of docker/: the
 //! compose file parses, everything it and the Dockerfile reference exists, and its ports, config
 //! paths and scrape targets agree with the stack's gateway config.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};

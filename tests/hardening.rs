@@ -1,6 +1,9 @@
 //! Hardened HTTP: security headers, CORS, request-shape limits, smuggling, TLS termination.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
+
+use common::config::Config;
 
 use common::client::send_raw;
 use common::{seed_config, MockUpstream, TestGateway};
@@ -22,7 +25,7 @@ fn security_headers_are_on_every_response_and_the_upstreams_own_win() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
 
     let up2 = MockUpstream::start();
-    let config = seed_config(&up2.url()).replace("read_timeout_ms: 1000 }", "read_timeout_ms: 1000, security_headers: false }");
+    let config = Config::seed(&up2.url()).set("upstreams.app.security_headers", "false").yaml();
     let gw2 = TestGateway::start(&config);
     let r = gw2.get("/public/x").send();
     assert!(r.header("x-frame-options").is_none(), "switched off for an upstream that needs its own");
@@ -77,7 +80,7 @@ fn a_wildcard_origin_with_credentials_is_a_config_error() {
 #[test]
 fn smuggling_shapes_and_oversized_headers_never_reach_the_upstream() {
     let up = MockUpstream::start();
-    let config = seed_config(&up.url()).replace("threads: 2", "threads: 2\n  max_header_bytes: 4096\n  max_header_count: 20");
+    let config = Config::seed(&up.url()).set("server.max_header_bytes", "4096").set("server.max_header_count", "20").yaml();
     let gw = TestGateway::start(&config);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         (
@@ -154,11 +157,11 @@ fn tls_gateway(up: &MockUpstream, tls_extra: &str) -> (TestGateway, tempfile::Te
     let certs = tempfile::tempdir().unwrap();
     make_cert(certs.path());
     let tls = format!(
-        "threads: 2\n  tls: {{ cert: \"{}\", key: \"{}\"{tls_extra} }}",
+        "{{ cert: \"{}\", key: \"{}\"{tls_extra} }}",
         certs.path().join("cert.pem").display(),
         certs.path().join("key.pem").display()
     );
-    (TestGateway::start(&seed_config(&up.url()).replace("threads: 2", &tls)), certs)
+    (TestGateway::start(&Config::seed(&up.url()).set("server.tls", &tls).yaml()), certs)
 }
 
 fn tls_connect(
@@ -231,7 +234,7 @@ fn https_upstreams_verify_certificates_by_default() {
     assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_unavailable"), "an untrusted certificate is refused by default");
     assert_eq!(up.hits(), 0);
 
-    let trusting = TestGateway::start(&seed_config(&url).replace("read_timeout_ms: 1000 }", "read_timeout_ms: 1000, tls_verify: false }"));
+    let trusting = TestGateway::start(&Config::seed(&url).set("upstreams.app.tls_verify", "false").yaml());
     let r = trusting.get("/public/x").send();
     assert_eq!(r.status, 200, "HTTPS to the upstream works when verification is switched off");
     assert_eq!(up.hits(), 1);

@@ -1,4 +1,5 @@
 //! Prometheus metrics on the admin listener.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
 

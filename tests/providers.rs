@@ -1,4 +1,5 @@
 //! LLM provider routing: key injection, failover, health, streaming, two instances.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
 
@@ -11,10 +12,10 @@ use std::time::{Duration, Instant};
 const KEYS: [(&str, &str); 2] = [("P1_KEY", "sk-p1-secret-key"), ("P2_KEY", "sk-p2-secret-key")];
 
 fn llm_section(p1: &str, p2: &str, p3: &str, extra: &str) -> String {
-    llm_section_probing(p1, p2, p3, extra, "")
+    llm_section_probing(p1, p2, p3, extra, "", 1)
 }
 
-fn llm_section_probing(p1: &str, p2: &str, p3: &str, extra: &str, p1_extra: &str) -> String {
+fn llm_section_probing(p1: &str, p2: &str, p3: &str, extra: &str, p1_extra: &str, unhealthy_seconds: u64) -> String {
     format!(
         "  - {{ name: llm, path: \"/v1/**\", methods: [POST, GET], require_role: user, chain: llm }}
 providers:
@@ -23,7 +24,7 @@ providers:
   p3: {{ url: \"{p3}\", read_timeout_ms: 800 }}
 provider_chains:
   llm: {{ primary: p1, fallbacks: [p2, p3]{extra} }}
-health: {{ failure_threshold: 3, unhealthy_seconds: 1, degraded_latency_ms: 2000 }}
+health: {{ failure_threshold: 3, unhealthy_seconds: {unhealthy_seconds}, degraded_latency_ms: 2000 }}
 "
     )
 }
@@ -42,7 +43,7 @@ fn world_probing(chain_extra: &str, p1_extra: &str) -> World {
     let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
     let app = MockUpstream::start();
     let config =
-        format!("{}{}", seed_config(&app.url()), llm_section_probing(&p[0].url(), &p[1].url(), &p[2].url(), chain_extra, p1_extra));
+        format!("{}{}", seed_config(&app.url()), llm_section_probing(&p[0].url(), &p[1].url(), &p[2].url(), chain_extra, p1_extra, 1));
     let gw = TestGateway::start_with_env(&config, &KEYS);
     let token = gw.token("u1", "user");
     std::mem::forget(app);
@@ -190,8 +191,7 @@ fn an_unhealthy_provider_is_skipped_until_its_period_ends_then_one_success_heals
     assert_eq!(w.p[0].hits(), hits, "skipped while unhealthy");
     // unhealthy_seconds is 1 here: then p1 is tried again (half-open) and one success heals it.
     w.p[0].set_behavior(Behavior::Ok);
-    std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(World::provider_of(&w.chat()), "p1");
+    assert_eventually!(World::provider_of(&w.chat()) == "p1", "p1 is tried again once its unhealthy second is over");
     assert_eq!(w.gw.metric(r#"portcullis_provider_health{provider="p1",status="healthy"}"#), Some(1.0));
 }
 
@@ -305,14 +305,13 @@ fn killing_the_primary_under_load_costs_no_client_error_and_it_recovers() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eventually!(ok.load(Ordering::Relaxed) > 0, "load is running");
     let p1_port = w.p[0].port;
     let killed = std::mem::replace(&mut w.p[0], MockUpstream::start());
     drop(killed);
     assert_eventually!(gw.metric(r#"portcullis_provider_health{provider="p1",status="unhealthy"}"#) == Some(1.0), "p1 becomes unhealthy");
     let p2_before = w.p[1].hits();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(w.p[1].hits() > p2_before, "traffic shifted to p2");
+    assert_eventually!(w.p[1].hits() > p2_before, "traffic shifted to p2");
     // Bring p1 back on its address; after the unhealthy period the next probe heals it.
     let back = MockUpstream::start_on(p1_port).named("p1");
     assert_eventually!(gw.metric(r#"portcullis_provider_health{provider="p1",status="healthy"}"#) == Some(1.0), "p1 is healthy again");
@@ -334,7 +333,7 @@ fn two_instances_learn_of_each_others_failures_within_a_second() {
     let config = format!(
         "{}{}",
         seed_config_with_store(&app.url(), &redis_store(&redis.url())),
-        llm_section(&p[0].url(), &p[1].url(), &p[2].url(), "").replace("unhealthy_seconds: 1", "unhealthy_seconds: 60")
+        llm_section_probing(&p[0].url(), &p[1].url(), &p[2].url(), "", "", 60)
     );
     let a = TestGateway::start_with_env(&config, &KEYS);
     let b = TestGateway::start_with_env(&config, &KEYS);
@@ -370,9 +369,14 @@ health: {{ failure_threshold: 2, unhealthy_seconds: 60 }}
     let config = format!("{}{}", seed_config_with_store(&app.url(), &redis_store(&redis.url())), section);
     let a = TestGateway::start(&config);
     let _b = TestGateway::start(&config);
-    std::thread::sleep(Duration::from_millis(3500));
-    let probes = p1.hits_on("/v1/models");
-    assert!((2..=5).contains(&probes), "one probe per interval across both instances, not one each: {probes}");
+    let probes = || p1.hits_on("/v1/models");
+    assert_eventually!(probes() >= 1, "probes run");
+    let first = Instant::now();
+    assert_eventually!(probes() >= 5, "probes go on");
+    // One probe per interval across both instances: four more take about 4 s (one each would
+    // take about 2 s).
+    let span = first.elapsed().as_secs_f64();
+    assert!(span >= 2.5, "one probe per interval across both instances, not one each: 4 probes in {span:.1} s");
     assert!(p1.seen().iter().all(|s| s.method == "GET"), "probes are cheap GETs, never completions");
     p1.set_path_behavior("/v1/models", Behavior::Status(500, None));
     assert_eventually!(

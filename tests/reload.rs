@@ -1,6 +1,9 @@
 //! Hot reload of gateway.yaml under load, refusal of a broken file, and graceful shutdown.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
+
+use common::config::Config;
 
 use common::{seed_config, MockUpstream, TestGateway};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,13 +37,14 @@ fn a_changed_permission_matrix_takes_effect_under_load_without_a_failed_request(
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eventually!(ok.load(Ordering::Relaxed) > 0, "load is running");
     gw.rewrite_config(|t| t.replacen(VIEWER_READS, VIEWER_NOTHING, 1));
     gw.signal("HUP");
     let reloaded_at = Instant::now();
     let took_effect = common::eventually(Duration::from_secs(5), || gw.get("/projects/1").bearer(&viewer).send().status == 403);
     let effect_delay = reloaded_at.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
+    let denied_now = denied.load(Ordering::Relaxed);
+    assert_eventually!(denied.load(Ordering::Relaxed) > denied_now, "load goes on under the new rule");
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -83,15 +87,14 @@ fn a_file_change_alone_reloads_and_restart_only_settings_are_reported() {
 fn sigterm_drains_in_flight_requests_and_exits_0() {
     let up = MockUpstream::start();
     let config =
-        seed_config(&up.url()).replace("threads: 2", "threads: 2\n  grace_period_seconds: 2\n  graceful_shutdown_timeout_seconds: 2");
+        Config::seed(&up.url()).set("server.grace_period_seconds", "2").set("server.graceful_shutdown_timeout_seconds", "2").yaml();
     let mut gw = TestGateway::start(&config);
     up.set_delay(Duration::from_millis(800));
     let addr = gw.addr;
     let in_flight = std::thread::spawn(move || common::Request::new(addr, "GET", "/public/slow").send().status);
-    std::thread::sleep(Duration::from_millis(200));
+    assert_eventually!(up.hits() == 1, "the slow request reached the upstream");
     gw.signal("TERM");
     assert_eq!(in_flight.join().unwrap(), 200, "the in-flight request finished");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(std::net::TcpStream::connect(addr).is_err(), "no new connections are accepted while draining");
+    assert_eventually!(std::net::TcpStream::connect(addr).is_err(), "no new connections are accepted while draining");
     assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
 }

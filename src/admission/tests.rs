@@ -1,6 +1,7 @@
 use super::*;
-use crate::auth::tokens::{unix_now, TokenSpec};
+use crate::auth::tokens::TokenSpec;
 use crate::config::tests::seed_config;
+use crate::policy::{Endpoint, Target};
 use std::time::Duration;
 
 struct Fixture {
@@ -37,9 +38,9 @@ impl Fixture {
     ) -> Result<(String, Option<Identity>), (u16, &'static str, &'static str)> {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         match admit(&self.policy, &self.tokens, &self.revoked, &m, path, auth.as_deref().map(str::as_bytes)) {
-            Ok(Destination::Upstream(a)) => Ok((a.route.name.clone(), a.identity.map(|i| (*i).clone()))),
-            Ok(Destination::Api(p)) => Ok((format!("api:{p}"), None)),
-            Err(r) => Err((r.status, r.code, r.reason)),
+            Ok(a) if matches!(a.route.target, Target::Gateway(_)) => Ok((format!("api:{}", a.path), a.identity.map(|i| (*i).clone()))),
+            Ok(a) => Ok((a.route.name.clone(), a.identity.map(|i| (*i).clone()))),
+            Err(r) => Err((r.reject.status, r.reject.code, r.reject.reason)),
         }
     }
 }
@@ -111,7 +112,7 @@ fn token_problems_are_401_with_a_reason() {
         ttl: Some(Duration::from_secs(1)),
         jti: None,
     };
-    let expired = f.tokens.create_token_at(&spec, unix_now() - 100).unwrap();
+    let expired = f.tokens.create_token_at(&spec, crate::clock::unix_now() - 100).unwrap();
     assert_eq!(f.check("GET", "/profile", bearer(&expired)), Err((401, "invalid_token", "expired")));
 }
 
@@ -143,6 +144,30 @@ fn the_gateways_own_endpoints_are_recognized_after_normalization() {
     let f = fixture();
     assert_eq!(f.check("POST", "/auth/login", None), Ok(("api:/auth/login".into(), None)));
     assert_eq!(f.check("POST", "/x/../auth//login", None), Ok(("api:/auth/login".into(), None)));
-    assert_eq!(f.check("GET", "/admin/users/7", None), Ok(("api:/admin/users/7".into(), None)));
+    assert_eq!(f.check("GET", "/admin/users/7", None).map_err(|e| e.0), Err(401), "admin endpoints need a token");
+    let admin = bearer(&f.token("admin"));
+    assert_eq!(f.check("GET", "/admin//users/./7", admin).map(|(r, _)| r), Ok("api:/admin/users/7".into()));
     assert_eq!(f.check("POST", "/admin/settings", None).map_err(|e| e.0), Err(401));
+}
+
+#[test]
+fn the_gateways_own_endpoints_are_admitted_like_any_route() {
+    let f = fixture();
+    // A token problem on an endpoint is the same 401 as on a proxied route.
+    assert_eq!(f.check("POST", "/auth/logout", None), Err((401, "missing_token", "missing")));
+    assert_eq!(f.check("GET", "/auth/me", bearer("not.a.jwt")), Err((401, "invalid_token", "malformed")));
+    let revoked = f.tokens.create_access_token("u1", "admin", "revoked-session").unwrap();
+    assert_eq!(f.check("GET", "/auth/me", bearer(&revoked)), Err((401, "invalid_token", "revoked")));
+    // Any verified caller may use /auth; /admin needs the admin role.
+    let (_, who) = f.check("GET", "/auth/me", bearer(&f.token("guest"))).unwrap();
+    assert_eq!(who.map(|i| i.role), Some(Some("guest".into())));
+    assert_eq!(f.check("GET", "/admin/users", bearer(&f.token("user"))), Err((403, "forbidden", "insufficient_role")));
+    assert!(f.check("GET", "/admin/users", bearer(&f.token("admin"))).is_ok());
+    // A refusal after authentication says who was refused and on which route.
+    let m = Method::GET;
+    let refused = admit(&f.policy, &f.tokens, &f.revoked, &m, "/admin/providers", bearer(&f.token("user")).as_deref().map(str::as_bytes))
+        .unwrap_err();
+    assert_eq!(refused.identity.map(|i| i.user_id.clone()), Some("u1".into()));
+    let route = refused.route.and_then(|id| f.policy.get(id)).map(|r| r.target.clone());
+    assert_eq!(route, Some(Target::Gateway(Endpoint::Providers)));
 }

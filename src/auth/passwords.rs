@@ -77,7 +77,7 @@ impl Passwords {
     pub fn new(s: &PasswordSettings) -> Result<Self, PasswordError> {
         let params = Params::new(s.memory_kib, s.iterations, s.parallelism, None).map_err(|_| PasswordError::Internal)?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = hash_with(&argon, &crate::auth::tokens::new_id())?;
+        let dummy_hash = hash_with(&argon, &crate::ids::new_id())?;
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let threads = s.max_concurrent.max(1);
@@ -184,6 +184,7 @@ fn hashing_thread(queue: &Mutex<Receiver<Job>>) {
 /// SCHED_IDLE (and nice 19, where that is refused) for the calling thread only: Linux
 /// schedules threads separately. Lowering needs no privilege.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // two libc calls on the calling thread; see SAFETY below
 fn lower_own_priority() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: syscalls on the calling thread (id 0 / its own tid); `param` outlives the call.
@@ -283,6 +284,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
+    #[allow(unsafe_code)] // reads the scheduling policy through libc
     async fn hashing_threads_run_at_idle_priority_and_callers_do_not() {
         let p = Passwords::new(&cheap()).unwrap();
         // SAFETY: reads the calling thread's own scheduling policy.

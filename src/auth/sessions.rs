@@ -17,8 +17,9 @@ use std::time::Duration;
 /// ~5x more, and these keys are server-issued session ids).
 type FastHash = foldhash::fast::RandomState;
 
+use crate::clock::unix_now;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{SessionStore, StoreError};
 
 /// What proxied requests do when the store cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +150,7 @@ impl Activity {
 
 /// The long-lived session machinery shared by the proxy, the /auth endpoints and the sync task.
 pub struct Sessions {
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn SessionStore>,
     pub revocations: Revocations,
     pub activity: Activity,
     pub settings: SessionSettings,
@@ -166,7 +167,7 @@ pub enum SessionVeto {
 
 impl Sessions {
     /// Session machinery over `store`.
-    pub fn new(store: Arc<dyn Store>, settings: SessionSettings) -> Self {
+    pub fn new(store: Arc<dyn SessionStore>, settings: SessionSettings) -> Self {
         // A shared store is not ready until the sync task has reached it once.
         let healthy = AtomicBool::new(store.is_local());
         Sessions { store, revocations: Revocations::default(), activity: Activity::default(), settings, healthy, metrics: None }
@@ -183,11 +184,14 @@ impl Sessions {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Marks the store's health (the sync task, and callers that saw it fail).
+    /// The session store (for the endpoints that read and write sessions).
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
+    /// Marks the store's health (the sync task, and callers that saw it fail). Counting the
+    /// failure is the caller's: each failure is counted once, under the operation that saw it.
     pub fn set_store_healthy(&self, healthy: bool) {
-        if let (false, Some(m)) = (healthy, &self.metrics) {
-            m.store_error("sync");
-        }
         let was = self.healthy.swap(healthy, Ordering::Relaxed);
         if was != healthy {
             if healthy {
@@ -196,6 +200,14 @@ impl Sessions {
                 tracing::warn!("store unreachable: serving on the last known revocation view");
             }
         }
+    }
+
+    /// A failure seen by the background sync: counted as `sync`, and the store marked down.
+    fn sync_failed(&self) {
+        if let Some(m) = &self.metrics {
+            m.store_error("sync");
+        }
+        self.set_store_healthy(false);
     }
 
     /// The hot-path check for a proxied request's session: local only, never the store.
@@ -253,7 +265,7 @@ impl Sessions {
         self.store.prepare();
         let mut backoff = Duration::from_millis(100);
         loop {
-            let now = crate::auth::tokens::unix_now;
+            let now = unix_now;
             match self.store.watch_revocations().await {
                 Ok(mut notices) => {
                     match self.reconcile(now()).await {
@@ -261,7 +273,7 @@ impl Sessions {
                             self.set_store_healthy(true);
                             backoff = Duration::from_millis(100);
                         }
-                        Err(_) => self.set_store_healthy(false),
+                        Err(_) => self.sync_failed(),
                     }
                     // Check often while unhealthy so recovery is noticed quickly; otherwise
                     // sync every `reconcile_every`.
@@ -283,7 +295,10 @@ impl Sessions {
                                     Ok(()) => self.reconcile(now()).await,
                                     Err(e) => Err(e),
                                 };
-                                self.set_store_healthy(result.is_ok());
+                                match result {
+                                    Ok(()) => self.set_store_healthy(true),
+                                    Err(_) => self.sync_failed(),
+                                }
                             }
                             _ = shutdown.changed() => {
                                 let _ = self.flush_activity().await;
@@ -291,10 +306,10 @@ impl Sessions {
                             }
                         }
                     }
-                    self.set_store_healthy(false);
+                    self.sync_failed();
                 }
                 Err(e) => {
-                    self.set_store_healthy(false);
+                    self.sync_failed();
                     tracing::debug!(error = %e, "store subscription failed; retrying");
                 }
             }
@@ -339,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn deny_mode_refuses_while_the_store_is_down() {
-        let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::new());
+        let store: Arc<dyn SessionStore> = Arc::new(crate::store::memory::MemoryStore::new());
         let s = Sessions::new(store, SessionSettings { on_store_outage: OutageMode::Deny, ..Default::default() });
         assert_eq!(s.check("x", 1), Ok(()));
         s.set_store_healthy(false);

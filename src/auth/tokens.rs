@@ -7,10 +7,27 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use thiserror::Error;
 
-use crate::config::TokenSettings;
+use crate::clock::unix_now;
+use crate::ids::new_id;
+use crate::secret::Secret;
+use jsonwebtoken::Algorithm;
+
+/// Token signing and verification settings (`tokens:` in gateway.yaml) (environment overrides already applied).
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub secret: Secret,
+    pub algorithm: Algorithm,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub leeway_seconds: u64,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Entries in the verified-access-token cache (0: off).
+    pub verify_cache_size: usize,
+}
 
 /// Which kind of token a JWT is (its `type` claim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +101,10 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// Every reason a presented token is refused for (`signing` is the gateway's own failure).
+    pub const REASONS: [&'static str; 7] =
+        ["missing", "malformed", "bad_algorithm", "bad_signature", "expired", "wrong_type", "invalid_claims"];
+
     /// A stable reason for audit events and metrics labels.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -117,13 +138,7 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
     }
 }
 
-/// The verified caller of a request: who an access token speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: String,
-    pub role: Option<String>,
-    pub session_id: String,
-}
+pub use crate::policy::Identity;
 
 impl Identity {
     /// The identity an access token's claims name. Its values become upstream request headers,
@@ -191,16 +206,6 @@ pub struct TokenManager {
     /// Verified access tokens by their exact bytes (None when `tokens.verify_cache_size` is 0).
     /// Lives and dies with this manager, so a new secret or new claim rules start empty.
     verified: Option<quick_cache::sync::Cache<Box<str>, Verified>>,
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// A new random identifier for a token (`jti`) or a session (`sid`).
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl TokenManager {

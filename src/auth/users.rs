@@ -3,7 +3,14 @@
 
 use serde::Serialize;
 
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{StoreError, UserRecord, UserStore};
+
+/// Users from the users file, and the role that may manage users.
+#[derive(Debug, Clone)]
+pub struct UserSettings {
+    pub file_users: Vec<FileUser>,
+    pub admin_role: String,
+}
 
 /// A user from the users file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +79,7 @@ impl UserDirectory {
     }
 
     /// A user by email (case-insensitive).
-    pub async fn by_email(&self, store: &dyn Store, email: &str) -> Result<Option<User>, StoreError> {
+    pub async fn by_email(&self, store: &dyn UserStore, email: &str) -> Result<Option<User>, StoreError> {
         if let Some(f) = self.file.iter().find(|u| u.email.eq_ignore_ascii_case(email)) {
             return Ok(Some(f.into()));
         }
@@ -80,7 +87,7 @@ impl UserDirectory {
     }
 
     /// A user by id.
-    pub async fn by_id(&self, store: &dyn Store, id: &str) -> Result<Option<User>, StoreError> {
+    pub async fn by_id(&self, store: &dyn UserStore, id: &str) -> Result<Option<User>, StoreError> {
         if let Some(f) = self.file.iter().find(|u| u.id == id) {
             return Ok(Some(f.into()));
         }
@@ -88,7 +95,7 @@ impl UserDirectory {
     }
 
     /// Every user: the file's, then the store's.
-    pub async fn all(&self, store: &dyn Store) -> Result<Vec<User>, StoreError> {
+    pub async fn all(&self, store: &dyn UserStore) -> Result<Vec<User>, StoreError> {
         let mut all: Vec<User> = self.file.iter().map(User::from).collect();
         all.extend(store.users().await?.into_iter().map(User::from).filter(|u| !self.file.iter().any(|f| f.id == u.id)));
         Ok(all)

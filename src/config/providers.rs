@@ -1,62 +1,15 @@
 //! Lowering of `providers`, `provider_chains` and `health`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{RawAuth, RawChain, RawHealth, RawProvider};
-use super::{did_you_mean, Problem, Secret, Where};
+use super::{did_you_mean, problem, Problem};
 use crate::providers::health::{Order, Rules};
+use crate::providers::{Chain, HealthCheck, Provider, ProviderAuth};
+use crate::secret::Secret;
 
-/// How the provider's key is sent.
-#[derive(Debug, Clone)]
-pub enum ProviderAuth {
-    None,
-    Bearer(Secret),
-    Header(String, Secret),
-}
-
-/// An active health probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    pub path: String,
-    pub method: http::Method,
-    pub interval: Duration,
-    pub timeout: Duration,
-}
-
-/// An LLM provider.
-#[derive(Debug, Clone)]
-pub struct Provider {
-    pub name: String,
-    pub address: SocketAddr,
-    pub tls: bool,
-    /// `host[:port]` for the Host header; the host alone for SNI.
-    pub host_header: String,
-    pub sni: String,
-    pub verify_cert: bool,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub auth: ProviderAuth,
-    pub health_check: Option<HealthCheck>,
-}
-
-/// A fallback chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    pub name: String,
-    /// Indices into the config's providers, primary first.
-    pub providers: Vec<usize>,
-    pub order: Order,
-    pub failover_on: Vec<u16>,
-    pub max_retry_body_bytes: usize,
-}
-
-fn problem(p: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
-    p.push(Problem::new(Where::Value(path.into()), message));
-}
-
-pub fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
+pub(super) fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
     if raw.failure_threshold == 0 || raw.unhealthy_seconds == 0 {
         problem(p, "health", "`failure_threshold` and `unhealthy_seconds` must be at least 1");
     }
@@ -67,13 +20,17 @@ pub fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
     }
 }
 
-pub fn providers(raw: &BTreeMap<String, RawProvider>, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<Option<Provider>> {
+pub(super) fn providers(
+    raw: &BTreeMap<String, RawProvider>,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Vec<Problem>,
+) -> Vec<Option<Provider>> {
     raw.iter().map(|(name, r)| provider(name, r, env, p)).collect()
 }
 
 fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<Provider> {
     let at = |k: &str| format!("providers.{name}.{k}");
-    let target = super::validate::parse_url(&r.url, &at("url"), p)?;
+    let target = super::upstreams::parse_url(&r.url, &at("url"), p)?;
     let wants_key = !matches!(&r.auth, Some(RawAuth::Kind(k)) if k == "none") && (r.auth.is_some() || r.api_key_env.is_some());
     let key = if wants_key {
         match &r.api_key_env {
@@ -143,7 +100,7 @@ fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p
     })
 }
 
-pub fn chains(raw: &BTreeMap<String, RawChain>, provider_names: &[&str], p: &mut Vec<Problem>) -> Vec<Chain> {
+pub(super) fn chains(raw: &BTreeMap<String, RawChain>, provider_names: &[&str], p: &mut Vec<Problem>) -> Vec<Chain> {
     let mut out = Vec::new();
     for (name, c) in raw {
         let at = |k: &str| format!("provider_chains.{name}.{k}");

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 pub(crate) const SEED: &str = r#"
 server:  { listen: "127.0.0.1:8080", admin_listen: "127.0.0.1:9901", threads: 2 }
@@ -220,8 +221,6 @@ fn tls_files_and_chain_members_must_exist() {
 
 #[test]
 fn redis_urls_are_printed_without_credentials() {
-    assert_eq!(redact_url("redis://user:hunter2@10.0.0.1:6379/0"), "redis://<redacted>@10.0.0.1:6379/0");
-    assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     let printed = format!("{:?}", StoreSettings::Redis { url: "redis://:hunter2@h:1".into(), key_prefix: "p:".into() });
     assert!(!printed.contains("hunter2"), "{printed}");
 }

@@ -11,16 +11,23 @@ use std::time::Duration;
 
 use super::health::{Rules, State, Status};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{ProviderStore, StoreError};
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    crate::ratelimit::now_ms()
+use crate::clock::now_ms;
+
+/// A state as the store keeps it (JSON; the store compares only its `version`).
+fn encode(s: &State) -> Result<String, StoreError> {
+    serde_json::to_string(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A state from the store; unreadable JSON (another version's, or damage) counts as never seen.
+fn decode(json: Option<String>) -> Option<State> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
 }
 
 /// Shared provider health.
 pub struct Tracker {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ProviderStore>,
     states: ArcSwap<HashMap<String, State>>,
     rules: ArcSwap<Rules>,
     metrics: Option<Arc<Metrics>>,
@@ -28,7 +35,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker over `store`.
-    pub fn new(store: Arc<dyn Store>, rules: Rules, metrics: Option<Arc<Metrics>>) -> Self {
+    pub fn new(store: Arc<dyn ProviderStore>, rules: Rules, metrics: Option<Arc<Metrics>>) -> Self {
         Tracker { store, states: ArcSwap::from_pointee(HashMap::new()), rules: ArcSwap::from_pointee(rules), metrics }
     }
 
@@ -98,11 +105,11 @@ impl Tracker {
     async fn store_update(&self, name: &str, change: &(dyn Fn(&mut State, &Rules, u64) + Sync)) -> Result<State, StoreError> {
         let rules = self.rules();
         for _ in 0..5 {
-            let current = self.store.provider_state(name).await?.unwrap_or_default();
+            let current = decode(self.store.provider_state(name).await?).unwrap_or_default();
             let mut next = current.clone();
             change(&mut next, &rules, now_ms());
             next.version = current.version + 1;
-            if self.store.provider_cas(name, current.version, &next).await? {
+            if self.store.provider_cas(name, current.version, &encode(&next)?).await? {
                 self.set_local(name, next.clone(), true);
                 return Ok(next);
             }
@@ -127,7 +134,7 @@ impl Tracker {
     pub async fn refresh(&self, names: &[String]) -> Result<(), StoreError> {
         let states = self.store.provider_states(names).await?;
         for (name, state) in names.iter().zip(states) {
-            match state {
+            match decode(state) {
                 Some(s) => self.set_local(name, s, false),
                 None => self.publish_metrics(name, &self.state(name)),
             }
@@ -182,7 +189,7 @@ mod tests {
 
     #[tokio::test]
     async fn updates_land_locally_and_in_the_store_and_refresh_brings_them_back() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ProviderStore> = Arc::new(MemoryStore::new());
         let a = Tracker::new(store.clone(), Rules::default(), None);
         let b = Tracker::new(store.clone(), Rules::default(), None);
         for _ in 0..3 {

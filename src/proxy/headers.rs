@@ -1,4 +1,6 @@
-//! Header policy for what goes upstream and what goes back to the client.
+//! Header policy for what goes upstream and what goes back to the client: the forwarding
+//! rewrite of upstream requests, and [`finish`], the one function that finishes the headers of
+//! every response (upstream, provider chain or the gateway's own).
 //!
 //! Pingora keeps, beside each message's header map, a second map with every header name's
 //! original spelling, and each insert or remove through its API updates both and parses the
@@ -6,13 +8,24 @@
 //! instead and writes header names in canonical case (standard names in Title-Case, others in
 //! lower case), as Envoy and HAProxy do: header names are case-insensitive (RFC 9110, 5.1).
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST, STRICT_TRANSPORT_SECURITY, VARY};
 use http::{request, response};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 
+use super::upstream::Upstream;
 use crate::admission::Identity;
-use crate::config::Upstream;
+use crate::cors::CorsPolicy;
+
+/// Headers the gateway adds to every response that lacks them (the upstream's own values win).
+pub const SECURITY_HEADERS: [(HeaderName, HeaderValue); 3] = [
+    (HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff")),
+    (HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY")),
+    (HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer")),
+];
+
+/// `Strict-Transport-Security` for responses served over TLS.
+pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
@@ -48,6 +61,11 @@ pub fn authorization(req: &RequestHeader) -> Option<&[u8]> {
     }
 }
 
+/// The request's declared body length (the guard has already refused anything but one number).
+pub fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 /// A header value from text the gateway holds (ids, names, addresses).
 pub fn value(s: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(s).or_err(ErrorType::InvalidHTTPHeader, "a header value the gateway writes is not valid")
@@ -79,6 +97,47 @@ pub fn edit_response<T>(resp: &mut ResponseHeader, edit: impl FnOnce(&mut respon
         let _ = resp.set_reason_phrase(reason.as_deref());
     }
     out
+}
+
+/// What a response is finished with.
+#[derive(Clone, Copy)]
+pub struct Finish<'a> {
+    pub request_id: &'a str,
+    /// Add the security headers (and HSTS over TLS) where the response has none of its own.
+    pub harden: bool,
+    /// Served over TLS.
+    pub tls: bool,
+    /// The CORS policy and the request's Origin, when CORS is configured.
+    pub cors: Option<(&'a CorsPolicy, Option<&'a str>)>,
+    /// RateLimit headers of the limits the request passed.
+    pub limits: &'a [(&'static str, String)],
+}
+
+/// Finishes a response's headers: the request id, the security headers and HSTS where absent,
+/// CORS for an allowed origin (`Vary` appended to the response's own), RateLimit headers.
+pub fn finish(h: &mut HeaderMap, f: &Finish<'_>) -> Result<()> {
+    h.reserve(8); // at most one rehash for everything set below
+    h.insert(X_REQUEST_ID, value(f.request_id)?);
+    if f.harden {
+        for (name, v) in &SECURITY_HEADERS {
+            if !h.contains_key(name) {
+                h.insert(name.clone(), v.clone());
+            }
+        }
+        if f.tls && !h.contains_key(STRICT_TRANSPORT_SECURITY) {
+            h.insert(STRICT_TRANSPORT_SECURITY, HSTS);
+        }
+    }
+    let cors = f.cors.map(|(policy, origin)| policy.response_headers(origin)).unwrap_or_default();
+    for (name, v) in cors.iter().chain(f.limits) {
+        let (name, v) = (HeaderName::from_static(name), value(v)?);
+        if name == VARY {
+            h.append(name, v); // keep the response's own Vary
+        } else {
+            h.insert(name, v);
+        }
+    }
+    Ok(())
 }
 
 /// What the upstream request is rewritten with.
@@ -226,6 +285,40 @@ mod tests {
         assert_eq!((resp.status.as_u16(), resp.get_reason_phrase()), (299, Some("Fine")));
         assert_eq!(resp.headers.get("x-up").unwrap(), "1");
         assert_eq!(resp.headers.get("x-request-id").unwrap(), "r");
+    }
+
+    #[test]
+    fn every_response_is_finished_the_same_way() {
+        let cors = CorsPolicy {
+            origins: vec!["https://app.example.com".into()],
+            methods: vec!["GET".into()],
+            headers: vec![],
+            credentials: false,
+            max_age_seconds: 60,
+        };
+        let limits = [("ratelimit", "\"api_user\";r=2;t=9".to_string())];
+        let f =
+            Finish { request_id: "rid", harden: true, tls: true, cors: Some((&cors, Some("https://app.example.com"))), limits: &limits };
+        let mut h = HeaderMap::new();
+        h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+        h.insert(VARY, HeaderValue::from_static("Accept"));
+        finish(&mut h, &f).unwrap();
+        assert_eq!(h.get("x-request-id").unwrap(), "rid");
+        assert_eq!(h.get("x-frame-options").unwrap(), "SAMEORIGIN", "the response's own value wins");
+        assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+        assert_eq!(h.get(STRICT_TRANSPORT_SECURITY).unwrap(), HSTS);
+        assert_eq!(h.get("access-control-allow-origin").unwrap(), "https://app.example.com");
+        assert_eq!(h.get_all(VARY).iter().collect::<Vec<_>>(), ["Accept", "Origin"]);
+        assert_eq!(h.get("ratelimit").unwrap(), "\"api_user\";r=2;t=9");
+
+        // Over plain HTTP there is no HSTS; an upstream that opts out gets no security headers.
+        let mut h = HeaderMap::new();
+        finish(&mut h, &Finish { harden: false, tls: false, cors: None, ..f }).unwrap();
+        assert!(h.get("x-content-type-options").is_none() && h.get(STRICT_TRANSPORT_SECURITY).is_none());
+        assert_eq!(h.get("x-request-id").unwrap(), "rid");
+        let mut h = HeaderMap::new();
+        finish(&mut h, &Finish { tls: false, ..f }).unwrap();
+        assert!(h.get(STRICT_TRANSPORT_SECURITY).is_none());
     }
 
     #[test]

@@ -1,40 +1,35 @@
-//! Upstream peers: one template per configured upstream, cloned per request (Pingora pools
-//! connections by peer, so every clone shares the keep-alive pool).
+//! Application upstreams: what gateway.yaml says of one, and its Pingora peer.
 
 use pingora::prelude::HttpPeer;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::Upstream;
+use crate::peer::{self, PeerSpec};
 
-/// Where and how to connect: the parts of an upstream or provider a peer is made of.
-pub struct PeerSpec<'a> {
-    pub address: std::net::SocketAddr,
+/// An application upstream (`upstreams:` in gateway.yaml).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub address: SocketAddr,
     pub tls: bool,
-    pub sni: &'a str,
+    /// The host name from the URL: SNI and certificate name for HTTPS, `Host` if rewritten.
+    pub host: String,
+    pub sni: String,
     pub verify_cert: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
-}
-
-/// A Pingora peer with timeouts and TLS verification set.
-pub fn build(spec: &PeerSpec<'_>) -> HttpPeer {
-    let mut peer = HttpPeer::new(spec.address, spec.tls, spec.sni.to_string());
-    let o = &mut peer.options;
-    o.connection_timeout = Some(spec.connect_timeout);
-    o.total_connection_timeout = Some(spec.connect_timeout * 2);
-    o.read_timeout = Some(spec.read_timeout);
-    o.write_timeout = Some(spec.write_timeout);
-    o.idle_timeout = Some(spec.idle_timeout);
-    o.verify_cert = spec.verify_cert;
-    o.verify_hostname = spec.verify_cert;
-    peer
+    pub forward_authorization: bool,
+    /// Send `Host: <upstream host>` instead of the client's.
+    pub rewrite_host: Option<String>,
+    /// Add the gateway's security headers to responses that lack them.
+    pub security_headers: bool,
 }
 
 /// The Pingora peer for an upstream.
 pub fn peer(up: &Upstream) -> HttpPeer {
-    build(&PeerSpec {
+    peer::build(&PeerSpec {
         address: up.address,
         tls: up.tls,
         sni: &up.sni,

@@ -7,10 +7,12 @@ use std::sync::Mutex;
 
 use futures_util::StreamExt;
 
-use crate::providers::health::State as ProviderState;
-use crate::ratelimit::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
+use crate::clock::{now_ms, unix_now};
+use crate::limits::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
-use super::{RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
+use super::{
+    Backend, LimitStore, ProviderStore, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -22,7 +24,8 @@ struct Inner {
     lockouts: HashMap<String, (LockoutState, u64 /* keep until, unix s */)>,
     /// Sliding-window totals by "key:window" (and when they stop mattering, ms).
     windows: HashMap<String, (u64, u64)>,
-    providers: HashMap<String, ProviderState>,
+    /// Provider states: (version, JSON).
+    providers: HashMap<String, (u64, String)>,
     locks: HashMap<String, u64>,
 }
 
@@ -49,16 +52,25 @@ fn live(entry: &(SessionRecord, u64), now: u64) -> bool {
     now < entry.1 && now < entry.0.expires_at
 }
 
-fn unix_now() -> u64 {
-    crate::auth::tokens::unix_now()
+/// The `version` of a provider state's JSON (what the compare-and-set compares).
+fn json_version(json: &str) -> Result<u64, StoreError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(v.get("version").and_then(serde_json::Value::as_u64).unwrap_or(0))
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Backend for MemoryStore {
     fn is_local(&self) -> bool {
         true
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(self.lock().users.get(id).cloned())
     }
@@ -89,7 +101,10 @@ impl Store for MemoryStore {
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.lock().users.remove(id).is_some())
     }
+}
 
+#[async_trait]
+impl SessionStore for MemoryStore {
     async fn create_session(&self, session: &SessionRecord, idle_seconds: u64, now: u64) -> Result<(), StoreError> {
         let mut inner = self.lock();
         // Expired sessions are dropped here so the map never grows without bound.
@@ -160,10 +175,14 @@ impl Store for MemoryStore {
         Ok(self.lock().revoked.iter().filter(|(_, u)| **u > now).map(|(k, u)| (k.clone(), *u)).collect())
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
+    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
+        // One process: revocations reach the local view directly, nothing is ever announced.
+        Ok(futures_util::stream::pending().boxed())
     }
+}
 
+#[async_trait]
+impl LimitStore for MemoryStore {
     async fn rate_limit(&self, key: &str, limit: Limit, now_ms: u64) -> Result<Decision, StoreError> {
         let mut inner = self.lock();
         if inner.tats.len() > 10_000 {
@@ -196,39 +215,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn provider_state(&self, name: &str) -> Result<Option<ProviderState>, StoreError> {
-        Ok(self.lock().providers.get(name).cloned())
-    }
-
-    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<ProviderState>>, StoreError> {
-        let inner = self.lock();
-        Ok(names.iter().map(|n| inner.providers.get(n).cloned()).collect())
-    }
-
-    async fn provider_cas(&self, name: &str, expected: u64, next: &ProviderState) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        let current = inner.providers.get(name).map_or(0, |s| s.version);
-        if current != expected {
-            return Ok(false);
-        }
-        inner.providers.insert(name.to_string(), next.clone());
-        Ok(true)
-    }
-
-    async fn try_lock(&self, key: &str, _owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let now = crate::ratelimit::now_ms();
-        let mut inner = self.lock();
-        if inner.locks.get(key).is_some_and(|until| *until > now) {
-            return Ok(false);
-        }
-        inner.locks.insert(key.to_string(), now + ttl_ms);
-        Ok(true)
-    }
-
-    async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
-        Ok(futures_util::stream::pending().boxed())
-    }
-
     async fn heartbeat(&self, _instance: &str, _now_ms: u64, _ttl_ms: u64) -> Result<u64, StoreError> {
         Ok(1)
     }
@@ -251,9 +237,37 @@ impl Store for MemoryStore {
             })
             .collect())
     }
+}
 
-    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
-        // One process: revocations reach the local view directly, nothing is ever announced.
+#[async_trait]
+impl ProviderStore for MemoryStore {
+    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let inner = self.lock();
+        Ok(names.iter().map(|n| inner.providers.get(n).map(|(_, json)| json.clone())).collect())
+    }
+
+    async fn provider_cas(&self, name: &str, expected: u64, next: &str) -> Result<bool, StoreError> {
+        let version = json_version(next)?;
+        let mut inner = self.lock();
+        let current = inner.providers.get(name).map_or(0, |(v, _)| *v);
+        if current != expected {
+            return Ok(false);
+        }
+        inner.providers.insert(name.to_string(), (version, next.to_string()));
+        Ok(true)
+    }
+
+    async fn try_lock(&self, key: &str, _owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        if inner.locks.get(key).is_some_and(|until| *until > now) {
+            return Ok(false);
+        }
+        inner.locks.insert(key.to_string(), now + ttl_ms);
+        Ok(true)
+    }
+
+    async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
         Ok(futures_util::stream::pending().boxed())
     }
 }

@@ -32,112 +32,22 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::providers::health::State as ProviderState;
-use crate::ratelimit::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
+use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
-use super::{session_ttl, RevocationNotices, Rotation, SessionRecord, Store, StoreError, UserRecord};
+use super::{
+    session_ttl, Backend, LimitStore, ProviderStore, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError, UserRecord,
+    UserStore,
+};
 
-const CREATE_USER: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
-redis.call('HSET', KEYS[2], 'id', ARGV[1], 'email', ARGV[2], 'role', ARGV[3], 'password_hash', ARGV[4], 'created_at', ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[1])
-return 1
-";
-
-const ROTATE: &str = r"
-local cur = redis.call('HGET', KEYS[1], 'refresh_jti')
-if not cur then return -1 end
-if cur ~= ARGV[1] then return 0 end
-local now = tonumber(ARGV[3])
-local exp = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
-if exp <= now then redis.call('DEL', KEYS[1]) return -1 end
-redis.call('HSET', KEYS[1], 'refresh_jti', ARGV[2], 'last_activity', ARGV[3])
-redis.call('EXPIRE', KEYS[1], math.max(1, math.min(now + tonumber(ARGV[4]), exp) - now))
-return 1
-";
-
-const TOUCH: &str = r"
-local now = tonumber(ARGV[1])
-local idle = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local at = tonumber(ARGV[i + 2])
-  local last = redis.call('HGET', key, 'last_activity')
-  if last and at > tonumber(last) then
-    local exp = tonumber(redis.call('HGET', key, 'expires_at'))
-    redis.call('HSET', key, 'last_activity', at)
-    redis.call('EXPIRE', key, math.max(1, math.min(at + idle, exp) - now))
-  end
-end
-return 1
-";
-
-const REVOKE: &str = r"
-local untl = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-for i = 4, #ARGV do
-  redis.call('ZADD', KEYS[1], untl, ARGV[i])
-  redis.call('DEL', KEYS[i - 2])
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then redis.call('EXPIRE', KEYS[1], math.max(1, math.ceil(tonumber(last[2]) - now))) end
-redis.call('PUBLISH', ARGV[3], ARGV[1] .. ' ' .. table.concat(ARGV, ' ', 4))
-return #ARGV - 3
-";
-
-// GCRA, the same arithmetic as `ratelimit::gcra`: ARGV now_ms, interval_ms, window_ms.
-// Returns {allowed, remaining, reset_seconds, retry_after_seconds}.
-const GCRA: &str = r"
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local requests = tonumber(ARGV[4])
-local tolerance = window - interval
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then
-  return {0, 0, math.ceil((tat - now) / 1000), math.max(1, math.ceil((allow_at - now) / 1000))}
-end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + tolerance + 1)
-local used = math.ceil((new_tat - now) / interval)
-local remaining = requests - used
-if remaining < 0 then remaining = 0 end
-return {1, remaining, math.ceil((new_tat - now) / 1000), 0}
-";
-
-// Lockout, the same rule as `LockoutPolicy::after_failure`: ARGV after_failures, base_seconds,
-// max_seconds, now. Returns {failures, lockouts, locked_until}.
-const LOGIN_FAILED: &str = r"
-local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') + 1
-local l = tonumber(redis.call('HGET', KEYS[1], 'lockouts') or '0')
-local u = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
-local now = tonumber(ARGV[4])
-if f >= tonumber(ARGV[1]) then
-  local secs = math.min(tonumber(ARGV[2]) * (2 ^ math.min(l, 32)), tonumber(ARGV[3]))
-  u = now + secs
-  l = l + 1
-  f = 0
-end
-redis.call('HSET', KEYS[1], 'failures', f, 'lockouts', l, 'locked_until', u)
-local keep = u - now
-if keep < 0 then keep = 0 end
-redis.call('EXPIRE', KEYS[1], keep + tonumber(ARGV[3]))
-return {f, l, u}
-";
-
-// Compare-and-set of a provider's JSON state on its version, then a notice to every instance.
-const PROVIDER_CAS: &str = r"
-local cur = redis.call('GET', KEYS[1])
-local v = 0
-if cur then v = cjson.decode(cur)['version'] or 0 end
-if v ~= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-";
+// The atomic operations, one Lua script each (src/store/lua/, loaded by SHA after the first
+// use). Each file says what its KEYS and ARGV are.
+const CREATE_USER: &str = include_str!("lua/create_user.lua");
+const ROTATE: &str = include_str!("lua/rotate_refresh.lua");
+const TOUCH: &str = include_str!("lua/touch_sessions.lua");
+const REVOKE: &str = include_str!("lua/revoke_sessions.lua");
+const GCRA: &str = include_str!("lua/gcra.lua");
+const LOGIN_FAILED: &str = include_str!("lua/login_failed.lua");
+const PROVIDER_CAS: &str = include_str!("lua/provider_cas.lua");
 
 /// How long a provider's state is kept after its last change.
 const PROVIDER_STATE_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -161,7 +71,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 fn now() -> u64 {
-    crate::auth::tokens::unix_now()
+    crate::clock::unix_now()
 }
 
 impl RedisStore {
@@ -267,7 +177,7 @@ fn parse_notice(payload: &str) -> Vec<(String, u64)> {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl Backend for RedisStore {
     fn prepare(&self) {
         if self.manager.get().is_some() {
             return;
@@ -285,6 +195,14 @@ impl Store for RedisStore {
         }
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserStore for RedisStore {
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         user_from(&self.hash(&self.key(&format!("user:{id}"))).await?)
     }
@@ -350,7 +268,10 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(true)
     }
+}
 
+#[async_trait]
+impl SessionStore for RedisStore {
     async fn create_session(&self, s: &SessionRecord, idle_seconds: u64, now: u64) -> Result<(), StoreError> {
         let key = self.key(&format!("session:{}", s.id));
         let index = self.key(&format!("user-sessions:{}", s.user_id));
@@ -469,11 +390,14 @@ impl Store for RedisStore {
         Ok(all.into_iter().map(|(id, until)| (id, until as u64)).collect())
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.con()?).await.map_err(unavailable)?;
-        Ok(())
+    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
+        let pubsub = self.subscribe("revocations").await?;
+        Ok(pubsub.into_on_message().map(|msg| parse_notice(&String::from_utf8_lossy(msg.get_payload_bytes()))).boxed())
     }
+}
 
+#[async_trait]
+impl LimitStore for RedisStore {
     async fn rate_limit(&self, key: &str, limit: Limit, now_ms: u64) -> Result<Decision, StoreError> {
         let interval = (limit.window_ms / limit.requests.max(1)).max(1);
         let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
@@ -519,53 +443,6 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn provider_state(&self, name: &str) -> Result<Option<ProviderState>, StoreError> {
-        Ok(self.provider_states(&[name.to_string()]).await?.pop().flatten())
-    }
-
-    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<ProviderState>>, StoreError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = names.iter().map(|n| self.key(&format!("provider:{n}"))).collect();
-        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.con()?).await.map_err(unavailable)?;
-        Ok(raw.into_iter().map(|r| r.and_then(|j| serde_json::from_str(&j).ok())).collect())
-    }
-
-    async fn provider_cas(&self, name: &str, expected: u64, next: &ProviderState) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let ok: i64 = self
-            .provider_cas
-            .key(self.key(&format!("provider:{name}")))
-            .arg(expected)
-            .arg(json)
-            .arg(PROVIDER_STATE_TTL_MS)
-            .arg(self.key("provider-health"))
-            .arg(name)
-            .invoke_async(&mut self.con()?)
-            .await
-            .map_err(unavailable)?;
-        Ok(ok == 1)
-    }
-
-    async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&format!("lock:{key}")))
-            .arg(owner)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut self.con()?)
-            .await
-            .map_err(unavailable)?;
-        Ok(set.is_some())
-    }
-
-    async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
-        let pubsub = self.subscribe("provider-health").await?;
-        Ok(pubsub.into_on_message().map(|msg| String::from_utf8_lossy(msg.get_payload_bytes()).into_owned()).boxed())
-    }
-
     async fn heartbeat(&self, instance: &str, now_ms: u64, ttl_ms: u64) -> Result<u64, StoreError> {
         let key = self.key("instances");
         let (n,): (u64,) = redis::pipe()
@@ -606,10 +483,49 @@ impl Store for RedisStore {
         let answers: Vec<(u64, Option<u64>)> = pipe.query_async(&mut self.con()?).await.map_err(unavailable)?;
         Ok(answers.into_iter().map(|(total, prev)| (total, prev.unwrap_or(0))).collect())
     }
+}
 
-    async fn watch_revocations(&self) -> Result<RevocationNotices, StoreError> {
-        let pubsub = self.subscribe("revocations").await?;
-        Ok(pubsub.into_on_message().map(|msg| parse_notice(&String::from_utf8_lossy(msg.get_payload_bytes()))).boxed())
+#[async_trait]
+impl ProviderStore for RedisStore {
+    async fn provider_states(&self, names: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = names.iter().map(|n| self.key(&format!("provider:{n}"))).collect();
+        redis::cmd("MGET").arg(&keys).query_async(&mut self.con()?).await.map_err(unavailable)
+    }
+
+    async fn provider_cas(&self, name: &str, expected: u64, json: &str) -> Result<bool, StoreError> {
+        let ok: i64 = self
+            .provider_cas
+            .key(self.key(&format!("provider:{name}")))
+            .arg(expected)
+            .arg(json)
+            .arg(PROVIDER_STATE_TTL_MS)
+            .arg(self.key("provider-health"))
+            .arg(name)
+            .invoke_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(ok == 1)
+    }
+
+    async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("lock:{key}")))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
+        let pubsub = self.subscribe("provider-health").await?;
+        Ok(pubsub.into_on_message().map(|msg| String::from_utf8_lossy(msg.get_payload_bytes()).into_owned()).boxed())
     }
 }
 

@@ -136,3 +136,63 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         data = data.get(size + 2..)?;
     }
 }
+
+/// One client connection kept open across requests (HTTP/1.1 keep-alive), reading exactly one
+/// response per request.
+pub struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        Connection { stream, buf: Vec::new() }
+    }
+
+    /// Sends raw bytes and reads one response (None if the server closed first).
+    pub fn exchange(&mut self, bytes: &[u8]) -> Option<Reply> {
+        self.stream.write_all(bytes).ok()?;
+        self.read_one()
+    }
+
+    /// Sends a request asking to keep the connection (instead of the one-shot client's close).
+    pub fn send(&mut self, req: Request) -> Option<Reply> {
+        self.exchange(&req.header("Connection", "keep-alive").to_bytes())
+    }
+
+    /// Whether the server has closed the connection (reads nothing more within a second).
+    pub fn closed_by_server(&mut self) -> bool {
+        self.stream.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0))
+    }
+
+    fn read_one(&mut self) -> Option<Reply> {
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let n = self.stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_lowercase();
+        let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        while self.buf.len() < head_end + len {
+            let n = self.stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let rest = self.buf.split_off(head_end + len);
+        let one = std::mem::replace(&mut self.buf, rest);
+        parse(&one)
+    }
+}

@@ -4,11 +4,12 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod config;
 pub mod gateway;
 pub mod redis;
 pub mod upstream;
 
-pub use client::{Reply, Request};
+pub use client::{Connection, Reply, Request};
 pub use gateway::TestGateway;
 pub use redis::RedisServer;
 pub use upstream::{Behavior, MockUpstream};
@@ -43,8 +44,9 @@ macro_rules! assert_eventually {
     };
 }
 
-/// The seed configuration (the issue's contract), with `@UPSTREAM@` for the app's URL and the
-/// harness's `@LISTEN@`, `@ADMIN@` and `@DIR@` placeholders.
+/// The seed configuration (the issue's contract), with `@UPSTREAM@` for the app's URL, `@STORE@`
+/// for the store section, and the harness's `@LISTEN@`, `@ADMIN@` and `@DIR@` placeholders. To
+/// change anything else, use the typed builder [`config::Config`].
 pub const SEED_CONFIG: &str = r#"
 server:
   listen: "@LISTEN@"
@@ -52,7 +54,7 @@ server:
   threads: 2
   pid_file: "@DIR@/portcullis.pid"
   upgrade_sock: "@DIR@/upgrade.sock"
-store:   { backend: memory }
+store:   @STORE@
 tokens:  { secret_env: JWT_SECRET_KEY, access_ttl_minutes: 15, refresh_ttl_days: 7, leeway_seconds: 0 }
 roles:   { admin: 3, user: 2, viewer: 1, guest: 0 }
 permissions:
@@ -68,20 +70,25 @@ routes:
   - { name: docs,            path: "/public/**", public: true, upstream: app }
 "#;
 
-/// A store section for the memory backend.
-pub const MEMORY_STORE: &str = "store:   { backend: memory }";
+/// The memory store section.
+pub const MEMORY_STORE: &str = "{ backend: memory }";
 
 /// A store section for a Redis server.
 pub fn redis_store(url: &str) -> String {
-    format!("store:   {{ backend: redis, redis_url: \"{url}\" }}")
+    format!("{{ backend: redis, redis_url: \"{url}\" }}")
 }
 
-/// The seed config pointing at `upstream`, with another `store:` line.
+/// The seed config pointing at `upstream`, with the store section `store`.
 pub fn seed_config_with_store(upstream: &str, store: &str) -> String {
-    seed_config(upstream).replace(MEMORY_STORE, store)
+    fill(SEED_CONFIG, &[("@UPSTREAM@", upstream), ("@STORE@", store)])
 }
 
-/// The seed config pointing at `upstream`.
+/// The seed config pointing at `upstream`, on the memory store.
 pub fn seed_config(upstream: &str) -> String {
-    SEED_CONFIG.replace("@UPSTREAM@", upstream)
+    seed_config_with_store(upstream, MEMORY_STORE)
+}
+
+/// Fills a template's placeholders.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    values.iter().fold(template.to_string(), |text, (placeholder, value)| text.replace(placeholder, value))
 }

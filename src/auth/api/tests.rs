@@ -1,7 +1,14 @@
+//! The `/auth` and `/admin/users` endpoints, each request admitted first exactly as the proxy
+//! does (so token, session and role checks are the real ones).
+
 use super::*;
+use crate::admission::admit;
+use crate::api::{answer, ApiResponse, MAX_BODY_BYTES};
+use crate::audit::Origin;
 use crate::auth::passwords::PasswordSettings;
-use crate::auth::sessions::SessionSettings;
+use crate::auth::sessions::{RoleChange, SessionSettings};
 use crate::config::tests::seed_config;
+use crate::policy::{Endpoint, Policy, Target};
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 use std::sync::Arc;
@@ -10,8 +17,9 @@ struct World {
     limiter: Limiter,
     rate_limits: RateLimitSettings,
     tokens: TokenManager,
-    roles: Roles,
+    policy: Policy,
     users: UserDirectory,
+    store: Arc<dyn Store>,
     sessions: Sessions,
     passwords: Passwords,
 }
@@ -43,8 +51,9 @@ fn world_with(settings: SessionSettings) -> World {
         limiter: Limiter::new(store.clone()),
         rate_limits: RateLimitSettings::default(),
         tokens: TokenManager::new(&c.tokens),
-        roles: c.policy.roles,
+        policy: c.policy,
         users,
+        store: store.clone(),
         sessions: Sessions::new(store, settings),
         passwords,
     }
@@ -58,20 +67,17 @@ impl World {
     fn cx(&self) -> ApiContext<'_> {
         ApiContext {
             tokens: &self.tokens,
-            roles: &self.roles,
+            roles: &self.policy.roles,
             users: &self.users,
+            user_store: self.store.as_ref(),
             sessions: &self.sessions,
             passwords: &self.passwords,
-            admin_role: "admin",
             revocation_ttl: 900,
             metrics: None,
             limiter: &self.limiter,
             rate_limits: &self.rate_limits,
             lockout: None,
             audit: None,
-            tracker: None,
-            providers: &[],
-            chains: &[],
         }
     }
 
@@ -81,18 +87,30 @@ impl World {
         self.call_raw(method, path, auth.as_deref(), Some("application/json"), body.as_bytes()).await
     }
 
+    /// Admission, then the endpoint: what the proxy does with a request to `/auth` or `/admin`.
     async fn call_raw(&self, method: Method, path: &str, auth: Option<&str>, content_type: Option<&str>, body: &[u8]) -> ApiResponse {
+        let admitted = match admit(&self.policy, &self.tokens, &self.sessions, &method, path, auth.map(str::as_bytes)) {
+            Ok(a) => a,
+            Err(refused) => {
+                let r = refused.reject;
+                return answer(Err(ApiError::new(r.status, r.code, r.message)));
+            }
+        };
         let req = ApiRequest {
             method: &method,
-            path,
+            path: &admitted.path,
             content_type,
             user_agent: "test-agent/1.0",
             client_ip: "127.0.0.1",
-            authorization: auth.map(str::as_bytes),
             body,
             origin: Origin::default(),
+            identity: admitted.identity.as_deref(),
         };
-        handle(&self.cx(), &req).await
+        answer(match admitted.route.target {
+            Target::Gateway(Endpoint::Auth) => handle(&self.cx(), &req).await,
+            Target::Gateway(Endpoint::Users) => crate::auth::admin::handle(&self.cx(), &req).await,
+            ref other => panic!("{path} is not an endpoint of this module: {other:?}"),
+        })
     }
 
     async fn login(&self, email: &str, password: &str) -> (String, String) {
@@ -113,7 +131,7 @@ async fn login_returns_a_token_pair_for_a_session() {
     let refresh = w.tokens.verify(r.body["refresh_token"].as_str().unwrap(), TokenKind::Refresh).unwrap();
     assert_eq!((access.user_id.as_str(), access.role.as_deref()), ("u-alice", Some("user")));
     assert_eq!(access.sid, refresh.sid);
-    let s = w.sessions.store.session(&access.sid).await.unwrap().unwrap();
+    let s = w.sessions.store().session(&access.sid).await.unwrap().unwrap();
     assert_eq!((s.user_agent.as_str(), s.ip.as_str(), s.refresh_jti.as_str()), ("test-agent/1.0", "127.0.0.1", refresh.jti.as_str()));
 }
 
@@ -237,7 +255,10 @@ async fn methods_and_unknown_paths() {
     let w = world();
     assert_eq!(w.call(Method::GET, "/auth/login", None, None).await.status, 405);
     assert_eq!(w.call(Method::GET, "/auth/nope", None, None).await.status, 404);
-    assert_eq!(w.call(Method::PUT, "/admin/users", None, None).await.status, 405);
+    assert_eq!(w.call(Method::PUT, "/admin/users", None, None).await.status, 401, "admission comes first");
+    let (root, _) = w.login("root@example.com", "alice-password-123").await;
+    assert_eq!(w.call(Method::PUT, "/admin/users", Some(&root), None).await.status, 405);
+    assert_eq!(w.call(Method::GET, "/admin/users/a/b", Some(&root), None).await.status, 404);
 }
 
 #[tokio::test]
@@ -312,4 +333,18 @@ async fn role_changes_can_revoke_sessions_at_once() {
     let (dave, _) = w.login("d@example.com", "dave-password-123").await;
     w.call(Method::PATCH, &format!("/admin/users/{id}"), Some(&root), Some(json!({"role": "viewer"}))).await;
     assert_eq!(w.call(Method::GET, "/auth/me", Some(&dave), None).await.status, 401);
+}
+
+#[tokio::test]
+async fn one_store_failure_in_an_endpoint_is_counted_once() {
+    let w = world();
+    let m = crate::metrics::Metrics::new();
+    let sessions = Sessions::new(w.store.clone(), SessionSettings::default()).with_metrics(Some(m.clone()));
+    let cx = ApiContext { metrics: Some(&m), sessions: &sessions, ..w.cx() };
+    let e = store_failed(&cx, StoreError::Unavailable("down".into()));
+    assert_eq!(e.status, 503);
+    let text = String::from_utf8(m.render()).unwrap();
+    assert!(text.contains(r#"portcullis_store_errors_total{op="api"} 1"#), "{text}");
+    assert!(!text.contains(r#"op="sync""#), "not counted a second time as the sync's: {text}");
+    assert!(!sessions.store_healthy(), "readiness sees the store down at once");
 }

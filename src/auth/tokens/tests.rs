@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::Secret;
+use crate::secret::Secret;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";

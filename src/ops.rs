@@ -1,5 +1,7 @@
-//! The admin listener: health now, metrics and admin endpoints as they arrive. Separate from the
-//! proxy listener so operators can keep it off the public network.
+//! The admin listener (`server.admin_listen`): liveness, readiness and Prometheus metrics, for
+//! orchestrators and the Prometheus that scrapes the gateway. Separate from the proxy listener so
+//! operators can keep it off the public network. The `/admin/*` endpoints of the proxy listener
+//! live with what they administer (`auth::admin`, `providers::admin`).
 
 use async_trait::async_trait;
 use http::Response;

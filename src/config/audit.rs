@@ -1,0 +1,45 @@
+//! Lowering of `audit:`: the sink, its queue and sampling.
+
+use std::path::Path;
+
+use super::raw::RawAudit;
+use super::{problem, Problem};
+use crate::audit::{AuditSettings, Sink};
+
+pub(super) fn lower_audit(raw: &RawAudit, store_redis: Option<&str>, source: &Path, p: &mut Vec<Problem>) -> Option<AuditSettings> {
+    let sink = match raw.sink.as_str() {
+        "none" => None,
+        "stdout" => Some(Sink::Stdout),
+        "file" => match &raw.file {
+            Some(f) => Some(Sink::File(source.parent().unwrap_or(Path::new(".")).join(f))),
+            None => {
+                problem(p, "audit", "`sink: file` needs `file`");
+                return None;
+            }
+        },
+        "redis" => match raw.redis_url.as_deref().or(store_redis) {
+            Some(url) if redis::Client::open(url).is_ok() => {
+                Some(Sink::Redis { url: url.to_string(), stream: raw.stream.clone(), max_len: raw.max_len })
+            }
+            Some(_) => {
+                problem(p, "audit.redis_url", "not a valid Redis URL");
+                return None;
+            }
+            None => {
+                problem(p, "audit", "`sink: redis` needs `redis_url` (or the redis store backend)");
+                return None;
+            }
+        },
+        other => {
+            problem(p, "audit.sink", format!("unknown sink `{other}`: use stdout, file, redis or none"));
+            return None;
+        }
+    };
+    if !(0.0..=1.0).contains(&raw.sample_granted) {
+        problem(p, "audit.sample_granted", "must be between 0.0 and 1.0");
+    }
+    if raw.queue_size == 0 {
+        problem(p, "audit.queue_size", "must be at least 1");
+    }
+    Some(AuditSettings { sink, queue_size: raw.queue_size, sample_granted: raw.sample_granted })
+}

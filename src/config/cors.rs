@@ -1,0 +1,29 @@
+//! Lowering of `cors:`: allowed origins, methods and headers.
+
+use super::raw::RawCors;
+use super::{problem, Problem};
+use crate::cors::CorsPolicy;
+
+pub(super) fn lower_cors(raw: &RawCors, p: &mut Vec<Problem>) -> Option<CorsPolicy> {
+    if raw.allowed_origins.is_empty() {
+        problem(p, "cors.allowed_origins", "list at least one origin (or remove `cors`)");
+        return None;
+    }
+    let wildcard = raw.allowed_origins.iter().any(|o| o == "*");
+    if wildcard && raw.allow_credentials {
+        problem(p, "cors.allow_credentials", "a wildcard origin (`*`) cannot be combined with credentials: list the origins");
+        return None;
+    }
+    for (i, o) in raw.allowed_origins.iter().enumerate() {
+        if o != "*" && !(o.starts_with("https://") || o.starts_with("http://")) {
+            problem(p, &format!("cors.allowed_origins[{i}]"), "an origin is scheme://host[:port], like https://app.example.com");
+        }
+    }
+    Some(CorsPolicy {
+        origins: raw.allowed_origins.clone(),
+        methods: raw.allowed_methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        headers: raw.allowed_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        credentials: raw.allow_credentials,
+        max_age_seconds: raw.max_age_seconds,
+    })
+}

@@ -1,0 +1,87 @@
+//! Lowering of `server:`: listeners, process settings, trusted proxies, header limits, TLS.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::raw::{RawServer, RawTls};
+use super::{problem, Problem, ServerSettings};
+use crate::clientip::Cidr;
+
+/// TLS termination on the proxy listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    pub cert: String,
+    pub key: String,
+    /// True: TLS 1.3 only; false: TLS 1.2 and 1.3.
+    pub tls13_only: bool,
+}
+
+pub(super) fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -> Option<ServerSettings> {
+    let addr = |path: &str, text: &str, p: &mut Vec<Problem>| -> Option<SocketAddr> {
+        let parsed = text.parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            problem(p, path, "expected an IP address and port, like 127.0.0.1:8080");
+        }
+        parsed
+    };
+    let listen = addr("server.listen", &s.listen, p);
+    let admin_listen = addr("server.admin_listen", &s.admin_listen, p);
+    if listen.is_some() && listen == admin_listen {
+        problem(p, "server.admin_listen", "the admin listener must not share the proxy listener's address");
+    }
+    if !(1..=1024).contains(&s.threads) {
+        problem(p, "server.threads", "threads must be between 1 and 1024");
+    }
+    if s.upstream_keepalive_pool_size == 0 {
+        problem(p, "server.upstream_keepalive_pool_size", "the pool size must be at least 1");
+    }
+    if s.max_header_bytes < 1024 || s.max_header_count < 8 {
+        problem(p, "server", "`max_header_bytes` must be at least 1024 and `max_header_count` at least 8");
+    }
+    let trusted_proxies = trusted_proxies(&s.trusted_proxies, p);
+    let tls = match &s.tls {
+        Some(t) => Some(tls(t, source, p)?),
+        None => None,
+    };
+    Some(ServerSettings {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        threads: s.threads,
+        grace_period_seconds: s.grace_period_seconds,
+        graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        trusted_proxies,
+        max_header_bytes: s.max_header_bytes,
+        max_header_count: s.max_header_count,
+        tls,
+    })
+}
+
+pub(super) fn trusted_proxies(raw: &[String], p: &mut Vec<Problem>) -> Vec<Cidr> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.parse::<Cidr>().map_err(|e| problem(p, &format!("server.trusted_proxies[{i}]"), e)).ok())
+        .collect()
+}
+
+pub(super) fn tls(raw: &RawTls, source: &Path, p: &mut Vec<Problem>) -> Option<TlsListen> {
+    let dir = source.parent().unwrap_or(Path::new("."));
+    let tls13_only = match raw.min_version.as_str() {
+        "1.3" => true,
+        "1.2" => false,
+        _ => {
+            problem(p, "server.tls.min_version", "use \"1.3\" (default) or \"1.2\"");
+            return None;
+        }
+    };
+    let mut file = |key: &str, name: &str| {
+        let path = dir.join(name);
+        if !path.is_file() {
+            problem(p, &format!("server.tls.{key}"), format!("cannot read `{}`", path.display()));
+        }
+        path.display().to_string()
+    };
+    Some(TlsListen { cert: file("cert", &raw.cert), key: file("key", &raw.key), tls13_only })
+}

@@ -1,0 +1,67 @@
+//! The access audit trail of the proxy: one `access` event per request the gateway judged
+//! (granted, sampled by configuration; or denied, never sampled), and `auth.token_rejected` for
+//! every token refusal. Built from ids, names and fixed reason words only: never a token.
+
+use pingora::proxy::Session;
+use serde_json::json;
+
+use super::{Answer, Gateway, RequestCtx};
+use crate::audit::{AccessDetails, Details, Event, Origin};
+use crate::clientip::ip_text;
+use crate::policy::Access;
+
+impl Gateway {
+    /// `auth.token_rejected`, with the fixed reason word only.
+    pub(super) fn audit_token_rejected(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) {
+        let Some(audit) = &self.services.audit else { return };
+        let ip = ctx.client_ip.map(ip_text);
+        let ua = session.req_header().headers.get("user-agent").and_then(|v| v.to_str().ok());
+        let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+        let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
+        audit.emit(Event::new("auth.token_rejected", "denied", user, origin, json!({ "reason": reason })));
+    }
+
+    /// One `access` event per request the gateway judged: who asked (user, role, session), for
+    /// what (route, method, path, what the route requires), the decision and its reason.
+    pub(super) fn audit_access(&self, session: &Session, ctx: &mut RequestCtx, status: u16) {
+        let Some(audit) = &self.services.audit else { return };
+        let (decision, reason) = match ctx.answer {
+            // The endpoints audit their own events; a preflight is not an access decision.
+            Answer::Endpoint | Answer::Preflight => return,
+            Answer::Refused { reason, .. } => ("denied", reason),
+            Answer::Forwarded => ("granted", ""),
+        };
+        let path = ctx.audit_path.take();
+        let ctx = &*ctx;
+        // Built only when kept: granted events may be sampled.
+        let event = || {
+            let req = session.req_header();
+            let route = ctx.snapshot.as_ref().zip(ctx.route).and_then(|(s, id)| s.policy.get(id));
+            let user = ctx.identity.as_deref();
+            let reason = match (reason, route) {
+                ("", Some(r)) if r.access == Access::Public => "public_route",
+                ("", _) => "authorized",
+                (why, _) => why,
+            };
+            let details = AccessDetails {
+                method: req.method.clone(),
+                path,
+                reason,
+                requirement: route.map(|r| r.access.describe()),
+                role: user.and_then(|u| u.role.clone()),
+                route: route.map(|r| r.name.clone()),
+                session_id: user.map(|u| u.session_id.clone()),
+                status,
+            };
+            let ip = ctx.client_ip.map(ip_text);
+            let ua = req.headers.get("user-agent").and_then(|v| v.to_str().ok());
+            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+            Event::new("access", decision, user.map(|u| u.user_id.as_str()), origin, Details::Access(Box::new(details)))
+        };
+        if decision == "granted" {
+            audit.emit_granted(event);
+        } else {
+            audit.emit(event());
+        }
+    }
+}

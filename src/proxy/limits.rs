@@ -1,0 +1,73 @@
+//! The limit phase: API rate limits on admitted requests (per user, or per client address when
+//! public, then the route's own limit) and on failed authentications (per client address).
+//! Local windows only: no store round trip on the request path.
+
+use serde_json::json;
+
+use super::{Gateway, RequestCtx, Snapshot};
+use crate::admission::{Identity, Reject};
+use crate::audit::{Event, Origin};
+use crate::clientip::ip_text;
+use crate::limits::{self, Limit};
+use crate::policy::Route;
+
+impl Gateway {
+    /// Applies the API limits to an admitted request: per user (or per IP when public), then the
+    /// route's own limit. Allowed requests get RateLimit headers on their response.
+    pub(super) fn limit_admitted(
+        &self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        route: &Route,
+        identity: Option<&Identity>,
+    ) -> Result<(), Reject> {
+        let subject = match (identity, ctx.client_ip) {
+            (Some(id), _) => ["u:", &id.user_id].concat(),
+            (None, Some(ip)) => ["ip:", &ip_text(ip)].concat(),
+            (None, None) => return Ok(()),
+        };
+        let general = match identity {
+            Some(_) => snapshot.rate_limits.api_user.map(|l| ("api_user", l)),
+            None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l)),
+        };
+        if let Some((name, limit)) = general {
+            self.check_limit(ctx, name, &[name, ":", &subject].concat(), limit)?;
+        }
+        if let Some((name, limit)) = &route.rate_limit {
+            self.check_limit(ctx, name, &["route:", name, ":", &subject].concat(), *limit)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a request that failed authentication against the per-IP limit.
+    pub(super) fn limit_unauthenticated(&self, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<(), Reject> {
+        match (snapshot.rate_limits.api_ip, ctx.client_ip) {
+            (Some(limit), Some(ip)) => self.check_limit(ctx, "api_ip", &["api_ip:ip:", &ip_text(ip)].concat(), limit),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_limit(&self, ctx: &mut RequestCtx, name: &str, key: &str, limit: Limit) -> Result<(), Reject> {
+        let d = self.services.limiter.api(key, limit);
+        let headers = limits::headers(name, limit, &d);
+        if d.allowed {
+            ctx.limit_headers = headers.into();
+            return Ok(());
+        }
+        // The refusal carries the headers of the limit that refused it.
+        ctx.limit_headers.clear();
+        if let Some(m) = &self.services.metrics {
+            m.rate_limited(name);
+        }
+        if let Some(a) = &self.services.audit {
+            let ip = ctx.client_ip.map(ip_text);
+            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: None };
+            let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
+            a.emit(Event::new("ratelimit.hit", "denied", user, origin, json!({ "limit": name, "retry_after": d.retry_after_seconds })));
+        }
+        let mut reject = Reject::new(429, "rate_limited", "too many requests; retry later", "rate_limited");
+        reject.headers = headers.to_vec();
+        reject.headers.push(("retry-after", d.retry_after_seconds.to_string()));
+        Err(reject)
+    }
+}

@@ -1,0 +1,15 @@
+-- Revokes sessions: records them in the revoked set until ARGV[1], deletes them, prunes lapsed
+-- revocations and tells every instance.
+-- KEYS: revoked, then session:{sid}... ARGV: until, now, channel, then the session ids.
+-- Returns how many were revoked.
+local untl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+for i = 4, #ARGV do
+  redis.call('ZADD', KEYS[1], untl, ARGV[i])
+  redis.call('DEL', KEYS[i - 2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('EXPIRE', KEYS[1], math.max(1, math.ceil(tonumber(last[2]) - now))) end
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. ' ' .. table.concat(ARGV, ' ', 4))
+return #ARGV - 3
