@@ -4,7 +4,8 @@
 # Systems, each with ONE worker thread, measured interleaved for ROUNDS rounds, medians reported:
 #   direct (static nginx upstream) | bare Pingora passthrough | Portcullis public route |
 #   Portcullis full auth (memory store) | Portcullis full auth (redis store) |
-#   Portcullis provider chain | HAProxy 2.6 + jwt_verify | nginx reverse proxy |
+#   Portcullis provider chain | HAProxy 2.6 + jwt_verify | HAProxy 2.6 + jwt_verify writing one
+#   log line per request (stdout to a tmpfs file, as Portcullis's audit file) | nginx reverse proxy |
 #   Portcullis doing only HAProxy's work (JWT + role rule; no audit, metrics or limits)
 # Then, at one fixed offered rate (RATE): p50/p99 of bare Pingora, Portcullis and HAProxy, and
 # Portcullis's p99 with and without a login flood (argon2id, default cost) on its one core.
@@ -44,6 +45,12 @@ mkdir -p "$W/up" "$W/ngx"
 nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null & UP_PID=$!; PIDS+=($UP_PID)
 $PIN_SUT nginx -p "$W/ngx/" -e stderr -c "$PWD/bench/conf/nginx_proxy.conf" 2>/dev/null & NGX_PID=$!; PIDS+=($NGX_PID)
 $PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & HAP_PID=$!; PIDS+=($HAP_PID)
+# The same HAProxy on :8087, logging every request (HTTP log format) to stdout, into a file on
+# the same tmpfs as Portcullis's audit file: full authentication with its audit line is compared
+# with HAProxy doing the same logging.
+sed -e 's/127.0.0.1:8083/127.0.0.1:8087/' -e '/^global/a\    log stdout format raw local0 info' \
+    -e '/^defaults/a\    log global\n    option httplog' bench/conf/haproxy_jwt.cfg > "$W/haproxy_log.cfg"
+$PIN_SUT haproxy -q -f "$W/haproxy_log.cfg" > "$W/haproxy.log" & HAPLOG_PID=$!; PIDS+=($HAPLOG_PID)
 $PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & BARE_PID=$!; KILL_PIDS+=($BARE_PID)
 redis-server --bind 127.0.0.1 --port 9379 --save "" --appendonly no --dir "$W" >/dev/null & PIDS+=($!)
 
@@ -81,7 +88,7 @@ sleep 0.3
 $PIN_SUT target/release/portcullis run -c "$W/redis.yaml" 2>"$W/redis.log" & REDIS_GW_PID=$!; KILL_PIDS+=($REDIS_GW_PID)
 sleep 0.3
 $PIN_SUT target/release/portcullis run -c "$W/lean.yaml" 2>"$W/lean.log" & LEAN_PID=$!; KILL_PIDS+=($LEAN_PID)
-for port in 9000 8081 8082 8083 8084 8085 8086; do
+for port in 9000 8081 8082 8083 8084 8085 8086 8087; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 for adm in 9184 9185 9186; do for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$adm/readyz" 2>/dev/null && break; sleep 0.1; done; done
@@ -106,11 +113,12 @@ check() { # port, path, expected, [token]
   local got; if [ -n "${4:-}" ]; then got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $4" "http://127.0.0.1:$1$2"); else got=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$2"); fi
   [ "$got" = "$3" ] || { echo "CHECK FAILED: port $1 $2 expected $3 got $got"; exit 1; }
 }
-for port in 8083 8084 8086; do
+for port in 8083 8087 8084 8086; do
   check $port /api/items 200 "$TOKEN"; check $port /api/items 401; check $port /api/items 401 "$BADSIG"
   check $port /api/items 401 "$NONE"; check $port /api/items 401 "$SHORT"; check $port /api/items 401 "$REFRESH"
   check $port /api/items 403 "$VIEWER"; check $port /admin/x 403 "$TOKEN"
 done
+[ -s "$W/haproxy.log" ] || { echo "CHECK FAILED: the logging HAProxy wrote no log line"; exit 1; }
 echo "checked: HAProxy and Portcullis both refuse missing, forged, alg=none, expired and refresh tokens (401) and the wrong role (403)"
 
 # --- measurement -------------------------------------------------------------------------------
@@ -126,6 +134,7 @@ SYSTEMS=(
   "Portcullis JWT + role only (HAProxy's work)|http://127.0.0.1:8086/api/items|$TOKEN|$LEAN_PID"
   "Portcullis provider chain|http://127.0.0.1:8084/v1/models|$TOKEN|$MEM_PID"
   "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$HAP_PID"
+  "HAProxy 2.6 + jwt_verify + log line|http://127.0.0.1:8087/api/items|$TOKEN|$HAPLOG_PID"
   "nginx reverse proxy|http://127.0.0.1:8081/api/items||$NGX_PID"
 )
 TCK=$(getconf CLK_TCK)
@@ -178,6 +187,7 @@ PACED=(
   "Portcullis full auth (memory store)|http://127.0.0.1:8084/api/items|$TOKEN"
   "Portcullis full auth (redis store)|http://127.0.0.1:8085/api/items|$TOKEN"
   "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN"
+  "HAProxy 2.6 + jwt_verify + log line|http://127.0.0.1:8087/api/items|$TOKEN"
   "Portcullis full auth during a login flood|http://127.0.0.1:8084/api/items|$TOKEN"
 )
 echo "system,round,rps,p50_ms,p99_ms,logins_per_s" > bench/results-paced.csv
@@ -237,6 +247,9 @@ for s in order:
 full = med["Portcullis full auth (memory store)"]
 print(f"\n- Full authentication keeps {full['rps']/bare['rps']:.2f}x of bare Pingora's throughput (target 0.90x) and adds "
       f"{full['p99_ms']-bare['p99_ms']:+.2f} ms to p99 (target +0.2 ms); {full['rps']/hap['rps']:.2f}x HAProxy with jwt_verify.")
+hlog = med["HAProxy 2.6 + jwt_verify + log line"]
+print(f"- With a log line per request on both sides, full authentication (with its audit line) is "
+      f"{full['rps']/hlog['rps']:.2f}x HAProxy with jwt_verify and its log ({full['cpu_us_per_req']:.1f} vs {hlog['cpu_us_per_req']:.1f} us CPU per request).")
 paced = list(csv.DictReader(open("bench/results-paced.csv")))
 porder = []
 for r in paced:

@@ -34,6 +34,24 @@ pub(crate) fn ceil_div(a: u64, b: u64) -> u64 {
     a.div_ceil(b.max(1))
 }
 
+/// The `RateLimit-Policy` value of a limit (the same for every request it counts).
+pub fn policy_value(name: &str, limit: Limit) -> String {
+    let (mut q, mut w) = (itoa::Buffer::new(), itoa::Buffer::new());
+    ["\"", name, "\";q=", q.format(limit.requests), ";w=", w.format(limit.window_ms / 1000)].concat()
+}
+
+/// The `RateLimit` value after a decision, written into `out` (no allocation).
+pub fn state_value<'a>(name: &str, d: &Decision, out: &'a mut [u8; 128]) -> &'a [u8] {
+    let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let mut len = 0;
+    for part in [b"\"", name.as_bytes(), b"\";r=", r.format(d.remaining).as_bytes(), b";t=", t.format(d.reset_seconds).as_bytes()] {
+        let end = (len + part.len()).min(out.len());
+        out[len..end].copy_from_slice(&part[..end - len]);
+        len = end;
+    }
+    &out[..len]
+}
+
 /// The `RateLimit-Policy` and `RateLimit` header values (draft-ietf-httpapi-ratelimit-headers).
 pub fn headers(name: &str, limit: Limit, d: &Decision) -> [(&'static str, String); 2] {
     // Written by hand: these run on every limited request, and `format!` costs several times more.
@@ -59,5 +77,9 @@ mod tests {
         let [(p, policy), (r, state)] = headers("api_user", TEN_PER_MINUTE, &d);
         assert_eq!((p, policy.as_str()), ("ratelimit-policy", "\"api_user\";q=10;w=60"));
         assert_eq!((r, state.as_str()), ("ratelimit", "\"api_user\";r=7;t=42"));
+        assert_eq!(policy_value("api_user", TEN_PER_MINUTE), policy);
+        assert_eq!(state_value("api_user", &d, &mut [0; 128]), state.as_bytes());
+        let long = "x".repeat(200);
+        assert_eq!(state_value(&long, &d, &mut [0; 128]).len(), 128, "a name too long is cut, never a panic");
     }
 }

@@ -22,12 +22,12 @@ const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 /// Resolved children of a metric vector, by key: lock-free reads, copy-on-write inserts.
 pub struct LabelCache<K, C> {
-    map: ArcSwap<HashMap<K, C>>,
+    map: ArcSwap<HashMap<K, C, foldhash::fast::RandomState>>,
 }
 
 impl<K: Hash + Eq + Clone, C: Clone> LabelCache<K, C> {
     fn new() -> Self {
-        LabelCache { map: ArcSwap::from_pointee(HashMap::new()) }
+        LabelCache { map: ArcSwap::from_pointee(HashMap::default()) }
     }
 
     /// The child for `key`, resolving it with `make` the first time only.

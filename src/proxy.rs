@@ -27,6 +27,7 @@ pub mod upstream;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::HeaderValue;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
@@ -69,6 +70,15 @@ pub struct Snapshot {
     pub max_header_bytes: usize,
     pub max_header_count: usize,
     pub providers: Arc<ProviderSet>,
+    /// `RateLimit-Policy` values, made once: the per-user and per-IP API limits, and each
+    /// configured route's own limit (by route index).
+    limit_policies: LimitPolicies,
+}
+
+struct LimitPolicies {
+    api_user: Option<HeaderValue>,
+    api_ip: Option<HeaderValue>,
+    routes: Vec<Option<HeaderValue>>,
 }
 
 /// The parts of a validated config a [`Snapshot`] is built from.
@@ -104,7 +114,14 @@ impl Snapshot {
             }
             None => (Vec::new(), Vec::new()),
         };
+        let policy = |name: &str, l: crate::limits::Limit| HeaderValue::from_str(&crate::limits::policy_value(name, l)).ok();
+        let limit_policies = LimitPolicies {
+            api_user: parts.rate_limits.api_user.and_then(|l| policy("api_user", l)),
+            api_ip: parts.rate_limits.api_ip.and_then(|l| policy("api_ip", l)),
+            routes: parts.policy.routes.routes().iter().map(|r| r.rate_limit.as_ref().and_then(|(n, l)| policy(n, *l))).collect(),
+        };
         Snapshot {
+            limit_policies,
             tokens: TokenManager::new(&parts.tokens),
             policy: parts.policy,
             upstreams: parts.upstreams,
@@ -178,6 +195,8 @@ pub struct RequestCtx {
     started: Instant,
     snapshot: Option<Arc<Snapshot>>,
     request_id: String,
+    /// The same, as the header value every response carries.
+    request_id_value: HeaderValue,
     /// The TCP peer (the last hop, for `X-Forwarded-For`).
     peer: Option<IpAddr>,
     client_ip: Option<IpAddr>,
@@ -194,8 +213,8 @@ pub struct RequestCtx {
     audit_path: Option<String>,
     /// Who the request is from, once verified (refused requests too).
     identity: Option<Arc<Identity>>,
-    /// RateLimit headers for the response.
-    limit_headers: Vec<(&'static str, String)>,
+    /// `RateLimit-Policy` and `RateLimit` for the response: the last limit the request passed.
+    limit_headers: Option<(HeaderValue, HeaderValue)>,
     answer: Answer,
     /// Where this request's metrics go.
     route_metrics: Option<Arc<RouteMetrics>>,
@@ -213,11 +232,11 @@ impl RequestCtx {
         let snapshot = self.snapshot.as_deref();
         let upstream = snapshot.zip(self.upstream).and_then(|(s, i)| s.upstreams.get(i));
         headers::Finish {
-            request_id: &self.request_id,
+            request_id: &self.request_id_value,
             harden: upstream.is_none_or(|u| u.security_headers),
             tls: self.tls,
             cors: snapshot.and_then(|s| s.cors.as_ref()).map(|c| (c, self.origin.as_deref())),
-            limits: &self.limit_headers,
+            limits: self.limit_headers.as_ref(),
         }
     }
 }
@@ -228,13 +247,17 @@ impl Gateway {
     /// Phase 1: what the request is and where it came from. Never refuses.
     fn identify(&self, session: &Session, ctx: &mut RequestCtx, snapshot: &Snapshot) {
         let req = session.req_header();
-        ctx.request_id = headers::request_id(req);
+        (ctx.request_id, ctx.request_id_value) = headers::request_id(req);
         ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         ctx.peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.client_ip =
-            ctx.peer.map(|p| client_ip(p, req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies));
+        ctx.client_ip = match (ctx.peer, snapshot.trusted_proxies.is_empty()) {
+            (Some(p), false) => {
+                Some(client_ip(p, req.headers.get(headers::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies))
+            }
+            (peer, _) => peer,
+        };
         if snapshot.cors.is_some() {
-            ctx.origin = req.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_string);
+            ctx.origin = req.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
         }
     }
 
@@ -281,7 +304,7 @@ impl Gateway {
         if self.services.audit.is_some() {
             ctx.audit_path = Some(admitted.path.to_string());
         }
-        self.limit_admitted(ctx, snapshot, admitted.route, admitted.identity.as_deref())?;
+        self.limit_admitted(ctx, snapshot, admitted.id, admitted.route, admitted.identity.as_deref())?;
         Ok(match admitted.route.target {
             Target::Upstream(u) => {
                 ctx.upstream = Some(u);
@@ -357,6 +380,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             snapshot: None,
             request_id: String::new(),
+            request_id_value: HeaderValue::from_static("-"),
             peer: None,
             client_ip: None,
             tls: false,
@@ -366,7 +390,7 @@ impl ProxyHttp for Gateway {
             rewritten_path: None,
             audit_path: None,
             identity: None,
-            limit_headers: Vec::new(),
+            limit_headers: None,
             answer: Answer::Forwarded,
             route_metrics: None,
             upstream_started: None,
@@ -419,7 +443,7 @@ impl ProxyHttp for Gateway {
             &headers::Forwarding {
                 path: ctx.rewritten_path.as_deref(),
                 identity: ctx.identity.as_deref(),
-                request_id: &ctx.request_id,
+                request_id: &ctx.request_id_value,
                 client_ip: peer.as_deref(),
                 tls: ctx.tls,
                 upstream: up,

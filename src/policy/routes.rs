@@ -56,9 +56,14 @@ pub fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
     Ok(segments)
 }
 
+/// The hasher of the trie's segment maps: foldhash, seeded per process. The maps' keys come
+/// from gateway.yaml (clients only look up), so a fast non-cryptographic hash is safe here, and
+/// SipHash cost more than the rest of the walk.
+type FastHash = foldhash::fast::RandomState;
+
 #[derive(Default)]
 struct Node {
-    literal: HashMap<String, Node>,
+    literal: HashMap<String, Node, FastHash>,
     param: Option<Box<Node>>,
     /// Routes whose pattern ends exactly here, ascending.
     end: Vec<u32>,

@@ -31,24 +31,28 @@ const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
 const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that only the gateway may set: whatever a client sent under these names is dropped.
 pub const IDENTITY_HEADERS: [HeaderName; 3] = [X_USER_ID, X_USER_ROLE, X_SESSION_ID];
 
-/// The client's request id if it is well formed (1-128 of `[A-Za-z0-9._:-]`), else a new one.
-pub fn request_id(req: &RequestHeader) -> String {
+/// The client's request id if it is well formed (1-128 of `[A-Za-z0-9._:-]`), else a new one:
+/// as text (logs, audit) and as the header value every response and upstream request carries
+/// (made once, then shared).
+pub fn request_id(req: &RequestHeader) -> (String, HeaderValue) {
     let mut sent = req.headers.get_all(X_REQUEST_ID).iter();
     if let (Some(v), None) = (sent.next(), sent.next()) {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-')) {
             // checked ASCII above
-            return String::from_utf8_lossy(b).into_owned();
+            return (String::from_utf8_lossy(b).into_owned(), v.clone());
         }
     }
     let mut buf = uuid::Uuid::encode_buffer();
-    String::from(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+    let text = String::from(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf));
+    let value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("-"));
+    (text, value)
 }
 
 /// The single `Authorization` header value; several count as one malformed (empty) value.
@@ -102,49 +106,56 @@ pub fn edit_response<T>(resp: &mut ResponseHeader, edit: impl FnOnce(&mut respon
 /// What a response is finished with.
 #[derive(Clone, Copy)]
 pub struct Finish<'a> {
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     /// Add the security headers (and HSTS over TLS) where the response has none of its own.
     pub harden: bool,
     /// Served over TLS.
     pub tls: bool,
     /// The CORS policy and the request's Origin, when CORS is configured.
     pub cors: Option<(&'a CorsPolicy, Option<&'a str>)>,
-    /// RateLimit headers of the limits the request passed.
-    pub limits: &'a [(&'static str, String)],
+    /// `RateLimit-Policy` and `RateLimit` of the last limit the request passed.
+    pub limits: Option<&'a (HeaderValue, HeaderValue)>,
 }
 
 /// Finishes a response's headers: the request id, the security headers and HSTS where absent,
 /// CORS for an allowed origin (`Vary` appended to the response's own), RateLimit headers.
 pub fn finish(h: &mut HeaderMap, f: &Finish<'_>) -> Result<()> {
-    h.reserve(8); // at most one rehash for everything set below
-    h.insert(X_REQUEST_ID, value(f.request_id)?);
+    h.insert(X_REQUEST_ID, f.request_id.clone());
     if f.harden {
         for (name, v) in &SECURITY_HEADERS {
-            if !h.contains_key(name) {
-                h.insert(name.clone(), v.clone());
-            }
+            h.entry(name).or_insert_with(|| v.clone());
         }
-        if f.tls && !h.contains_key(STRICT_TRANSPORT_SECURITY) {
-            h.insert(STRICT_TRANSPORT_SECURITY, HSTS);
+        if f.tls {
+            h.entry(STRICT_TRANSPORT_SECURITY).or_insert(HSTS);
         }
     }
-    let cors = f.cors.map(|(policy, origin)| policy.response_headers(origin)).unwrap_or_default();
-    for (name, v) in cors.iter().chain(f.limits) {
-        let (name, v) = (HeaderName::from_static(name), value(v)?);
-        if name == VARY {
-            h.append(name, v); // keep the response's own Vary
-        } else {
-            h.insert(name, v);
+    if let Some((policy, state)) = f.limits {
+        h.insert(RATELIMIT_POLICY, policy.clone());
+        h.insert(RATELIMIT, state.clone());
+    }
+    if let Some((policy, origin)) = f.cors {
+        for (name, v) in policy.response_headers(origin) {
+            let (name, v) = (HeaderName::from_static(name), value(&v)?);
+            if name == VARY {
+                h.append(name, v); // keep the response's own Vary
+            } else {
+                h.insert(name, v);
+            }
         }
     }
     Ok(())
 }
 
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 /// What the upstream request is rewritten with.
 pub struct Forwarding<'a> {
     pub path: Option<&'a str>,
     pub identity: Option<&'a Identity>,
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     /// The peer's address as text (see [`crate::clientip::ip_text`]).
     pub client_ip: Option<&'a str>,
     /// Whether the client came over TLS (`X-Forwarded-Proto`).
@@ -169,7 +180,6 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
         parts.uri = http::Uri::try_from(target).or_err(ErrorType::HTTPStatus(400), "normalized path is not a valid URI")?;
     }
     let h: &mut HeaderMap = &mut parts.headers;
-    h.reserve(8); // at most one rehash for everything set below
     for name in IDENTITY_HEADERS {
         h.remove(name); // every value under the name
     }
@@ -183,7 +193,7 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
     if !f.upstream.forward_authorization {
         h.remove(AUTHORIZATION);
     }
-    h.insert(X_REQUEST_ID, value(f.request_id)?);
+    h.insert(X_REQUEST_ID, f.request_id.clone());
     if let Some(ip) = f.client_ip {
         let forwarded = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) => value(&format!("{prior}, {ip}"))?,
@@ -239,7 +249,14 @@ mod tests {
         let up = upstream(false);
         rewrite_upstream_request(
             &mut r,
-            &Forwarding { path: None, identity: Some(&id), request_id: "rid", client_ip: None, tls: false, upstream: &up },
+            &Forwarding {
+                path: None,
+                identity: Some(&id),
+                request_id: &HeaderValue::from_static("rid"),
+                client_ip: None,
+                tls: false,
+                upstream: &up,
+            },
         )
         .unwrap();
         let all = |n: &str| r.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
@@ -256,7 +273,14 @@ mod tests {
         let up = upstream(true);
         rewrite_upstream_request(
             &mut r,
-            &Forwarding { path: Some("/n"), identity: None, request_id: "r", client_ip: Some("10.0.0.1"), tls: true, upstream: &up },
+            &Forwarding {
+                path: Some("/n"),
+                identity: None,
+                request_id: &HeaderValue::from_static("r"),
+                client_ip: Some("10.0.0.1"),
+                tls: true,
+                upstream: &up,
+            },
         )
         .unwrap();
         assert!(r.headers.get("x-user-id").is_none());
@@ -296,9 +320,15 @@ mod tests {
             credentials: false,
             max_age_seconds: 60,
         };
-        let limits = [("ratelimit", "\"api_user\";r=2;t=9".to_string())];
-        let f =
-            Finish { request_id: "rid", harden: true, tls: true, cors: Some((&cors, Some("https://app.example.com"))), limits: &limits };
+        let limits = (HeaderValue::from_static("\"api_user\";q=3;w=60"), HeaderValue::from_static("\"api_user\";r=2;t=9"));
+        let rid = HeaderValue::from_static("rid");
+        let f = Finish {
+            request_id: &rid,
+            harden: true,
+            tls: true,
+            cors: Some((&cors, Some("https://app.example.com"))),
+            limits: Some(&limits),
+        };
         let mut h = HeaderMap::new();
         h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
         h.insert(VARY, HeaderValue::from_static("Accept"));
@@ -323,14 +353,16 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_only_when_well_formed() {
-        assert_eq!(request_id(&request("/", &[("x-request-id", "abc-123")])), "abc-123");
+        assert_eq!(request_id(&request("/", &[("x-request-id", "abc-123")])).0, "abc-123");
+        assert_eq!(request_id(&request("/", &[("x-request-id", "abc-123")])).1, "abc-123");
         for bad in ["", "a b", "a\"b", &"x".repeat(129)] {
-            let got = request_id(&request("/", &[("x-request-id", bad)]));
+            let (got, value) = request_id(&request("/", &[("x-request-id", bad)]));
+            assert_eq!(value, got.as_str());
             assert_ne!(got, bad);
             assert_eq!(got.len(), 36);
         }
         let two = request("/", &[("x-request-id", "a"), ("x-request-id", "b")]);
-        assert_eq!(request_id(&two).len(), 36);
+        assert_eq!(request_id(&two).0.len(), 36);
     }
 
     #[test]

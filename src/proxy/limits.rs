@@ -2,6 +2,7 @@
 //! public, then the route's own limit) and on failed authentications (per client address).
 //! Local windows only: no store round trip on the request path.
 
+use http::HeaderValue;
 use serde_json::json;
 
 use super::{Gateway, RequestCtx, Snapshot};
@@ -9,7 +10,7 @@ use crate::admission::{Identity, Reject};
 use crate::audit::{Event, Origin};
 use crate::clientip::ip_text;
 use crate::limits::{self, Limit};
-use crate::policy::Route;
+use crate::policy::{Route, RouteId};
 
 impl Gateway {
     /// Applies the API limits to an admitted request: per user (or per IP when public), then the
@@ -18,6 +19,7 @@ impl Gateway {
         &self,
         ctx: &mut RequestCtx,
         snapshot: &Snapshot,
+        id: RouteId,
         route: &Route,
         identity: Option<&Identity>,
     ) -> Result<(), Reject> {
@@ -26,15 +28,20 @@ impl Gateway {
             (None, Some(ip)) => ["ip:", &ip_text(ip)].concat(),
             (None, None) => return Ok(()),
         };
+        let p = &snapshot.limit_policies;
         let general = match identity {
-            Some(_) => snapshot.rate_limits.api_user.map(|l| ("api_user", l)),
-            None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l)),
+            Some(_) => snapshot.rate_limits.api_user.map(|l| ("api_user", l, p.api_user.as_ref())),
+            None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
         };
-        if let Some((name, limit)) = general {
-            self.check_limit(ctx, name, &[name, ":", &subject].concat(), limit)?;
+        if let Some((name, limit, policy)) = general {
+            self.check_limit(ctx, name, &[name, ":", &subject].concat(), limit, policy)?;
         }
         if let Some((name, limit)) = &route.rate_limit {
-            self.check_limit(ctx, name, &["route:", name, ":", &subject].concat(), *limit)?;
+            let policy = match id {
+                RouteId::Configured(i) => p.routes.get(i).and_then(Option::as_ref),
+                RouteId::Gateway(_) => None,
+            };
+            self.check_limit(ctx, name, &["route:", name, ":", &subject].concat(), *limit, policy)?;
         }
         Ok(())
     }
@@ -42,20 +49,25 @@ impl Gateway {
     /// Counts a request that failed authentication against the per-IP limit.
     pub(super) fn limit_unauthenticated(&self, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<(), Reject> {
         match (snapshot.rate_limits.api_ip, ctx.client_ip) {
-            (Some(limit), Some(ip)) => self.check_limit(ctx, "api_ip", &["api_ip:ip:", &ip_text(ip)].concat(), limit),
+            (Some(limit), Some(ip)) => {
+                let policy = snapshot.limit_policies.api_ip.as_ref();
+                self.check_limit(ctx, "api_ip", &["api_ip:ip:", &ip_text(ip)].concat(), limit, policy)
+            }
             _ => Ok(()),
         }
     }
 
-    fn check_limit(&self, ctx: &mut RequestCtx, name: &str, key: &str, limit: Limit) -> Result<(), Reject> {
+    /// One limit; `policy` is its `RateLimit-Policy` value, made at config load.
+    fn check_limit(&self, ctx: &mut RequestCtx, name: &str, key: &str, limit: Limit, policy: Option<&HeaderValue>) -> Result<(), Reject> {
         let d = self.services.limiter.api(key, limit);
-        let headers = limits::headers(name, limit, &d);
         if d.allowed {
-            ctx.limit_headers = headers.into();
+            let state = HeaderValue::from_bytes(limits::state_value(name, &d, &mut [0; 128])).ok();
+            ctx.limit_headers = policy.cloned().zip(state);
             return Ok(());
         }
         // The refusal carries the headers of the limit that refused it.
-        ctx.limit_headers.clear();
+        ctx.limit_headers = None;
+        let headers = limits::headers(name, limit, &d);
         if let Some(m) = &self.services.metrics {
             m.rate_limited(name);
         }

@@ -1,0 +1,307 @@
+//! The audit record: one event, its details, and how it is written as one JSON line. Built on
+//! the request path with as little work as possible; formatted by the writer task.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One audit record. Built on the request path with as little work as possible: the time is
+/// formatted and the JSON written by the writer task, not by the request.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    /// RFC 3339, UTC, milliseconds.
+    #[serde(rename = "timestamp", serialize_with = "rfc3339_ms")]
+    pub at: SystemTime,
+    /// A stable kind: `access`, `auth.login`, `auth.token_rejected`, `admin.user_created`, ...
+    pub event: &'static str,
+    /// `granted`, `denied`, `success`, `failure`, ...
+    pub status: &'static str,
+    pub user_id: Option<String>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: Details,
+}
+
+/// An event's `details` object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Details {
+    Json(Value),
+    /// An `access` decision (the most frequent event by far), with typed fields.
+    Access(Box<AccessDetails>),
+}
+
+impl From<Value> for Details {
+    fn from(v: Value) -> Self {
+        Details::Json(v)
+    }
+}
+
+/// `details` of an `access` event, granted or denied: who (the event's `user_id`, and here the
+/// role and session), what (route, method, path, the `resource:action` or role required), and
+/// the decision's reason and status. Keys in alphabetical order, like the other events'.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AccessDetails {
+    #[serde(serialize_with = "method_str")]
+    pub method: http::Method,
+    pub path: Option<String>,
+    /// Why: a refusal's reason word (`insufficient_role`, `expired`, ...), or `authorized` /
+    /// `public_route` for a grant.
+    pub reason: &'static str,
+    pub requirement: Option<String>,
+    pub role: Option<String>,
+    pub route: Option<String>,
+    pub session_id: Option<String>,
+    pub status: u16,
+}
+
+fn method_str<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+/// `2026-11-28T02:30:00.123Z`. The date and time part is formatted once per second.
+fn rfc3339_ms<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let mut out = Vec::with_capacity(24);
+    timestamp(at, &mut out);
+    s.serialize_str(std::str::from_utf8(&out).unwrap_or_default())
+}
+
+/// Appends `2026-11-28T02:30:00.123Z` (the date and time part is formatted once per second).
+fn timestamp(at: &SystemTime, out: &mut Vec<u8>) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    LAST.with_borrow_mut(|(secs, text)| {
+        if *secs != d.as_secs() {
+            *secs = d.as_secs();
+            *text = crate::timefmt::rfc3339(d.as_secs());
+            text.truncate(text.len() - 1); // the `Z`, written after the milliseconds
+            text.push('.');
+        }
+        let ms = d.subsec_millis();
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(&[b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8, b'Z']);
+    })
+}
+
+// === the JSON line ===
+//
+// Written directly rather than through serde: the access event is written once per request, and
+// serde_json's generic path cost ~5k instructions an event (bench/callgrind.sh); this one copies
+// strings that need no escaping in one piece. The output is the same JSON as the `Serialize`
+// impls give (a unit test compares them).
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `,"key":` (or `"key":` first in an object).
+fn key(out: &mut Vec<u8>, first: bool, k: &str) {
+    if !first {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(k.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+impl Event {
+    /// Appends the event as one JSON object (no newline).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(&self.at, out);
+        out.push(b'"');
+        key(out, false, "event");
+        json_str(out, self.event);
+        key(out, false, "status");
+        json_str(out, self.status);
+        for (k, v) in
+            [("user_id", &self.user_id), ("request_id", &self.request_id), ("client_ip", &self.client_ip), ("user_agent", &self.user_agent)]
+        {
+            key(out, false, k);
+            opt_str(out, v.as_deref());
+        }
+        key(out, false, "details");
+        match &self.details {
+            // Writing a Value into a Vec cannot fail.
+            Details::Json(v) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Details::Access(d) => d.write_json(out),
+        }
+        out.push(b'}');
+    }
+}
+
+impl AccessDetails {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        key(out, true, "method");
+        json_str(out, self.method.as_str());
+        key(out, false, "path");
+        opt_str(out, self.path.as_deref());
+        key(out, false, "reason");
+        json_str(out, self.reason);
+        key(out, false, "requirement");
+        opt_str(out, self.requirement.as_deref());
+        key(out, false, "role");
+        opt_str(out, self.role.as_deref());
+        key(out, false, "route");
+        opt_str(out, self.route.as_deref());
+        key(out, false, "session_id");
+        opt_str(out, self.session_id.as_deref());
+        key(out, false, "status");
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        out.push(b'}');
+    }
+}
+
+/// Request context an event is about.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub request_id: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// User agents are kept to their first 256 characters.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(256) {
+        Some((end, _)) => s[..end].to_string(),
+        None => s.to_string(),
+    }
+}
+
+impl Event {
+    /// A new event stamped now.
+    pub fn new(event: &'static str, status: &'static str, user_id: Option<&str>, origin: Origin<'_>, details: impl Into<Details>) -> Self {
+        Event {
+            at: SystemTime::now(),
+            event,
+            status,
+            user_id: user_id.map(str::to_string),
+            request_id: origin.request_id.map(str::to_string),
+            client_ip: origin.client_ip.map(str::to_string),
+            user_agent: origin.user_agent.map(clip),
+            details: details.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_one_json_object_with_the_contract_fields() {
+        let e = Event::new(
+            "auth.login",
+            "failure",
+            Some("7"),
+            Origin { request_id: Some("r1"), client_ip: Some("10.0.0.1"), user_agent: Some("ua") },
+            serde_json::json!({"reason": "invalid_credentials"}),
+        );
+        let v: Value = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        for k in ["timestamp", "event", "status", "user_id", "request_id", "client_ip", "user_agent", "details"] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        let ts = v["timestamp"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.len() == 24, "{ts}");
+    }
+
+    #[test]
+    fn timestamps_carry_milliseconds_across_second_boundaries() {
+        let stamp = |ms: u64| {
+            let e = Event {
+                at: UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                ..Event::new("a", "b", None, Origin::default(), Value::Null)
+            };
+            serde_json::to_value(&e).unwrap()["timestamp"].as_str().unwrap().to_string()
+        };
+        assert_eq!(stamp(1_795_822_077_999), "2026-11-27T23:27:57.999Z");
+        assert_eq!(stamp(1_795_822_078_000), "2026-11-27T23:27:58.000Z");
+        assert_eq!(stamp(1_795_822_078_042), "2026-11-27T23:27:58.042Z");
+        assert_eq!(stamp(1_795_822_077_500), "2026-11-27T23:27:57.500Z");
+    }
+
+    #[test]
+    fn access_details_serialize_like_the_json_they_replace() {
+        let g = AccessDetails {
+            method: http::Method::GET,
+            path: Some("/api/x".into()),
+            reason: "authorized",
+            requirement: Some("role:user".into()),
+            role: Some("admin".into()),
+            route: Some("api".into()),
+            session_id: Some("s1".into()),
+            status: 200,
+        };
+        let json = serde_json::json!({"method": "GET", "path": "/api/x", "reason": "authorized", "requirement": "role:user", "role": "admin", "route": "api", "session_id": "s1", "status": 200});
+        assert_eq!(serde_json::to_string(&Details::Access(Box::new(g))).unwrap(), serde_json::to_string(&json).unwrap());
+        assert_eq!(clip(&"é".repeat(300)).chars().count(), 256);
+        assert_eq!(clip("wrk"), "wrk");
+    }
+
+    #[test]
+    fn the_direct_json_line_is_the_same_json_as_serde_gives() {
+        let access = AccessDetails {
+            method: http::Method::DELETE,
+            path: Some("/a\"b\\c\u{1}d\n".into()),
+            reason: "insufficient_role",
+            requirement: None,
+            role: Some("ü-role".into()),
+            route: Some("r".into()),
+            session_id: None,
+            status: 403,
+        };
+        let origin = Origin { request_id: Some("r1"), client_ip: Some("10.0.0.1"), user_agent: Some("curl/8 \"quoted\" \t tab") };
+        let events = [
+            Event::new("access", "denied", Some("u\"1"), origin, Details::Access(Box::new(access))),
+            Event::new("auth.login", "failure", None, Origin::default(), serde_json::json!({"reason": "x", "n": [1, 2]})),
+            Event::new("config.reload", "success", None, Origin::default(), Value::Null),
+        ];
+        for e in events {
+            let mut line = Vec::new();
+            e.write_json(&mut line);
+            let direct: Value = serde_json::from_slice(&line).expect("valid JSON");
+            assert_eq!(direct, serde_json::to_value(&e).unwrap());
+            assert_eq!(String::from_utf8(line).unwrap(), serde_json::to_string(&e).unwrap(), "the same bytes, key order included");
+        }
+    }
+}
