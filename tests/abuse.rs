@@ -7,25 +7,15 @@ mod common;
 use common::config::Config;
 
 use common::{redis_store, seed_config, seed_config_with_store, MockUpstream, RedisServer, Reply, TestGateway};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "victim-password-123";
 
-fn create_user(gw: &TestGateway, email: &str) {
-    let admin = gw.token("operator", "admin");
-    let r = gw.request("POST", "/admin/users").bearer(&admin).json(&json!({"email": email, "password": PASSWORD, "role": "user"})).send();
-    assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
-}
-
 fn login_from(gw: &TestGateway, ip: &str, email: &str, password: &str) -> Reply {
     gw.request("POST", "/auth/login").header("X-Forwarded-For", ip).json(&json!({"email": email, "password": password})).send()
-}
-
-fn audit_events(gw: &TestGateway) -> Vec<Value> {
-    std::fs::read_to_string(gw.dir().join("audit.log")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn with_security(base: String, extra: &str) -> String {
@@ -40,7 +30,7 @@ fn brute_force_from_rotating_ips_locks_the_account_then_it_recovers() {
         "rate_limits: { login: { per_ip: { requests: 10, per_seconds: 60 }, per_account: { requests: 1000, per_seconds: 60 } } }\nlockout: { after_failures: 5, base_seconds: 3, max_seconds: 6 }",
     );
     let gw = TestGateway::start(&config);
-    create_user(&gw, "victim@example.com");
+    gw.create_user("victim@example.com", PASSWORD, "user");
 
     let mut statuses = Vec::new();
     for i in 0..50 {
@@ -69,8 +59,8 @@ fn brute_force_from_rotating_ips_locks_the_account_then_it_recovers() {
     );
     assert!(started.elapsed() + Duration::from_millis(1100) >= Duration::from_secs(retry), "not before Retry-After");
 
-    assert_eventually!(audit_events(&gw).iter().any(|e| e["event"] == "auth.login" && e["status"] == "success"), "the success is audited");
-    let events = audit_events(&gw);
+    assert_eventually!(gw.audit_events().iter().any(|e| e["event"] == "auth.login" && e["status"] == "success"), "the success is audited");
+    let events = gw.audit_events();
     let count = |kind: &str, reason: &str| {
         events.iter().filter(|e| e["event"] == kind && (reason.is_empty() || e["details"]["reason"] == reason)).count()
     };
@@ -88,7 +78,7 @@ fn without_trusted_proxies_forwarded_for_is_ignored_and_the_per_ip_limit_bites()
     let up = MockUpstream::start();
     let config = with_security(seed_config(&up.url()), "rate_limits: { login: { per_ip: { requests: 10, per_seconds: 60 } } }");
     let gw = TestGateway::start(&config);
-    create_user(&gw, "victim@example.com");
+    gw.create_user("victim@example.com", PASSWORD, "user");
     let mut codes = Vec::new();
     for i in 0..15 {
         let r = login_from(&gw, &format!("198.51.100.{i}"), "victim@example.com", "wrong-password-guess");
@@ -102,7 +92,7 @@ fn without_trusted_proxies_forwarded_for_is_ignored_and_the_per_ip_limit_bites()
     }
     assert_eq!(codes.iter().filter(|c| **c == 401).count(), 10, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 5, "{codes:?}");
-    let events = audit_events(&gw);
+    let events = gw.audit_events();
     assert!(events.iter().all(|e| e["client_ip"] != "198.51.100.3"), "X-Forwarded-For from an untrusted peer is not believed");
 }
 

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 fn events(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).expect("every audit line is JSON")).collect()
+    common::audit_lines(path)
 }
 
 fn file_config(up: &MockUpstream, extra: &str) -> String {

@@ -8,14 +8,6 @@ mod common;
 use common::{seed_config, Behavior, Connection, MockUpstream, TestGateway};
 use serde_json::{json, Value};
 
-fn audit_events(gw: &TestGateway) -> Vec<Value> {
-    std::fs::read_to_string(gw.dir().join("audit.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
-        .collect()
-}
-
 fn with_audit_file(config: String) -> String {
     format!("{config}\naudit: {{ sink: file, file: audit.log }}\n")
 }
@@ -74,7 +66,7 @@ fn the_gateways_endpoints_get_the_same_token_audit_and_per_ip_limit() {
     let gw = TestGateway::start(&config);
     let statuses: Vec<u16> = (0..5).map(|_| gw.get("/auth/me").bearer("guessed.token.value").send().status).collect();
     assert_eq!(statuses, vec![401, 401, 401, 429, 429], "token guessing on /auth is throttled like anywhere else");
-    let rejected = || audit_events(&gw).iter().filter(|e| e["event"] == "auth.token_rejected").count();
+    let rejected = || gw.audit_events().iter().filter(|e| e["event"] == "auth.token_rejected").count();
     assert_eventually!(rejected() == 3, "every token refusal on /auth is audited");
     assert_eq!(gw.metric(r#"portcullis_auth_failures_total{reason="malformed"}"#), Some(3.0));
     let r = gw.get("/admin/users").bearer(&gw.token("u", "user")).send();
@@ -88,7 +80,7 @@ fn denied_access_events_say_who_was_refused_and_what_was_required() {
     let token = gw.tokens().create_access_token("u-7", "user", "sess-7").unwrap();
     assert_eq!(gw.request("DELETE", "/projects/1").bearer(&token).send().status, 403);
     assert_eq!(gw.get("/projects/2").bearer(&token).send().status, 200);
-    let access = |status: &str| audit_events(&gw).into_iter().find(|e| e["event"] == "access" && e["status"] == status);
+    let access = |status: &str| gw.audit_events().into_iter().find(|e| e["event"] == "access" && e["status"] == status);
     assert_eventually!(access("denied").is_some() && access("granted").is_some(), "both decisions audited");
     let denied = access("denied").unwrap();
     assert_eq!(denied["user_id"], "u-7");
@@ -117,8 +109,8 @@ fn cors_preflights_are_not_audited_as_denied_access() {
         gw.request("OPTIONS", "/profile").header("Origin", "https://app.example.com").header("Access-Control-Request-Method", "GET").send();
     assert_eq!(r.status, 204);
     assert_eq!(gw.get("/public/a").send().status, 200);
-    assert_eventually!(audit_events(&gw).iter().any(|e| e["event"] == "access"), "the later request is audited");
-    let denied = audit_events(&gw).iter().filter(|e| e["event"] == "access" && e["status"] == "denied").count();
+    assert_eventually!(gw.audit_events().iter().any(|e| e["event"] == "access"), "the later request is audited");
+    let denied = gw.audit_events().iter().filter(|e| e["event"] == "access" && e["status"] == "denied").count();
     assert_eq!(denied, 0, "an allowed preflight is no denied access");
 }
 

@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "demo-password-123";
 
-/// Creates a user through the admin API (with an operator-minted admin token) and logs in.
-fn create_user(gw: &TestGateway, email: &str, role: &str) -> String {
-    let admin = gw.token("operator", "admin");
-    let r = gw.request("POST", "/admin/users").bearer(&admin).json(&json!({"email": email, "password": PASSWORD, "role": role})).send();
-    assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
-    r.json()["id"].as_str().unwrap().to_string()
-}
-
 fn login(gw: &TestGateway, email: &str) -> (String, String) {
     let r = gw.request("POST", "/auth/login").header("User-Agent", "phone/1.0").json(&json!({"email": email, "password": PASSWORD})).send();
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
@@ -33,7 +25,7 @@ fn refresh(gw: &TestGateway, token: &str) -> Reply {
 
 /// The whole story on one gateway, whatever its store.
 fn login_use_refresh_reuse_logout(gw: &TestGateway, up: &MockUpstream) {
-    let id = create_user(gw, "demo@example.com", "viewer");
+    let id = gw.create_user("demo@example.com", PASSWORD, "viewer");
     let (access, refresh1) = login(gw, "demo@example.com");
 
     let r = gw.get("/projects/1").bearer(&access).send();
@@ -131,7 +123,7 @@ fn the_session_story_with_the_redis_store() {
 fn login_and_endpoint_errors_are_json_4xx_and_never_500() {
     let up = MockUpstream::start();
     let gw = TestGateway::start(&seed_config(&up.url()));
-    create_user(&gw, "e@example.com", "user");
+    gw.create_user("e@example.com", PASSWORD, "user");
     // method, path, content type, body, status, error code
     type Case = (&'static str, &'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
     let cases: Vec<Case> = vec![
@@ -219,7 +211,7 @@ fn two_instances_share_sessions_and_revocations() {
     let config = seed_config_with_store(&up.url(), &redis_store(&redis.url()));
     let a = TestGateway::start(&config);
     let b = TestGateway::start(&config);
-    create_user(&a, "both@example.com", "user");
+    a.create_user("both@example.com", PASSWORD, "user");
 
     let mut delays = Vec::new();
     for _ in 0..5 {
@@ -251,7 +243,7 @@ fn proxied_requests_cost_no_redis_round_trip() {
     let up = MockUpstream::start();
     let config = Config::seed(&up.url()).redis(&redis.url()).set("sessions.activity_flush_seconds", "3600").yaml();
     let gw = TestGateway::start(&config);
-    create_user(&gw, "quiet@example.com", "user");
+    gw.create_user("quiet@example.com", PASSWORD, "user");
     let (access, _) = login(&gw, "quiet@example.com");
     // Wait until the login's own writes are over: two INFO calls in a row, nothing in between.
     assert_eventually!(redis.commands_processed().abs_diff(redis.commands_processed()) <= 1, "Redis is quiet");
@@ -269,7 +261,7 @@ fn a_redis_outage_keeps_proxied_traffic_flowing_and_recovers_by_itself() {
     let mut redis = RedisServer::start();
     let up = MockUpstream::start();
     let gw = TestGateway::start(&seed_config_with_store(&up.url(), &redis_store(&redis.url())));
-    create_user(&gw, "o@example.com", "user");
+    gw.create_user("o@example.com", PASSWORD, "user");
     let (access, refresh_token) = login(&gw, "o@example.com");
     let (revoked, _) = login(&gw, "o@example.com");
     assert_eq!(gw.request("POST", "/auth/logout").bearer(&revoked).send().status, 200);
@@ -316,7 +308,7 @@ fn no_password_hash_or_token_reaches_the_logs() {
     let redis = RedisServer::start();
     let up = MockUpstream::start();
     let gw = TestGateway::start(&seed_config_with_store(&up.url(), &redis_store(&redis.url())));
-    let id = create_user(&gw, "secret@example.com", "user");
+    let id = gw.create_user("secret@example.com", PASSWORD, "user");
     let (access, refresh_token) = login(&gw, "secret@example.com");
     let r = refresh(&gw, &refresh_token).json();
     gw.request("POST", "/auth/login").json(&json!({"email": "secret@example.com", "password": "wrong-password-here"})).send();

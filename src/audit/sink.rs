@@ -110,7 +110,7 @@ impl AuditWriter {
     async fn write(out: &mut Output, batch: &[Event]) -> Result<(), String> {
         use tokio::io::AsyncWriteExt;
         let lines = || {
-            let mut buf = Vec::with_capacity(batch.len() * 256);
+            let mut buf = Vec::with_capacity(batch.len() * 512);
             for e in batch {
                 e.write_json(&mut buf);
                 buf.push(b'\n');

@@ -2,6 +2,7 @@
 //! (granted, sampled by configuration; or denied, never sampled), and `auth.token_rejected` for
 //! every token refusal. Built from ids, names and fixed reason words only: never a token.
 
+use http::header::USER_AGENT;
 use pingora::proxy::Session;
 use serde_json::json;
 
@@ -15,7 +16,7 @@ impl Gateway {
     pub(super) fn audit_token_rejected(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) {
         let Some(audit) = &self.services.audit else { return };
         let ip = ctx.client_ip.map(ip_text);
-        let ua = session.req_header().headers.get("user-agent").and_then(|v| v.to_str().ok());
+        let ua = session.req_header().headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
         let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
         let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
         audit.emit(Event::new("auth.token_rejected", "denied", user, origin, json!({ "reason": reason })));
@@ -54,7 +55,7 @@ impl Gateway {
                 status,
             };
             let ip = ctx.client_ip.map(ip_text);
-            let ua = req.headers.get("user-agent").and_then(|v| v.to_str().ok());
+            let ua = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
             let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
             Event::new("access", decision, user.map(|u| u.user_id.as_str()), origin, Details::Access(Box::new(details)))
         };

@@ -120,6 +120,7 @@ pub struct Finish<'a> {
 /// Finishes a response's headers: the request id, the security headers and HSTS where absent,
 /// CORS for an allowed origin (`Vary` appended to the response's own), RateLimit headers.
 pub fn finish(h: &mut HeaderMap, f: &Finish<'_>) -> Result<()> {
+    h.reserve(6);
     h.insert(X_REQUEST_ID, f.request_id.clone());
     if f.harden {
         for (name, v) in &SECURITY_HEADERS {
@@ -180,6 +181,9 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
         parts.uri = http::Uri::try_from(target).or_err(ErrorType::HTTPStatus(400), "normalized path is not a valid URI")?;
     }
     let h: &mut HeaderMap = &mut parts.headers;
+    // One grow for everything set below, instead of one per insert that crosses a size class
+    // (measured: without it the inserts here cost twice as much).
+    h.reserve(8);
     for name in IDENTITY_HEADERS {
         h.remove(name); // every value under the name
     }

@@ -23,9 +23,13 @@ impl Gateway {
         route: &Route,
         identity: Option<&Identity>,
     ) -> Result<(), Reject> {
-        let subject = match (identity, ctx.client_ip) {
-            (Some(id), _) => ["u:", &id.user_id].concat(),
-            (None, Some(ip)) => ["ip:", &ip_text(ip)].concat(),
+        let ip;
+        let subject: [&str; 2] = match (identity, ctx.client_ip) {
+            (Some(id), _) => ["u:", &id.user_id],
+            (None, Some(addr)) => {
+                ip = ip_text(addr);
+                ["ip:", &ip]
+            }
             (None, None) => return Ok(()),
         };
         let p = &snapshot.limit_policies;
@@ -34,14 +38,14 @@ impl Gateway {
             None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
         };
         if let Some((name, limit, policy)) = general {
-            self.check_limit(ctx, name, &[name, ":", &subject].concat(), limit, policy)?;
+            self.check_limit(ctx, name, &[name, ":", subject[0], subject[1]].concat(), limit, policy)?;
         }
         if let Some((name, limit)) = &route.rate_limit {
             let policy = match id {
                 RouteId::Configured(i) => p.routes.get(i).and_then(Option::as_ref),
                 RouteId::Gateway(_) => None,
             };
-            self.check_limit(ctx, name, &["route:", name, ":", &subject].concat(), *limit, policy)?;
+            self.check_limit(ctx, name, &["route:", name, ":", subject[0], subject[1]].concat(), *limit, policy)?;
         }
         Ok(())
     }

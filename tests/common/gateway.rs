@@ -152,6 +152,20 @@ impl TestGateway {
         text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
     }
 
+    /// Creates a user through the admin API (with an operator-minted admin token); its id.
+    pub fn create_user(&self, email: &str, password: &str, role: &str) -> String {
+        let admin = self.token("operator", "admin");
+        let body = serde_json::json!({"email": email, "password": password, "role": role});
+        let r = self.request("POST", "/admin/users").bearer(&admin).json(&body).send();
+        assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
+        r.json()["id"].as_str().expect("a user id").to_string()
+    }
+
+    /// The audit events in `audit.log` of the gateway's directory (`audit: { sink: file, file: audit.log }`).
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        super::audit_lines(&self.dir().join("audit.log"))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -24,6 +24,14 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("reserve a port")
 }
 
+/// The JSON audit events of an audit file, every complete line of it (a line still being
+/// written has no newline yet and is left for the next read); each must be JSON.
+pub fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().map(|l| serde_json::from_str(l).expect("every audit line is JSON")).collect()
+}
+
 /// Waits until `f` is true or the deadline passes.
 pub fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
