@@ -327,13 +327,15 @@ impl Gateway {
                 reply::send(session, ctx, Reply::empty(204, h)).await;
                 Ok(true)
             }
+            // Boxed: these futures are large (an upstream session, a body buffer), and an unboxed
+            // one would make every request's future that large, which Pingora moves by memcpy.
             Next::Chain(chain, path) => {
-                self.forward_chain(session, ctx, chain, &path).await?;
+                Box::pin(self.forward_chain(session, ctx, chain, &path)).await?;
                 Ok(true)
             }
             Next::Endpoint(endpoint, path) => {
                 ctx.answer = Answer::Endpoint;
-                self.serve_endpoint(session, ctx, endpoint, &path).await;
+                Box::pin(self.serve_endpoint(session, ctx, endpoint, &path)).await;
                 Ok(true)
             }
         }

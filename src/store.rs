@@ -1,5 +1,5 @@
 //! Shared state, split by role: users, sessions and revocations, rate-limit counters, provider
-//! health. Each role is a trait of its own, handed to the one part of the gateway that needs it
+//! health, the audit stream. Each role is a trait of its own, handed to the one part of the gateway that needs it
 //! (the session machinery, the limiter, the provider tracker); two real backends implement them
 //! all: [`memory::MemoryStore`] (embedded, one instance) and [`redis::RedisStore`] (any number of
 //! instances).
@@ -201,6 +201,20 @@ pub trait ProviderStore: Backend {
     async fn try_lock(&self, key: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
     /// Names of providers whose state changed on any instance.
     async fn watch_providers(&self) -> Result<BoxStream<'static, String>, StoreError>;
+}
+
+/// The audit trail as a stream (a Redis stream): appended in batches, trimmed to about
+/// `max_len` entries.
+#[async_trait]
+pub trait AuditStream: Backend {
+    /// Appends one entry per line (field `event`) to `stream`, which is not under the prefix.
+    async fn append_audit(&self, stream: &str, max_len: u64, lines: &[Vec<u8>]) -> Result<(), StoreError>;
+}
+
+/// The audit stream at `url`: a connection of its own, since `audit.redis_url` may name
+/// another Redis than the store's. Its [`Backend::prepare`] is the audit writer's to call.
+pub fn audit_stream(url: &str) -> Result<Arc<dyn AuditStream>, StoreError> {
+    Ok(Arc::new(redis::RedisStore::new(url, "")?))
 }
 
 /// Every role at once: what a backend implements.

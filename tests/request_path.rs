@@ -6,7 +6,7 @@
 mod common;
 
 use common::{seed_config, Behavior, Connection, MockUpstream, TestGateway};
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn with_audit_file(config: String) -> String {
     format!("{config}\naudit: {{ sink: file, file: audit.log }}\n")

@@ -1,5 +1,5 @@
 //! Where audit events go, and the writer task that drains the queue into it: stdout, a 0600
-//! append-only file reopened on SIGHUP, or a Redis stream. A sink that fails or hangs loses
+//! append-only file reopened on SIGHUP, or a Redis stream (the store's [`AuditStream`] role). A sink that fails or hangs loses
 //! the batch, counted and logged; the queue keeps draining.
 
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{count_dropped, Event};
 use crate::metrics::Metrics;
+use crate::store::{self, AuditStream};
 
 /// Where audit events go.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,7 +81,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 enum Output {
     Stdout(tokio::io::Stdout),
     File(tokio::fs::File),
-    Redis(redis::aio::ConnectionManager, String, u64),
+    Redis(Arc<dyn AuditStream>, String, u64),
 }
 
 async fn open_file(path: &PathBuf) -> std::io::Result<tokio::fs::File> {
@@ -95,14 +96,9 @@ impl AuditWriter {
             Sink::Stdout => Ok(Output::Stdout(tokio::io::stdout())),
             Sink::File(path) => open_file(path).await.map(Output::File).map_err(|e| e.to_string()),
             Sink::Redis { url, stream, max_len } => {
-                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(std::time::Duration::from_millis(500)))
-                    .set_response_timeout(Some(std::time::Duration::from_millis(1000)))
-                    .set_number_of_retries(1)
-                    .set_max_delay(std::time::Duration::from_millis(200));
-                let c = redis::aio::ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())?;
-                Ok(Output::Redis(c, stream.clone(), *max_len))
+                let s = store::audit_stream(url).map_err(|e| e.to_string())?;
+                s.prepare(); // on the writer's own runtime
+                Ok(Output::Redis(s, stream.clone(), *max_len))
             }
         }
     }
@@ -126,14 +122,16 @@ impl AuditWriter {
                 f.write_all(&lines()).await.map_err(|e| e.to_string())?;
                 f.flush().await.map_err(|e| e.to_string())
             }
-            Output::Redis(c, stream, max_len) => {
-                let mut pipe = redis::pipe();
-                for e in batch {
-                    let mut json = Vec::with_capacity(512);
-                    e.write_json(&mut json);
-                    pipe.cmd("XADD").arg(stream.as_str()).arg("MAXLEN").arg("~").arg(*max_len).arg("*").arg("event").arg(json).ignore();
-                }
-                pipe.query_async::<()>(c).await.map_err(|e| e.to_string())
+            Output::Redis(s, stream, max_len) => {
+                let lines: Vec<Vec<u8>> = batch
+                    .iter()
+                    .map(|e| {
+                        let mut json = Vec::with_capacity(512);
+                        e.write_json(&mut json);
+                        json
+                    })
+                    .collect();
+                s.append_audit(stream, *max_len, &lines).await.map_err(|e| e.to_string())
             }
         }
     }

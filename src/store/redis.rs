@@ -35,8 +35,8 @@ use std::time::Duration;
 use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
-    session_ttl, Backend, LimitStore, ProviderStore, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError, UserRecord,
-    UserStore,
+    session_ttl, AuditStream, Backend, LimitStore, ProviderStore, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError,
+    UserRecord, UserStore,
 };
 
 // The atomic operations, one Lua script each (src/store/lua/, loaded by SHA after the first
@@ -174,6 +174,17 @@ fn parse_notice(payload: &str) -> Vec<(String, u64)> {
         return Vec::new();
     };
     parts.filter(|s| !s.is_empty()).map(|s| (s.to_string(), until)).collect()
+}
+
+#[async_trait]
+impl AuditStream for RedisStore {
+    async fn append_audit(&self, stream: &str, max_len: u64, lines: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for line in lines {
+            pipe.cmd("XADD").arg(stream).arg("MAXLEN").arg("~").arg(max_len).arg("*").arg("event").arg(line.as_slice()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.con()?).await.map_err(unavailable)
+    }
 }
 
 #[async_trait]
