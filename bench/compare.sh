@@ -50,7 +50,8 @@ $PIN_SUT haproxy -q -f bench/conf/haproxy_jwt.cfg & HAP_PID=$!; PIDS+=($HAP_PID)
 # with HAProxy doing the same logging.
 sed -e 's/127.0.0.1:8083/127.0.0.1:8087/' -e '/^global/a\    log stdout format raw local0 info' \
     -e '/^defaults/a\    log global\n    option httplog' bench/conf/haproxy_jwt.cfg > "$W/haproxy_log.cfg"
-$PIN_SUT haproxy -q -f "$W/haproxy_log.cfg" > "$W/haproxy.log" & HAPLOG_PID=$!; PIDS+=($HAPLOG_PID)
+# (-q would silence the log on stdout too.)
+$PIN_SUT haproxy -db -f "$W/haproxy_log.cfg" > "$W/haproxy.log" 2>/dev/null & HAPLOG_PID=$!; PIDS+=($HAPLOG_PID)
 $PIN_SUT target/release/examples/bare_pingora 127.0.0.1:8082 127.0.0.1:9000 2>/dev/null & BARE_PID=$!; KILL_PIDS+=($BARE_PID)
 redis-server --bind 127.0.0.1 --port 9379 --save "" --appendonly no --dir "$W" >/dev/null & PIDS+=($!)
 
