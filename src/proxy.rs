@@ -63,12 +63,7 @@ pub struct Snapshot {
     /// Metric handles per route and per upstream (same order as the config's), if enabled.
     route_metrics: Vec<Arc<RouteMetrics>>,
     upstream_metrics: Vec<UpstreamMetrics>,
-    pub rate_limits: RateLimitSettings,
-    pub lockout: Option<LockoutPolicy>,
-    pub cors: Option<CorsPolicy>,
-    pub trusted_proxies: Vec<Cidr>,
-    pub max_header_bytes: usize,
-    pub max_header_count: usize,
+    pub guards: Guards,
     pub providers: Arc<ProviderSet>,
     /// `RateLimit-Policy` values, made once: the per-user and per-IP API limits, and each
     /// configured route's own limit (by route index).
@@ -81,18 +76,23 @@ struct LimitPolicies {
     routes: Vec<Option<HeaderValue>>,
 }
 
+/// The settings of the guarding phases: client address, request shape, CORS, limits, lockout.
+pub struct Guards {
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub cors: Option<CorsPolicy>,
+    pub rate_limits: RateLimitSettings,
+    pub lockout: Option<LockoutPolicy>,
+}
+
 /// The parts of a validated config a [`Snapshot`] is built from.
 pub struct SnapshotParts {
     pub policy: Policy,
     pub tokens: TokenSettings,
     pub upstreams: Vec<Upstream>,
     pub file_users: Vec<crate::auth::users::FileUser>,
-    pub rate_limits: RateLimitSettings,
-    pub lockout: Option<LockoutPolicy>,
-    pub cors: Option<CorsPolicy>,
-    pub trusted_proxies: Vec<Cidr>,
-    pub max_header_bytes: usize,
-    pub max_header_count: usize,
+    pub guards: Guards,
     pub providers: Vec<Provider>,
     pub chains: Vec<Chain>,
 }
@@ -116,8 +116,8 @@ impl Snapshot {
         };
         let policy = |name: &str, l: crate::limits::Limit| HeaderValue::from_str(&crate::limits::policy_value(name, l)).ok();
         let limit_policies = LimitPolicies {
-            api_user: parts.rate_limits.api_user.and_then(|l| policy("api_user", l)),
-            api_ip: parts.rate_limits.api_ip.and_then(|l| policy("api_ip", l)),
+            api_user: parts.guards.rate_limits.api_user.and_then(|l| policy("api_user", l)),
+            api_ip: parts.guards.rate_limits.api_ip.and_then(|l| policy("api_ip", l)),
             routes: parts.policy.routes.routes().iter().map(|r| r.rate_limit.as_ref().and_then(|(n, l)| policy(n, *l))).collect(),
         };
         Snapshot {
@@ -129,12 +129,7 @@ impl Snapshot {
             peers,
             route_metrics,
             upstream_metrics,
-            rate_limits: parts.rate_limits,
-            lockout: parts.lockout,
-            cors: parts.cors,
-            trusted_proxies: parts.trusted_proxies,
-            max_header_bytes: parts.max_header_bytes,
-            max_header_count: parts.max_header_count,
+            guards: parts.guards,
             providers: Arc::new(ProviderSet::new(parts.providers, parts.chains)),
         }
     }
@@ -235,7 +230,7 @@ impl RequestCtx {
             request_id: &self.request_id_value,
             harden: upstream.is_none_or(|u| u.security_headers),
             tls: self.tls,
-            cors: snapshot.and_then(|s| s.cors.as_ref()).map(|c| (c, self.origin.as_deref())),
+            cors: snapshot.and_then(|s| s.guards.cors.as_ref()).map(|c| (c, self.origin.as_deref())),
             limits: self.limit_headers.as_ref(),
         }
     }
@@ -250,13 +245,15 @@ impl Gateway {
         (ctx.request_id, ctx.request_id_value) = headers::request_id(req);
         ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         ctx.peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.client_ip = match (ctx.peer, snapshot.trusted_proxies.is_empty()) {
-            (Some(p), false) => {
-                Some(client_ip(p, req.headers.get(headers::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()), &snapshot.trusted_proxies))
-            }
+        ctx.client_ip = match (ctx.peer, snapshot.guards.trusted_proxies.is_empty()) {
+            (Some(p), false) => Some(client_ip(
+                p,
+                req.headers.get(headers::X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+                &snapshot.guards.trusted_proxies,
+            )),
             (peer, _) => peer,
         };
-        if snapshot.cors.is_some() {
+        if snapshot.guards.cors.is_some() {
             ctx.origin = req.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
         }
     }
@@ -268,8 +265,8 @@ impl Gateway {
             pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
             _ => None,
         };
-        guard::check_shape(req, raw.as_deref(), snapshot.max_header_bytes, snapshot.max_header_count)?;
-        if let Some(cors) = &snapshot.cors {
+        guard::check_shape(req, raw.as_deref(), snapshot.guards.max_header_bytes, snapshot.guards.max_header_count)?;
+        if let Some(cors) = &snapshot.guards.cors {
             let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
             match cors.preflight(
                 req.method.as_str(),

@@ -22,7 +22,7 @@ use crate::config::{self, Config, ServerSettings};
 use crate::logging::LoggingSettings;
 use crate::metrics::Metrics;
 use crate::providers::tracker::Tracker;
-use crate::proxy::{Snapshot, SnapshotParts};
+use crate::proxy::{Guards, Snapshot, SnapshotParts};
 use crate::store::StoreSettings;
 
 /// Every `config_reloads_total{result}` value.
@@ -35,12 +35,14 @@ pub fn snapshot(c: Config, metrics: Option<&Metrics>) -> Snapshot {
         tokens: c.tokens,
         upstreams: c.upstreams,
         file_users: c.users.file_users,
-        rate_limits: c.rate_limits,
-        lockout: c.lockout,
-        cors: c.cors,
-        trusted_proxies: c.server.trusted_proxies,
-        max_header_bytes: c.server.max_header_bytes,
-        max_header_count: c.server.max_header_count,
+        guards: Guards {
+            trusted_proxies: c.server.trusted_proxies,
+            max_header_bytes: c.server.max_header_bytes,
+            max_header_count: c.server.max_header_count,
+            cors: c.cors,
+            rate_limits: c.rate_limits,
+            lockout: c.lockout,
+        },
         providers: c.providers,
         chains: c.chains,
     };

@@ -51,8 +51,8 @@ impl Gateway {
                     revocation_ttl: snapshot.tokens.access_ttl().as_secs() + snapshot.tokens.leeway_seconds(),
                     metrics: s.metrics.as_deref(),
                     limiter: &s.limiter,
-                    rate_limits: &snapshot.rate_limits,
-                    lockout: snapshot.lockout,
+                    rate_limits: &snapshot.guards.rate_limits,
+                    lockout: snapshot.guards.lockout,
                     audit: s.audit.as_ref(),
                 };
                 match endpoint {

@@ -34,8 +34,8 @@ impl Gateway {
         };
         let p = &snapshot.limit_policies;
         let general = match identity {
-            Some(_) => snapshot.rate_limits.api_user.map(|l| ("api_user", l, p.api_user.as_ref())),
-            None => snapshot.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
+            Some(_) => snapshot.guards.rate_limits.api_user.map(|l| ("api_user", l, p.api_user.as_ref())),
+            None => snapshot.guards.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
         };
         if let Some((name, limit, policy)) = general {
             self.check_limit(ctx, name, &[name, ":", subject[0], subject[1]].concat(), limit, policy)?;
@@ -52,7 +52,7 @@ impl Gateway {
 
     /// Counts a request that failed authentication against the per-IP limit.
     pub(super) fn limit_unauthenticated(&self, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<(), Reject> {
-        match (snapshot.rate_limits.api_ip, ctx.client_ip) {
+        match (snapshot.guards.rate_limits.api_ip, ctx.client_ip) {
             (Some(limit), Some(ip)) => {
                 let policy = snapshot.limit_policies.api_ip.as_ref();
                 self.check_limit(ctx, "api_ip", &["api_ip:ip:", &ip_text(ip)].concat(), limit, policy)
