@@ -65,6 +65,10 @@ pub struct State {
     pub unhealthy_until: u64,
     /// Out of rotation until then (ms) after a 429 with Retry-After.
     pub retry_after_until: u64,
+    /// An operator's override holds until then (ms): passive signals (a request that was in
+    /// flight when it was set, a probe) do not change the status before.
+    #[serde(default)]
+    pub manual_until: u64,
     /// Bumped on every change (optimistic concurrency in the store).
     pub version: u64,
 }
@@ -81,6 +85,11 @@ impl State {
     /// moving average makes it degraded.
     pub fn record_success(&mut self, rt_ms: f64, now: u64, rules: &Rules) {
         self.average(rt_ms);
+        if now < self.manual_until {
+            self.last_check = now;
+            self.version += 1;
+            return;
+        }
         self.consecutive_failures = 0;
         self.last_check = now;
         self.unhealthy_until = 0;
@@ -98,6 +107,11 @@ impl State {
         }
         self.consecutive_failures += 1;
         self.last_check = now;
+        if now < self.manual_until {
+            // The operator's status and reason hold; the failure is still counted.
+            self.version += 1;
+            return;
+        }
         self.reason = Some(reason.to_string());
         if self.consecutive_failures >= rules.failure_threshold {
             self.status = Status::Unhealthy;
@@ -123,6 +137,11 @@ impl State {
             (Status::Unhealthy, Some(d)) => now + d,
             (Status::Unhealthy, None) => u64::MAX,
             _ => 0,
+        };
+        self.manual_until = match (status, duration_ms) {
+            (Status::Healthy, _) => 0,
+            (_, Some(d)) => now.saturating_add(d),
+            (_, None) => u64::MAX,
         };
         if status == Status::Healthy {
             self.consecutive_failures = 0;
@@ -188,6 +207,28 @@ pub fn pick_healthy<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, now
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operators_override_holds_against_passive_signals_until_it_ends() {
+        let rules = Rules { failure_threshold: 2, unhealthy_ms: 1_000, degraded_latency_ms: 2_000 };
+        let mut s = State::default();
+        s.mark(Status::Unhealthy, Some("maintenance".into()), Some(60_000), 1_000);
+        // A request that was in flight when the override was set succeeds, another fails.
+        s.record_success(50.0, 1_010, &rules);
+        s.record_failure("500", None, 1_020, &rules);
+        s.record_failure("500", None, 1_030, &rules);
+        assert_eq!((s.status, s.reason.as_deref()), (Status::Unhealthy, Some("maintenance")));
+        assert_eq!(s.unhealthy_until, 61_000, "a passive failure does not shorten the override");
+        assert!(!s.is_available(30_000));
+        // Once it ends, passive signals rule again.
+        s.record_success(50.0, 61_000, &rules);
+        assert!(s.is_healthy(61_000));
+        // Marking healthy ends a hold at once.
+        s.mark(Status::Degraded, None, Some(60_000), 62_000);
+        s.mark(Status::Healthy, None, None, 62_001);
+        s.record_failure("500", None, 62_002, &rules);
+        assert_eq!(s.status, Status::Degraded, "passive again after an operator's healthy");
+    }
 
     const RULES: Rules = Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000 };
 
