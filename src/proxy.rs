@@ -40,7 +40,7 @@ use crate::auth::passwords::Passwords;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::{TokenManager, TokenSettings};
 use crate::auth::users::UserDirectory;
-use crate::clientip::{client_ip, Cidr};
+use crate::clientip::{client_ip, ip_text, Cidr};
 use crate::cors::{CorsPolicy, Preflight};
 use crate::limits::LockoutPolicy;
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
@@ -195,6 +195,10 @@ pub struct RequestCtx {
     /// The TCP peer (the last hop, for `X-Forwarded-For`).
     peer: Option<IpAddr>,
     client_ip: Option<IpAddr>,
+    /// The peer's address as text, made once (`X-Forwarded-For`, and usually the client's too).
+    peer_text: Option<String>,
+    /// The client's address as text when it is not the peer's (behind a trusted proxy).
+    client_text: Option<String>,
     /// Served over TLS.
     tls: bool,
     /// The request's Origin, kept only when CORS is configured.
@@ -218,6 +222,11 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The client's address as text.
+    fn client_text(&self) -> Option<&str> {
+        self.client_text.as_deref().or(self.peer_text.as_deref())
+    }
+
     fn upstream_metrics(&self) -> Option<&UpstreamMetrics> {
         self.snapshot.as_ref().zip(self.upstream).and_then(|(s, i)| s.upstream_metrics.get(i))
     }
@@ -253,6 +262,10 @@ impl Gateway {
             )),
             (peer, _) => peer,
         };
+        ctx.peer_text = ctx.peer.map(ip_text);
+        if ctx.client_ip != ctx.peer {
+            ctx.client_text = ctx.client_ip.map(ip_text);
+        }
         if snapshot.guards.cors.is_some() {
             ctx.origin = req.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
         }
@@ -382,6 +395,8 @@ impl ProxyHttp for Gateway {
             request_id_value: HeaderValue::from_static("-"),
             peer: None,
             client_ip: None,
+            peer_text: None,
+            client_text: None,
             tls: false,
             origin: None,
             route: None,
@@ -436,14 +451,13 @@ impl ProxyHttp for Gateway {
         let Some(up) = ctx.snapshot.as_ref().zip(ctx.upstream).map(|(s, i)| &s.upstreams[i]) else {
             return Error::e_explain(ErrorType::InternalError, "no upstream decided for this request");
         };
-        let peer = ctx.peer.map(crate::clientip::ip_text);
         headers::rewrite_upstream_request(
             upstream_request,
             &headers::Forwarding {
                 path: ctx.rewritten_path.as_deref(),
                 identity: ctx.identity.as_deref(),
                 request_id: &ctx.request_id_value,
-                client_ip: peer.as_deref(),
+                client_ip: ctx.peer_text.as_deref(),
                 tls: ctx.tls,
                 upstream: up,
             },

@@ -8,16 +8,14 @@ use serde_json::json;
 
 use super::{Answer, Gateway, RequestCtx};
 use crate::audit::{AccessDetails, Details, Event, Origin};
-use crate::clientip::ip_text;
 use crate::policy::Access;
 
 impl Gateway {
     /// `auth.token_rejected`, with the fixed reason word only.
     pub(super) fn audit_token_rejected(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) {
         let Some(audit) = &self.services.audit else { return };
-        let ip = ctx.client_ip.map(ip_text);
         let ua = session.req_header().headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
-        let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+        let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: ua };
         let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
         audit.emit(Event::new("auth.token_rejected", "denied", user, origin, json!({ "reason": reason })));
     }
@@ -54,9 +52,8 @@ impl Gateway {
                 session_id: user.map(|u| u.session_id.clone()),
                 status,
             };
-            let ip = ctx.client_ip.map(ip_text);
             let ua = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
-            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: ua };
+            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: ua };
             Event::new("access", decision, user.map(|u| u.user_id.as_str()), origin, Details::Access(Box::new(details)))
         };
         if decision == "granted" {

@@ -26,7 +26,7 @@ impl Gateway {
         };
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let client_ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let client_ip = ctx.client_text().unwrap_or_default().to_string();
         let user_agent = header("user-agent").unwrap_or("");
         let api_req = ApiRequest {
             method: &req.method,

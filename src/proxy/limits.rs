@@ -8,7 +8,6 @@ use serde_json::json;
 use super::{Gateway, RequestCtx, Snapshot};
 use crate::admission::{Identity, Reject};
 use crate::audit::{Event, Origin};
-use crate::clientip::ip_text;
 use crate::limits::{self, Limit};
 use crate::policy::{Route, RouteId};
 
@@ -24,10 +23,10 @@ impl Gateway {
         identity: Option<&Identity>,
     ) -> Result<(), Reject> {
         let ip;
-        let subject: [&str; 2] = match (identity, ctx.client_ip) {
+        let subject: [&str; 2] = match (identity, ctx.client_text()) {
             (Some(id), _) => ["u:", &id.user_id],
-            (None, Some(addr)) => {
-                ip = ip_text(addr);
+            (None, Some(text)) => {
+                ip = text.to_string(); // ctx is borrowed mutably below
                 ["ip:", &ip]
             }
             (None, None) => return Ok(()),
@@ -52,10 +51,11 @@ impl Gateway {
 
     /// Counts a request that failed authentication against the per-IP limit.
     pub(super) fn limit_unauthenticated(&self, ctx: &mut RequestCtx, snapshot: &Snapshot) -> Result<(), Reject> {
-        match (snapshot.guards.rate_limits.api_ip, ctx.client_ip) {
+        match (snapshot.guards.rate_limits.api_ip, ctx.client_text()) {
             (Some(limit), Some(ip)) => {
                 let policy = snapshot.limit_policies.api_ip.as_ref();
-                self.check_limit(ctx, "api_ip", &["api_ip:ip:", &ip_text(ip)].concat(), limit, policy)
+                let key = ["api_ip:ip:", ip].concat();
+                self.check_limit(ctx, "api_ip", &key, limit, policy)
             }
             _ => Ok(()),
         }
@@ -76,8 +76,7 @@ impl Gateway {
             m.rate_limited(name);
         }
         if let Some(a) = &self.services.audit {
-            let ip = ctx.client_ip.map(ip_text);
-            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ip.as_deref(), user_agent: None };
+            let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: None };
             let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
             a.emit(Event::new("ratelimit.hit", "denied", user, origin, json!({ "limit": name, "retry_after": d.retry_after_seconds })));
         }
