@@ -23,7 +23,10 @@ mod guard;
 pub mod headers;
 mod limits;
 pub mod reply;
+mod snapshot;
 pub mod upstream;
+
+pub use snapshot::{Guards, Snapshot, SnapshotParts};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -38,102 +41,14 @@ use crate::admission::{admit, Identity, Reject};
 use crate::audit::Audit;
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::Sessions;
-use crate::auth::tokens::{TokenManager, TokenSettings};
-use crate::auth::users::UserDirectory;
-use crate::clientip::{client_ip, ip_text, Cidr};
-use crate::cors::{CorsPolicy, Preflight};
-use crate::limits::LockoutPolicy;
+use crate::clientip::{client_ip, ip_text};
+use crate::cors::Preflight;
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
-use crate::policy::{Endpoint, Policy, RouteId, Target};
+use crate::policy::{Endpoint, RouteId, Target};
 use crate::providers::tracker::Tracker;
-use crate::providers::{Chain, Provider, ProviderSet};
-use crate::ratelimit::{Limiter, RateLimitSettings};
+use crate::ratelimit::Limiter;
 use crate::store::UserStore;
 use reply::Reply;
-use upstream::Upstream;
-
-/// Everything a request is judged and routed with that comes from gateway.yaml. Swapped whole
-/// on reload; a request keeps the snapshot it started with.
-pub struct Snapshot {
-    pub policy: Policy,
-    pub tokens: TokenManager,
-    pub upstreams: Vec<Upstream>,
-    pub users: UserDirectory,
-    peers: Vec<HttpPeer>,
-    /// Metric handles per route and per upstream (same order as the config's), if enabled.
-    route_metrics: Vec<Arc<RouteMetrics>>,
-    upstream_metrics: Vec<UpstreamMetrics>,
-    pub guards: Guards,
-    pub providers: Arc<ProviderSet>,
-    /// `RateLimit-Policy` values, made once: the per-user and per-IP API limits, and each
-    /// configured route's own limit (by route index).
-    limit_policies: LimitPolicies,
-}
-
-struct LimitPolicies {
-    api_user: Option<HeaderValue>,
-    api_ip: Option<HeaderValue>,
-    routes: Vec<Option<HeaderValue>>,
-}
-
-/// The settings of the guarding phases: client address, request shape, CORS, limits, lockout.
-pub struct Guards {
-    pub trusted_proxies: Vec<Cidr>,
-    pub max_header_bytes: usize,
-    pub max_header_count: usize,
-    pub cors: Option<CorsPolicy>,
-    pub rate_limits: RateLimitSettings,
-    pub lockout: Option<LockoutPolicy>,
-}
-
-/// The parts of a validated config a [`Snapshot`] is built from.
-pub struct SnapshotParts {
-    pub policy: Policy,
-    pub tokens: TokenSettings,
-    pub upstreams: Vec<Upstream>,
-    pub file_users: Vec<crate::auth::users::FileUser>,
-    pub guards: Guards,
-    pub providers: Vec<Provider>,
-    pub chains: Vec<Chain>,
-}
-
-impl Snapshot {
-    /// Builds the request-path view of a validated config: peers and metric handles resolved
-    /// once here, never per request.
-    pub fn new(parts: SnapshotParts, metrics: Option<&Metrics>) -> Self {
-        let peers = parts.upstreams.iter().map(upstream::peer).collect();
-        let (route_metrics, upstream_metrics) = match metrics {
-            Some(m) => {
-                for p in &parts.providers {
-                    m.provider_known(&p.name);
-                }
-                (
-                    parts.policy.routes.routes().iter().map(|r| m.route(&r.name)).collect(),
-                    parts.upstreams.iter().map(|u| m.upstream(&u.name)).collect(),
-                )
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        let policy = |name: &str, l: crate::limits::Limit| HeaderValue::from_str(&crate::limits::policy_value(name, l)).ok();
-        let limit_policies = LimitPolicies {
-            api_user: parts.guards.rate_limits.api_user.and_then(|l| policy("api_user", l)),
-            api_ip: parts.guards.rate_limits.api_ip.and_then(|l| policy("api_ip", l)),
-            routes: parts.policy.routes.routes().iter().map(|r| r.rate_limit.as_ref().and_then(|(n, l)| policy(n, *l))).collect(),
-        };
-        Snapshot {
-            limit_policies,
-            tokens: TokenManager::new(&parts.tokens),
-            policy: parts.policy,
-            upstreams: parts.upstreams,
-            users: UserDirectory::new(parts.file_users),
-            peers,
-            route_metrics,
-            upstream_metrics,
-            guards: parts.guards,
-            providers: Arc::new(ProviderSet::new(parts.providers, parts.chains)),
-        }
-    }
-}
 
 /// Long-lived services that outlive config reloads.
 pub struct Services {
