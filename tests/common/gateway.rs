@@ -29,6 +29,20 @@ impl TestGateway {
 
     /// As [`Self::start`], with extra environment variables.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        // A reserved port can be taken by another test process between reserving and binding:
+        // then the gateway exits at once, and it is started again on other ports.
+        for _ in 0..2 {
+            match Self::try_start(config, env) {
+                Ok(gw) => return gw,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("portcullis exited at start:\n{log}"),
+            }
+        }
+        Self::try_start(config, env).unwrap_or_else(|log| panic!("portcullis exited at start:\n{log}"))
+    }
+
+    /// One attempt: the gateway, or its log if it exited before answering.
+    fn try_start(config: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin_port) = (free_port(), free_port());
         let text = config
@@ -63,16 +77,21 @@ impl TestGateway {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir,
         };
+        let mut exited = None;
         let up = eventually(Duration::from_secs(30), || {
             if let Ok(Some(status)) = gw.child.try_wait() {
-                panic!("portcullis exited with {status}:\n{}", gw.log());
+                exited = Some(status);
+                return true;
             }
             std::net::TcpStream::connect(gw.admin).is_ok()
                 && std::net::TcpStream::connect(gw.addr).is_ok()
                 && gw.admin_get("/readyz").status == 200
         });
+        if let Some(status) = exited {
+            return Err(format!("exit {status}:\n{}", gw.log()));
+        }
         assert!(up, "portcullis did not start:\n{}", gw.log());
-        gw
+        Ok(gw)
     }
 
     /// A request to the proxy listener.

@@ -19,9 +19,19 @@ use std::time::{Duration, Instant};
 /// The signing secret every test gateway runs with.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
-/// A loopback port that was free a moment ago (Pingora cannot report the port it bound).
+/// A loopback port that was free a moment ago (Pingora cannot report the port it bound), and
+/// never one this test process handed out before: the kernel may give the same free port to
+/// two calls in a row (a gateway's proxy and admin listeners once got the same one).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("reserve a port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("reserve a port");
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The JSON audit events of an audit file, every complete line of it (a line still being
