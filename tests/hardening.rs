@@ -154,6 +154,11 @@ fn make_cert(dir: &std::path::Path) {
 /// A gateway terminating TLS with a fresh self-signed certificate (`tls_extra` is added to the
 /// `server.tls` mapping), its upstream `up`, and the directory holding `cert.pem`.
 fn tls_gateway(up: &MockUpstream, tls_extra: &str) -> (TestGateway, tempfile::TempDir) {
+    tls_gateway_with(Config::seed(&up.url()), tls_extra)
+}
+
+/// A gateway for `config` terminating TLS with a fresh self-signed certificate.
+fn tls_gateway_with(config: Config, tls_extra: &str) -> (TestGateway, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     make_cert(certs.path());
     let tls = format!(
@@ -161,7 +166,43 @@ fn tls_gateway(up: &MockUpstream, tls_extra: &str) -> (TestGateway, tempfile::Te
         certs.path().join("cert.pem").display(),
         certs.path().join("key.pem").display()
     );
-    (TestGateway::start(&Config::seed(&up.url()).set("server.tls", &tls).yaml()), certs)
+    (TestGateway::start(&config.set("server.tls", &tls).yaml()), certs)
+}
+
+/// Sends raw HTTP/1.1 over TLS and returns the whole answer, lower-cased.
+fn tls_exchange(gw: &TestGateway, ca: &std::path::Path, request: &str) -> String {
+    let mut s = tls_connect(gw.addr, ca, None, b"\x08http/1.1").expect("TLS handshake");
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_lowercase()
+}
+
+#[test]
+fn over_tls_every_kind_of_response_carries_hsts() {
+    let (provider, app) = (MockUpstream::start(), MockUpstream::start());
+    let config = Config::seed(&app.url())
+        .add_route("{ name: llm, path: \"/v1/**\", methods: [POST], require_role: user, chain: llm }")
+        .set("providers", &format!("{{ p1: {{ url: \"{}\" }} }}", provider.url()))
+        .set("provider_chains", "{ llm: { primary: p1 } }");
+    let (gw, certs) = tls_gateway_with(config, "");
+    let ca = certs.path().join("cert.pem");
+    let token = gw.token("u1", "user");
+    let body = r#"{"model":"m"}"#;
+    let chain = format!(
+        "POST /v1/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for (what, request) in [
+        ("a provider's response", chain),
+        ("a gateway refusal", "GET /profile HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_string()),
+        ("a gateway endpoint", "GET /auth/nothing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_string()),
+    ] {
+        let answer = tls_exchange(&gw, &ca, &request);
+        assert!(answer.starts_with("http/1.1 "), "{what}: {answer}");
+        assert!(answer.contains("strict-transport-security: max-age="), "{what} carries HSTS: {answer}");
+    }
+    assert_eq!(provider.hits(), 1);
 }
 
 fn tls_connect(
