@@ -214,9 +214,14 @@ mod tests {
         let mut s = State::default();
         s.mark(Status::Unhealthy, Some("maintenance".into()), Some(60_000), 1_000);
         // A request that was in flight when the override was set succeeds, another fails.
+        // Both are still signals: counted, and the version moves on for the store's
+        // compare-and-set.
+        let v = s.version;
         s.record_success(50.0, 1_010, &rules);
+        assert_eq!(s.version, v + 1);
         s.record_failure("500", None, 1_020, &rules);
         s.record_failure("500", None, 1_030, &rules);
+        assert_eq!((s.version, s.consecutive_failures, s.last_check), (v + 3, 2, 1_030));
         assert_eq!((s.status, s.reason.as_deref()), (Status::Unhealthy, Some("maintenance")));
         assert_eq!(s.unhealthy_until, 61_000, "a passive failure does not shorten the override");
         assert!(!s.is_available(30_000));

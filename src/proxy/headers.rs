@@ -392,6 +392,14 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_body_length_is_read_from_one_number() {
+        assert_eq!(content_length(&request("/", &[("content-length", "65536")])), Some(65536));
+        assert_eq!(content_length(&request("/", &[("content-length", "0")])), Some(0));
+        assert_eq!(content_length(&request("/", &[])), None);
+        assert_eq!(content_length(&request("/", &[("content-length", "2, 2")])), None);
+    }
+
+    #[test]
     fn several_authorization_headers_are_one_malformed_value() {
         assert_eq!(authorization(&request("/", &[])), None);
         assert_eq!(authorization(&request("/", &[("authorization", "Bearer a")])), Some(&b"Bearer a"[..]));
