@@ -1,7 +1,7 @@
 //! Rate-limit arithmetic, pure and clock-free (callers pass `now`): the exact GCRA used for
 //! logins, the account lockout rule, and the local sliding windows used for API traffic. The
 //! store runs the same arithmetic atomically (Lua) for shared state; the runtime limiter
-//! ([`crate::ratelimit`]) sits above the store and decides which to use.
+//! (`ratelimit`, one layer up) sits above the store and decides which to use.
 
 mod gcra;
 mod lockout;
