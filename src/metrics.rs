@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// Route label for requests that matched no route (404, bad paths).
 pub const UNMATCHED: &str = "_unmatched";
 /// Route label for the gateway's own endpoints (/auth, /admin/users).
-pub const GATEWAY: &str = "_gateway";
+pub const GATEWAY: &str = crate::policy::GATEWAY_ROUTE;
 
 const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 

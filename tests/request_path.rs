@@ -169,3 +169,22 @@ fn series_with_known_labels_exist_at_zero_from_the_start() {
         assert_eq!(gw.metric(series), Some(0.0), "{series} is exported at 0 before its first event");
     }
 }
+
+#[test]
+fn an_oversized_body_to_an_endpoint_is_400_and_closes_the_connection() {
+    let up = MockUpstream::start();
+    let gw = TestGateway::start(&seed_config(&up.url()));
+    let big = format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "x".repeat(20_000));
+    let mut c = Connection::open(gw.addr);
+    let r = c.send(gw.request("POST", "/auth/login").header("Content-Type", "application/json").body(big)).expect("a reply");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_request"));
+    assert!(r.json()["message"].as_str().unwrap().contains("larger than"), "{:?}", r.json());
+    assert!(c.closed_by_server(), "the unread rest of the body is not drained");
+    // Declared too large and never sent: refused at once, never waited for.
+    let mut c = Connection::open(gw.addr);
+    let r = c
+        .exchange(b"POST /auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{")
+        .expect("a reply");
+    assert_eq!(r.status, 400);
+    assert!(c.closed_by_server());
+}

@@ -86,6 +86,18 @@ struct UserChange {
     role: String,
 }
 
+/// Checks that `user_id` is a user the API may `change` (a verb for the message): 404 if there
+/// is none, 409 if the users file defines it.
+async fn api_user(cx: &ApiContext<'_>, user_id: &str, change: &str) -> Result<(), ApiError> {
+    match cx.users.by_id(cx.user_store, user_id).await.map_err(|e| store_failed(cx, e))? {
+        None => Err(ApiError::new(404, "not_found", "no such user")),
+        Some(u) if u.source == Source::File => {
+            Err(ApiError::new(409, "user_in_file", format!("this user is defined in the users file; {change} it there")))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -> Reply {
     let by = req.caller()?;
     let body: UserChange = json_body(req)?;
@@ -93,13 +105,7 @@ async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
         return Err(ApiError::bad_request(format!("unknown role `{}`", body.role)));
     }
     let store = cx.user_store;
-    match cx.users.by_id(store, user_id).await.map_err(|e| store_failed(cx, e))? {
-        None => return Err(ApiError::new(404, "not_found", "no such user")),
-        Some(u) if u.source == Source::File => {
-            return Err(ApiError::new(409, "user_in_file", "this user is defined in the users file; change it there"))
-        }
-        Some(_) => {}
-    }
+    api_user(cx, user_id, "change").await?;
     if !store.set_user_role(user_id, &body.role).await.map_err(|e| store_failed(cx, e))? {
         return Err(ApiError::new(404, "not_found", "no such user"));
     }
@@ -128,13 +134,7 @@ async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
 async fn delete_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -> Reply {
     let by = req.caller()?;
     let store = cx.user_store;
-    match cx.users.by_id(store, user_id).await.map_err(|e| store_failed(cx, e))? {
-        None => return Err(ApiError::new(404, "not_found", "no such user")),
-        Some(u) if u.source == Source::File => {
-            return Err(ApiError::new(409, "user_in_file", "this user is defined in the users file; remove it there"))
-        }
-        Some(_) => {}
-    }
+    api_user(cx, user_id, "remove").await?;
     let revoked = revoke_all_of(cx, user_id, None).await?;
     store.delete_user(user_id).await.map_err(|e| store_failed(cx, e))?;
     tracing::info!(by = %by.user_id, user_id = %user_id, sessions_revoked = revoked, "user deleted");
