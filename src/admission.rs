@@ -1,5 +1,6 @@
 //! The admission decision for one request: normalize the path, find the route (a gateway
-//! endpoint or a configured route), authenticate, check the session, authorize. Pure (no I/O,
+//! endpoint or a configured route), authenticate (a token, an API key or a client certificate),
+//! check the denylist and the session, authorize (role, permission, scopes). Pure (no I/O,
 //! no Pingora types): the proxy adapts a request to [`admit`] and turns a [`Reject`] into a JSON
 //! reply. Every request the gateway serves, its own endpoints included, is judged here.
 
@@ -7,11 +8,16 @@ use http::Method;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::apikey::{self, KeyHasher, PresentedKey};
+use crate::auth::credentials::Credentials;
+use crate::auth::denylist::Subject;
+use crate::auth::keys::{KeyEntry, KeyRefusal};
 use crate::auth::sessions::{SessionVeto, Sessions};
 use crate::auth::{bearer_token, TokenError, TokenManager};
+use crate::clientcert::{CertMap, ClientCert};
 use crate::clock::unix_now;
 pub use crate::policy::Identity;
-use crate::policy::{path, Access, Policy, Route, RouteId};
+use crate::policy::{path, Access, Credential, Policy, Route, RouteId};
 
 /// A request that may proceed to its route's target.
 #[derive(Debug)]
@@ -22,6 +28,8 @@ pub struct Admitted<'a> {
     pub path: Cow<'a, str>,
     /// None on public routes.
     pub identity: Option<Arc<Identity>>,
+    /// The API key the request was admitted with (for its own rate limit).
+    pub api_key: Option<Arc<KeyEntry>>,
 }
 
 /// A refused request, with what admission had learned before refusing (for metrics and the
@@ -74,50 +82,129 @@ impl Reject {
     }
 }
 
-/// Why a 401 that is not about the token itself: the session behind a valid token has ended.
+/// Why a 401 that is not about the token itself: the session behind a valid token has ended,
+/// or an admin put the credential on the denylist.
 pub const REVOKED: &str = "revoked";
 
-/// The local session check for an authenticated request (revocation, store outage policy).
-pub trait SessionGate {
-    /// Ok if requests of this session may proceed.
-    fn check(&self, session_id: &str) -> Result<(), SessionVeto>;
+/// Every reason a presented API key is refused for (metrics declare them up front).
+pub const KEY_REASONS: [&str; 3] = ["malformed_key", "unknown_key", "expired_key"];
+
+/// What a client presented to prove who it is, picked out of the request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Presented<'a> {
+    /// The single `Authorization` value (empty when several were sent).
+    pub authorization: Option<&'a [u8]>,
+    /// The single `X-Api-Key` value (empty when several were sent).
+    pub api_key: Option<&'a [u8]>,
+    /// The TLS client certificate the handshake verified.
+    pub client_cert: Option<&'a ClientCert>,
 }
 
-impl SessionGate for Sessions {
-    fn check(&self, session_id: &str) -> Result<(), SessionVeto> {
-        Sessions::check(self, session_id, unix_now())
+/// Which kind of credential a request was judged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presenting {
+    Token,
+    ApiKey,
+    Certificate,
+}
+
+impl Presented<'_> {
+    /// The credential admission reads, by precedence: `X-Api-Key`, then an `Authorization`
+    /// bearer that is an API key or a token, then a mapped client certificate.
+    pub fn kind(&self) -> Option<Presenting> {
+        if self.api_key.is_some() {
+            return Some(Presenting::ApiKey);
+        }
+        if let Some(a) = self.authorization {
+            return Some(if key_in_bearer(a).is_some() { Presenting::ApiKey } else { Presenting::Token });
+        }
+        self.client_cert.map(|_| Presenting::Certificate)
     }
 }
 
-/// Decides whether a request may proceed. `authorization` is the single `Authorization` header
-/// value (callers pass an empty value when there were several).
+/// The key in an `Authorization: Bearer pcs_...` value.
+fn key_in_bearer(value: &[u8]) -> Option<&str> {
+    bearer_token(Some(value)).ok().filter(|t| t.starts_with(apikey::PREFIX))
+}
+
+/// The verifiers of the current config.
+#[derive(Clone, Copy)]
+pub struct Verifiers<'a> {
+    pub tokens: &'a TokenManager,
+    /// None when `api_keys` is not configured: every key is refused.
+    pub key_hasher: Option<&'a KeyHasher>,
+    pub certs: &'a CertMap,
+}
+
+/// The local checks on a verified credential: sessions, API keys and the denylist, each a view
+/// kept current in the background (never a store round trip).
+pub trait Gate {
+    /// Ok if requests of this login session may proceed.
+    fn session(&self, session_id: &str) -> Result<(), SessionVeto>;
+    /// The key a well-formed presented key is, if known, matching and unexpired.
+    fn api_key(&self, hasher: &KeyHasher, key: PresentedKey<'_>) -> Result<Arc<KeyEntry>, KeyRefusal>;
+    /// The denylist subject that cuts `identity` off, if any.
+    fn denied(&self, identity: &Identity) -> Option<Subject>;
+}
+
+/// The gateway's gate: its session machinery and its credential views.
+pub struct Local<'a> {
+    pub sessions: &'a Sessions,
+    pub credentials: &'a Credentials,
+}
+
+impl Gate for Local<'_> {
+    fn session(&self, session_id: &str) -> Result<(), SessionVeto> {
+        self.sessions.check(session_id, unix_now())
+    }
+
+    fn api_key(&self, hasher: &KeyHasher, key: PresentedKey<'_>) -> Result<Arc<KeyEntry>, KeyRefusal> {
+        self.credentials.authenticate_key(hasher, key, unix_now())
+    }
+
+    fn denied(&self, identity: &Identity) -> Option<Subject> {
+        self.credentials.denies(identity, None, unix_now())
+    }
+}
+
+/// Decides whether a request may proceed.
 pub fn admit<'a>(
     policy: &'a Policy,
-    tokens: &TokenManager,
-    sessions: &dyn SessionGate,
+    verifiers: &Verifiers<'_>,
+    gate: &dyn Gate,
     method: &Method,
     raw_path: &'a str,
-    authorization: Option<&[u8]>,
+    presented: &Presented<'_>,
 ) -> Result<Admitted<'a>, Box<Refused>> {
     let path = path::normalize(raw_path).map_err(|e| Reject::new(400, "bad_path", e.to_string(), "bad_path").refused(None, None, None))?;
     let Some((id, route)) = policy.find(method, &path) else {
         return Err(Reject::new(404, "not_found", "no route matches this request", "no_route").refused(None, Some(&path), None));
     };
-    if route.access == Access::Public {
-        return Ok(Admitted { id, route, path, identity: None });
+    if route.require_client_cert && presented.client_cert.is_none() {
+        let message = "this route requires a verified TLS client certificate";
+        return Err(Reject::new(403, "client_certificate_required", message, "no_client_cert").refused(Some(id), Some(&path), None));
     }
-    let identity = authenticate(tokens, authorization).map_err(|e| Reject::unauthenticated(&e).refused(Some(id), Some(&path), None))?;
+    if route.access == Access::Public {
+        return Ok(Admitted { id, route, path, identity: None, api_key: None });
+    }
+    let (identity, api_key) = authenticate_any(verifiers, gate, presented).map_err(|reject| reject.refused(Some(id), Some(&path), None))?;
     let refuse = |reject: Reject| reject.refused(Some(id), Some(&path), Some(identity.clone()));
-    match sessions.check(&identity.session_id) {
-        Ok(()) => {}
-        Err(SessionVeto::Revoked) => return Err(refuse(Reject::new(401, "invalid_token", "the session has ended", REVOKED))),
-        Err(SessionVeto::StoreUnavailable) => {
-            return Err(refuse(Reject::new(
-                503,
-                "store_unavailable",
-                "the session store is unavailable; try again shortly",
-                "store_unavailable",
-            )))
+    if let Some(subject) = gate.denied(&identity) {
+        let message = format!("this credential has been revoked (by {})", subject.as_str());
+        return Err(refuse(Reject::new(401, "revoked", message, REVOKED)));
+    }
+    if let Some(session_id) = identity.session_id() {
+        match gate.session(session_id) {
+            Ok(()) => {}
+            Err(SessionVeto::Revoked) => return Err(refuse(Reject::new(401, "invalid_token", "the session has ended", REVOKED))),
+            Err(SessionVeto::StoreUnavailable) => {
+                return Err(refuse(Reject::new(
+                    503,
+                    "store_unavailable",
+                    "the session store is unavailable; try again shortly",
+                    "store_unavailable",
+                )))
+            }
         }
     }
     let level = identity.role.as_deref().and_then(|r| policy.roles.level(r));
@@ -129,7 +216,55 @@ pub fn admit<'a>(
         };
         return Err(refuse(Reject::new(403, "forbidden", message, "insufficient_role")));
     }
-    Ok(Admitted { id, route, path, identity: Some(identity) })
+    let missing = identity.missing_scopes(&route.require_scopes);
+    if !missing.is_empty() {
+        let mut reject =
+            Reject::new(403, "insufficient_scope", format!("this route requires the scope `{}`", missing.join(" ")), "insufficient_scope");
+        let scope = route.require_scopes.join(" ");
+        reject.headers.push(("www-authenticate", format!(r#"Bearer realm="portcullis", error="insufficient_scope", scope="{scope}""#)));
+        return Err(refuse(reject));
+    }
+    Ok(Admitted { id, route, path, identity: Some(identity), api_key })
+}
+
+/// Verifies whichever credential the request presents (see [`Presented::kind`]).
+fn authenticate_any(
+    verifiers: &Verifiers<'_>,
+    gate: &dyn Gate,
+    presented: &Presented<'_>,
+) -> Result<(Arc<Identity>, Option<Arc<KeyEntry>>), Reject> {
+    let key_text = match (presented.api_key, presented.authorization) {
+        (Some(k), _) => {
+            Some(std::str::from_utf8(k).map_err(|_| invalid_key("the API key holds characters a key never has", "malformed_key"))?)
+        }
+        (None, Some(a)) => key_in_bearer(a),
+        (None, None) => None,
+    };
+    if let Some(text) = key_text {
+        let key = apikey::parse(text.trim()).map_err(|e| invalid_key(e.to_string(), "malformed_key"))?;
+        let Some(hasher) = verifiers.key_hasher else {
+            return Err(invalid_key("API keys are not enabled on this gateway", "unknown_key"));
+        };
+        let entry = gate.api_key(hasher, key).map_err(|r| invalid_key(r.message(), r.reason()))?;
+        return Ok((entry.identity.clone(), Some(entry)));
+    }
+    if presented.authorization.is_none() {
+        if let Some(identity) = presented.client_cert.and_then(|c| Some((c, verifiers.certs.identify(c)?))).map(|(c, who)| Identity {
+            user_id: who.user_id.clone(),
+            role: Some(who.role.clone()),
+            credential: Credential::Certificate { subject: c.subject.clone() },
+            scopes: None,
+        }) {
+            return Ok((Arc::new(identity), None));
+        }
+    }
+    let identity = authenticate(verifiers.tokens, presented.authorization).map_err(|e| Reject::unauthenticated(&e))?;
+    Ok((identity, None))
+}
+
+/// A 401 `invalid_api_key`.
+fn invalid_key(message: impl Into<Cow<'static, str>>, reason: &'static str) -> Reject {
+    Reject::new(401, "invalid_api_key", message, reason)
 }
 
 /// Verifies the bearer access token and returns who it speaks for.

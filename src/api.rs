@@ -146,9 +146,11 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiRequest<'_>) -> Result<T, ApiErro
             }
             serde_json::error::Category::Data => {
                 let text = inner.to_string();
-                match text.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-                    Some(field) => format!("missing field `{field}`"),
-                    None => format!("field `{}` has the wrong type", e.path()),
+                let quoted = |prefix: &str| text.strip_prefix(prefix).and_then(|r| r.split('`').next()).map(str::to_string);
+                match (quoted("missing field `"), quoted("unknown field `")) {
+                    (Some(field), _) => format!("missing field `{field}`"),
+                    (None, Some(field)) => format!("unknown field `{field}`"),
+                    (None, None) => format!("field `{}` has the wrong type", e.path()),
                 }
             }
         };

@@ -11,9 +11,10 @@ use pingora::services::listening::Service;
 use std::sync::Arc;
 use thiserror::Error;
 
-use crate::admission::REVOKED;
+use crate::admission::{KEY_REASONS, REVOKED};
 use crate::audit::{self, AuditWriter};
 use crate::auth::api::LOGIN_RESULTS;
+use crate::auth::credentials::Credentials;
 use crate::auth::passwords::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
 use crate::auth::TokenError;
@@ -28,7 +29,12 @@ use crate::reload::{self, Reloader, RestartOnly};
 use crate::store::{self, StoreError};
 use pingora::connectors::http::Connector;
 use pingora::listeners::tls::TlsSettings;
-use pingora::tls::ssl::SslVersion;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use pingora::tls::ssl::{SslFiletype, SslVerifyMode, SslVersion};
+use pingora::tls::x509::{X509Name, X509VerifyResult};
+
+use crate::clientcert::ClientCert;
 
 /// Process-level switches from the command line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -56,6 +62,16 @@ struct SessionSync(Arc<Sessions>);
 
 #[async_trait]
 impl BackgroundService for SessionSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.sync_forever(shutdown).await;
+    }
+}
+
+/// Keeps the local views of API keys and the denylist in step with the store.
+struct CredentialSync(Arc<Credentials>);
+
+#[async_trait]
+impl BackgroundService for CredentialSync {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.0.sync_forever(shutdown).await;
     }
@@ -110,13 +126,58 @@ impl BackgroundService for AuditSink {
 }
 
 /// TLS settings for the proxy listener: Mozilla intermediate, TLS 1.3 only unless 1.2 is
-/// allowed, HTTP/2 offered through ALPN.
+/// allowed, HTTP/2 offered through ALPN; with `client_auth`, client certificates verified
+/// against its CA during the handshake (required, or only when sent).
 fn tls_settings(t: &TlsListen) -> Result<TlsSettings, BuildError> {
-    let mut settings = TlsSettings::intermediate(&t.cert, &t.key).map_err(|e| BuildError::Tls(e.to_string()))?;
+    let tls_err = |e: &dyn std::fmt::Display| BuildError::Tls(e.to_string());
+    let mut settings = match &t.client_auth {
+        None => TlsSettings::intermediate(&t.cert, &t.key).map_err(|e| tls_err(&e))?,
+        Some(_) => {
+            let mut s = TlsSettings::with_callbacks(Box::new(ClientCertCapture)).map_err(|e| tls_err(&e))?;
+            s.set_private_key_file(&t.key, SslFiletype::PEM).map_err(|e| tls_err(&e))?;
+            s.set_certificate_chain_file(&t.cert).map_err(|e| tls_err(&e))?;
+            s.check_private_key().map_err(|e| tls_err(&e))?;
+            s
+        }
+    };
+    if let Some(auth) = &t.client_auth {
+        settings.set_ca_file(&auth.ca).map_err(|e| tls_err(&e))?;
+        settings.set_client_ca_list(X509Name::load_client_ca_file(&auth.ca).map_err(|e| tls_err(&e))?);
+        let mode = if auth.required { SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT } else { SslVerifyMode::PEER };
+        settings.set_verify(mode);
+    }
     let min = if t.tls13_only { SslVersion::TLS1_3 } else { SslVersion::TLS1_2 };
-    settings.set_min_proto_version(Some(min)).map_err(|e| BuildError::Tls(e.to_string()))?;
+    settings.set_min_proto_version(Some(min)).map_err(|e| tls_err(&e))?;
     settings.enable_h2();
     Ok(settings)
+}
+
+/// Hands a verified client certificate (subject and SAN URIs) to the request phases, through
+/// the extension Pingora keeps in each connection's TLS digest.
+struct ClientCertCapture;
+
+#[async_trait]
+impl TlsAccept for ClientCertCapture {
+    async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        if ssl.verify_result() != X509VerifyResult::OK {
+            return None;
+        }
+        let cert = ssl.peer_certificate()?;
+        // RFC 4514 order: the most specific attribute (CN) first.
+        let mut rdns: Vec<String> = cert
+            .subject_name()
+            .entries()
+            .map(|e| {
+                let name = e.object().nid().short_name().unwrap_or("?");
+                let value = e.data().to_string().unwrap_or_default();
+                format!("{name}={}", value.replace(',', "\\,"))
+            })
+            .collect();
+        rdns.reverse();
+        let uris =
+            cert.subject_alt_names().map(|names| names.iter().filter_map(|n| n.uri().map(str::to_string)).collect()).unwrap_or_default();
+        Some(Arc::new(ClientCert { subject: rdns.join(","), uris }))
+    }
 }
 
 /// The server, ready to `run`.
@@ -143,12 +204,17 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     if let Some(m) = &metrics {
         let mut reasons = TokenError::REASONS.to_vec();
         reasons.push(REVOKED);
+        reasons.extend(KEY_REASONS);
         m.declare(Known::AuthFailures, &reasons);
+        let mut outcomes = vec!["accepted", "denied", REVOKED];
+        outcomes.extend(KEY_REASONS);
+        m.declare(Known::ApiKeyRequests, &outcomes);
         m.declare(Known::Logins, &LOGIN_RESULTS);
         m.declare(Known::ConfigReloads, &reload::RESULTS);
     }
     let store = store::open(&config.store)?;
     let sessions = Arc::new(Sessions::new(store.clone(), config.sessions.clone()).with_metrics(metrics.clone()));
+    let credentials = Arc::new(Credentials::new(store.clone(), metrics.clone()));
     let passwords = Arc::new(Passwords::new(&config.passwords)?);
     let limiter = Arc::new(Limiter::new(store.clone()));
     let (audit, audit_writer) = match audit::pipeline(&config.audit, metrics.clone()) {
@@ -159,6 +225,7 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let connector = Arc::new(Connector::new(None));
     let services = Arc::new(Services {
         sessions: sessions.clone(),
+        credentials: credentials.clone(),
         users: store.clone(),
         passwords,
         metrics: metrics.clone(),
@@ -198,6 +265,9 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     limits.threads = Some(1);
 
     server.add_service(sync);
+    let mut credential_sync = background_service("credential sync", CredentialSync(credentials));
+    credential_sync.threads = Some(1);
+    server.add_service(credential_sync);
     server.add_service(reload);
     server.add_service(limits);
     let mut provider_sync = background_service("provider health sync", ProviderSync { tracker: tracker.clone(), state: state.clone() });

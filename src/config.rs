@@ -10,6 +10,7 @@
 
 mod audit;
 mod cors;
+mod credentials;
 mod lenient;
 mod limits;
 pub mod locate;
@@ -71,6 +72,11 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub chains: Vec<Chain>,
     pub health: crate::providers::health::Rules,
+    /// None: API keys are not enabled.
+    pub api_keys: Option<crate::auth::keys::ApiKeySettings>,
+    pub client_certs: crate::clientcert::CertMap,
+    /// The limits of `rate_limits.routes`, by name (API keys name them too).
+    pub named_limits: std::collections::HashMap<String, crate::limits::Limit>,
 }
 
 /// Listeners and Pingora process settings (changing these needs a restart).

@@ -8,7 +8,9 @@
 //! method names from a fixed list, status codes; never a raw path, user id or token.
 
 use arc_swap::ArcSwap;
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -78,6 +80,9 @@ pub struct Metrics {
     provider_health: IntGaugeVec,
     provider_failures: IntGaugeVec,
     failovers: IntCounterVec,
+    api_key_requests: IntCounterVec,
+    api_keys: IntGauge,
+    denylist_entries: IntGauge,
     audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
     /// The special routes' handles (unmatched, gateway endpoints).
@@ -94,6 +99,8 @@ pub enum Known {
     Logins,
     /// `config_reloads_total{result}`.
     ConfigReloads,
+    /// `api_key_requests_total{outcome}`.
+    ApiKeyRequests,
 }
 
 /// Handles for one route.
@@ -137,6 +144,12 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     let v = IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels).expect("valid metric definition");
     registry.register(Box::new(v.clone())).expect("metric registered once");
     v
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(name, help).namespace("portcullis")).expect("valid metric definition");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -234,6 +247,14 @@ impl Metrics {
                 "Requests passed from one provider to the next, by chain.",
                 &["chain", "from", "to"],
             ),
+            api_key_requests: counter_vec(
+                &r,
+                "api_key_requests_total",
+                "Requests that presented an API key, by outcome (accepted, or why refused).",
+                &["outcome"],
+            ),
+            api_keys: gauge(&r, "api_keys", "API keys issued and not revoked, as this instance knows them."),
+            denylist_entries: gauge(&r, "denylist_entries", "Admin denylist entries in force, as this instance knows them."),
             requests,
             request_duration,
             authz_denied,
@@ -252,6 +273,7 @@ impl Metrics {
             Known::AuthFailures => &self.auth_failures,
             Known::Logins => &self.logins,
             Known::ConfigReloads => &self.config_reloads,
+            Known::ApiKeyRequests => &self.api_key_requests,
         };
         for v in values {
             vec.with_label_values(&[v]);
@@ -294,6 +316,17 @@ impl Metrics {
             outcomes: OUTCOMES.iter().map(|o| (*o, self.upstream_requests.with_label_values(&[name, o]))).collect(),
             duration: self.upstream_duration.with_label_values(&[name]),
         }
+    }
+
+    /// Counts a request that presented an API key, by outcome (a fixed word).
+    pub fn api_key_request(&self, outcome: &'static str) {
+        self.api_key_requests.with_label_values(&[outcome]).inc();
+    }
+
+    /// Sets how many API keys and denylist entries this instance knows.
+    pub fn credentials(&self, api_keys: usize, denylist_entries: usize) {
+        self.api_keys.set(api_keys as i64);
+        self.denylist_entries.set(denylist_entries as i64);
     }
 
     /// Counts a token refusal by reason (a fixed word such as `expired`).

@@ -11,12 +11,60 @@ use http::Method;
 pub use roles::{PermissionMatrix, Roles};
 pub use routes::RouteTable;
 
-/// The verified caller of a request: who an access token speaks for.
+/// The verified caller of a request: who an access token, an API key or a client certificate
+/// speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: String,
     pub role: Option<String>,
-    pub session_id: String,
+    /// What the caller proved itself with.
+    pub credential: Credential,
+    /// The scopes the credential is limited to; None: not limited by scopes (a user's own
+    /// session, a key made without scopes), so the role and permission matrix decide alone.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// The credential behind an [`Identity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A gateway access token of a login session.
+    Session { session_id: String, jti: String },
+    /// An API key (its public id).
+    ApiKey { id: String },
+    /// A verified TLS client certificate (its subject).
+    Certificate { subject: String },
+}
+
+impl Identity {
+    /// The identity of a session's access token.
+    pub fn session(user_id: impl Into<String>, role: Option<String>, session_id: impl Into<String>, jti: impl Into<String>) -> Self {
+        let credential = Credential::Session { session_id: session_id.into(), jti: jti.into() };
+        Identity { user_id: user_id.into(), role, credential, scopes: None }
+    }
+
+    /// The login session behind the identity, if it is one.
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Session { session_id, .. } => Some(session_id),
+            _ => None,
+        }
+    }
+
+    /// The API key behind the identity, if it is one.
+    pub fn api_key_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::ApiKey { id } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The scopes of `required` this identity lacks (empty: it may proceed).
+    pub fn missing_scopes<'a>(&self, required: &'a [String]) -> Vec<&'a str> {
+        match &self.scopes {
+            None => Vec::new(),
+            Some(held) => required.iter().filter(|r| !held.contains(r)).map(String::as_str).collect(),
+        }
+    }
 }
 
 /// What a route demands of the caller.
@@ -76,6 +124,10 @@ pub enum Endpoint {
     Users,
     /// `/admin/providers*`.
     Providers,
+    /// `/admin/api-keys*` and `/auth/api-keys*`.
+    ApiKeys,
+    /// `/admin/revocations*`.
+    Revocations,
 }
 
 /// Which table a matched route came from, and where in it.
@@ -96,6 +148,10 @@ pub struct Route {
     pub target: Target,
     /// The route's own limit (name, limit), counted per user (or per IP when public).
     pub rate_limit: Option<(String, crate::limits::Limit)>,
+    /// Scopes a scope-limited credential must hold, every one of them (`require_scopes`).
+    pub require_scopes: Vec<String>,
+    /// Only over TLS with a verified client certificate (`require_client_cert`).
+    pub require_client_cert: bool,
 }
 
 /// The routes and roles a request is judged against.
@@ -109,7 +165,7 @@ pub struct Policy {
 /// The gateway's own endpoints as routes, in match order: who may call what. A path under an
 /// endpoint family that names no endpoint is public, and the endpoint answers 404; methods are
 /// the endpoint's to check (405), so every method matches here.
-const ENDPOINTS: [(&str, Endpoint, Need); 14] = [
+const ENDPOINTS: [(&str, Endpoint, Need); 22] = [
     ("/auth/login", Endpoint::Auth, Need::Nothing),
     ("/auth/refresh", Endpoint::Auth, Need::Nothing),
     ("/auth/logout", Endpoint::Auth, Need::Token),
@@ -117,6 +173,8 @@ const ENDPOINTS: [(&str, Endpoint, Need); 14] = [
     ("/auth/me", Endpoint::Auth, Need::Token),
     ("/auth/sessions", Endpoint::Auth, Need::Token),
     ("/auth/sessions/{id}", Endpoint::Auth, Need::Token),
+    ("/auth/api-keys", Endpoint::ApiKeys, Need::Token),
+    ("/auth/api-keys/{id}", Endpoint::ApiKeys, Need::Token),
     ("/auth/**", Endpoint::Auth, Need::Nothing),
     ("/admin/users", Endpoint::Users, Need::Admin),
     ("/admin/users/{id}", Endpoint::Users, Need::Admin),
@@ -124,6 +182,12 @@ const ENDPOINTS: [(&str, Endpoint, Need); 14] = [
     ("/admin/providers", Endpoint::Providers, Need::Admin),
     ("/admin/providers/{name}/status", Endpoint::Providers, Need::Admin),
     ("/admin/providers/**", Endpoint::Providers, Need::Nothing),
+    ("/admin/api-keys", Endpoint::ApiKeys, Need::Admin),
+    ("/admin/api-keys/{id}", Endpoint::ApiKeys, Need::Admin),
+    ("/admin/api-keys/**", Endpoint::ApiKeys, Need::Nothing),
+    ("/admin/revocations", Endpoint::Revocations, Need::Admin),
+    ("/admin/revocations/{id}", Endpoint::Revocations, Need::Admin),
+    ("/admin/revocations/**", Endpoint::Revocations, Need::Nothing),
 ];
 
 #[derive(Clone, Copy)]
@@ -152,6 +216,8 @@ impl Policy {
                     access,
                     target: Target::Gateway(*endpoint),
                     rate_limit: None,
+                    require_scopes: Vec::new(),
+                    require_client_cert: false,
                 };
                 Some((routes::parse_pattern(pattern).ok()?, None, route))
             })
@@ -204,8 +270,15 @@ mod tests {
 
     fn policy(admin_role: &str) -> Policy {
         let roles = Roles::new([("admin".to_string(), 3), ("user".to_string(), 2)]);
-        let app =
-            Route { name: "app".into(), pattern: "/**".into(), access: Access::Public, target: Target::Upstream(0), rate_limit: None };
+        let app = Route {
+            name: "app".into(),
+            pattern: "/**".into(),
+            access: Access::Public,
+            target: Target::Upstream(0),
+            rate_limit: None,
+            require_scopes: Vec::new(),
+            require_client_cert: false,
+        };
         Policy::new(roles, RouteTable::new(vec![(routes::parse_pattern("/**").unwrap(), None, app)]), admin_role)
     }
 
@@ -223,6 +296,9 @@ mod tests {
         assert_eq!(access("/admin/users"), Some((Target::Gateway(Endpoint::Users), "role:admin".into())));
         assert_eq!(access("/admin/users/7"), Some((Target::Gateway(Endpoint::Users), "role:admin".into())));
         assert_eq!(access("/admin/providers/openai/status"), Some((Target::Gateway(Endpoint::Providers), "role:admin".into())));
+        assert_eq!(access("/admin/api-keys/abc"), Some((Target::Gateway(Endpoint::ApiKeys), "role:admin".into())));
+        assert_eq!(access("/admin/revocations"), Some((Target::Gateway(Endpoint::Revocations), "role:admin".into())));
+        assert_eq!(access("/auth/api-keys"), Some((Target::Gateway(Endpoint::ApiKeys), "authenticated".into())));
         assert_eq!(access("/authx"), Some((Target::Upstream(0), "public".into())), "only whole segments");
         assert_eq!(access("/admin/settings"), Some((Target::Upstream(0), "public".into())));
         assert!(matches!(p.find(&Method::GET, "/auth/me"), Some((RouteId::Gateway(_), _))));

@@ -37,10 +37,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::admission::{admit, Identity, Reject};
+use crate::admission::{admit, Identity, Local, Presented, Presenting, Reject, Verifiers};
 use crate::audit::Audit;
+use crate::auth::credentials::Credentials;
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::Sessions;
+use crate::clientcert::ClientCert;
 use crate::clientip::{client_ip, ip_text};
 use crate::cors::Preflight;
 use crate::metrics::{method_label, Metrics, RouteMetrics, UpstreamMetrics};
@@ -53,6 +55,7 @@ use reply::Reply;
 /// Long-lived services that outlive config reloads.
 pub struct Services {
     pub sessions: Arc<Sessions>,
+    pub credentials: Arc<Credentials>,
     pub users: Arc<dyn UserStore>,
     pub passwords: Arc<Passwords>,
     pub metrics: Option<Arc<Metrics>>,
@@ -127,6 +130,8 @@ pub struct RequestCtx {
     audit_path: Option<String>,
     /// Who the request is from, once verified (refused requests too).
     identity: Option<Arc<Identity>>,
+    /// The kind of credential the request presented, if any.
+    presenting: Option<Presenting>,
     /// `RateLimit-Policy` and `RateLimit` for the response: the last limit the request passed.
     limit_headers: Option<(HeaderValue, HeaderValue)>,
     answer: Answer,
@@ -209,8 +214,16 @@ impl Gateway {
                 }
             }
         }
-        let sessions = self.services.sessions.as_ref();
-        let admitted = match admit(&snapshot.policy, &snapshot.tokens, sessions, &req.method, req.uri.path(), headers::authorization(req)) {
+        let gate = Local { sessions: &self.services.sessions, credentials: &self.services.credentials };
+        let verifiers = Verifiers {
+            tokens: &snapshot.tokens,
+            key_hasher: snapshot.api_keys.as_ref().map(|k| &k.hasher),
+            certs: &snapshot.client_certs,
+        };
+        let client_cert = session.digest().and_then(|d| d.ssl_digest.as_ref()).and_then(|d| d.extension.get::<ClientCert>());
+        let presented = Presented { authorization: headers::authorization(req), api_key: headers::api_key(req), client_cert };
+        ctx.presenting = presented.kind();
+        let admitted = match admit(&snapshot.policy, &verifiers, &gate, &req.method, req.uri.path(), &presented) {
             Ok(a) => a,
             Err(refused) => {
                 let refused = *refused;
@@ -229,7 +242,10 @@ impl Gateway {
         if self.services.audit.is_some() {
             ctx.audit_path = Some(admitted.path.to_string());
         }
-        self.limit_admitted(ctx, snapshot, admitted.id, admitted.route, admitted.identity.as_deref())?;
+        if let (Some(m), Some(_)) = (&self.services.metrics, &admitted.api_key) {
+            m.api_key_request("accepted");
+        }
+        self.limit_admitted(ctx, snapshot, admitted.id, admitted.route, admitted.identity.as_deref(), admitted.api_key.as_deref())?;
         Ok(match admitted.route.target {
             Target::Upstream(u) => {
                 ctx.upstream = Some(u);
@@ -270,6 +286,9 @@ impl Gateway {
     async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, reject: Reject) {
         tracing::debug!(status = reject.status, reason = reject.reason, request_id = %ctx.request_id, "request refused");
         if let Some(m) = &self.services.metrics {
+            if ctx.presenting == Some(Presenting::ApiKey) {
+                m.api_key_request(if reject.status == 401 { reject.reason } else { "denied" });
+            }
             match reject.status {
                 401 => m.auth_failure(reject.reason),
                 403 => {
@@ -319,6 +338,7 @@ impl ProxyHttp for Gateway {
             rewritten_path: None,
             audit_path: None,
             identity: None,
+            presenting: None,
             limit_headers: None,
             answer: Answer::Forwarded,
             route_metrics: None,

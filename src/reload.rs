@@ -45,6 +45,9 @@ pub fn snapshot(c: Config, metrics: Option<&Metrics>) -> Snapshot {
         },
         providers: c.providers,
         chains: c.chains,
+        api_keys: c.api_keys,
+        client_certs: c.client_certs,
+        named_limits: c.named_limits,
     };
     Snapshot::new(parts, metrics)
 }

@@ -1,5 +1,5 @@
 //! Shared state, split by role: users, sessions and revocations, rate-limit counters, provider
-//! health, the audit stream. Each role is a trait of its own, handed to the one part of the gateway that needs it
+//! health, API keys and the denylist, the audit stream. Each role is a trait of its own, handed to the one part of the gateway that needs it
 //! (the session machinery, the limiter, the provider tracker); two real backends implement them
 //! all: [`memory::MemoryStore`] (embedded, one instance) and [`redis::RedisStore`] (any number of
 //! instances).
@@ -11,6 +11,7 @@
 pub mod memory;
 pub mod redis;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -203,6 +204,54 @@ pub trait ProviderStore: Backend {
     async fn watch_providers(&self) -> Result<BoxStream<'static, String>, StoreError>;
 }
 
+/// The registries of credentials the gateway issues or blocks: each record an opaque JSON
+/// object under its id (the store reads nothing in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Registry {
+    /// API keys (never the key itself: its keyed hash).
+    ApiKeys,
+    /// The admin denylist.
+    Denylist,
+}
+
+impl Registry {
+    /// The name used in store keys and notices.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registry::ApiKeys => "api-keys",
+            Registry::Denylist => "denylist",
+        }
+    }
+
+    /// The registry a notice names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api-keys" => Some(Registry::ApiKeys),
+            "denylist" => Some(Registry::Denylist),
+            _ => None,
+        }
+    }
+}
+
+/// API keys and denylist entries, shared by every instance, and the last-use times of keys.
+/// Every write tells every instance (which re-read the registry it names).
+#[async_trait]
+pub trait CredentialStore: Backend {
+    /// Writes a record (JSON) under `id`, replacing any, and tells every instance.
+    async fn put_record(&self, registry: Registry, id: &str, json: &str) -> Result<(), StoreError>;
+    /// Removes a record and tells every instance; false if there was none.
+    async fn remove_record(&self, registry: Registry, id: &str) -> Result<bool, StoreError>;
+    /// Every record of a registry (JSON).
+    async fn records(&self, registry: Registry) -> Result<Vec<String>, StoreError>;
+    /// Write-behind: the latest use of each key (unix seconds); a later time wins.
+    async fn touch_keys(&self, uses: &[(String, u64)]) -> Result<(), StoreError>;
+    /// The latest recorded use of every key.
+    async fn key_uses(&self) -> Result<HashMap<String, u64>, StoreError>;
+    /// Registries changed on any instance, as they are announced. It ends when the connection
+    /// behind it breaks; the caller reconnects and re-reads.
+    async fn watch_records(&self) -> Result<BoxStream<'static, Registry>, StoreError>;
+}
+
 /// The audit trail as a stream (a Redis stream): appended in batches, trimmed to about
 /// `max_len` entries.
 #[async_trait]
@@ -218,6 +267,6 @@ pub fn audit_stream(url: &str) -> Result<Arc<dyn AuditStream>, StoreError> {
 }
 
 /// Every role at once: what a backend implements.
-pub trait Store: UserStore + SessionStore + LimitStore + ProviderStore {}
+pub trait Store: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore {}
 
-impl<T: UserStore + SessionStore + LimitStore + ProviderStore> Store for T {}
+impl<T: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore> Store for T {}

@@ -1,28 +1,56 @@
 use super::*;
+use crate::apikey::{generate, to_hex};
+use crate::auth::denylist::{DenyEntry, Denylist};
+use crate::auth::keys::{ApiKeyRecord, KeyView};
 use crate::auth::tokens::TokenSpec;
+use crate::clientcert::CertIdentity;
 use crate::config::tests::seed_config;
 use crate::policy::{Endpoint, Target};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 struct Fixture {
     policy: Policy,
     tokens: TokenManager,
-    revoked: Vec<String>,
+    revoked: TestGate,
+    hasher: KeyHasher,
+    certs: CertMap,
 }
 
-impl SessionGate for Vec<String> {
-    fn check(&self, session_id: &str) -> Result<(), SessionVeto> {
-        if self.iter().any(|s| s == session_id) {
+/// The local views as plain values: revoked sessions, known keys, the denylist; and how many
+/// key lookups were made.
+#[derive(Default)]
+struct TestGate {
+    sessions: Vec<String>,
+    keys: KeyView,
+    deny: Denylist,
+    lookups: AtomicUsize,
+}
+
+impl Gate for TestGate {
+    fn session(&self, session_id: &str) -> Result<(), SessionVeto> {
+        if self.sessions.iter().any(|s| s == session_id) {
             Err(SessionVeto::Revoked)
         } else {
             Ok(())
         }
     }
+
+    fn api_key(&self, hasher: &KeyHasher, key: PresentedKey<'_>) -> Result<Arc<KeyEntry>, KeyRefusal> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        crate::auth::keys::check_key(&self.keys, hasher, key, crate::clock::unix_now()).cloned()
+    }
+
+    fn denied(&self, identity: &Identity) -> Option<Subject> {
+        self.deny.denies(identity, None, crate::clock::unix_now())
+    }
 }
 
 fn fixture() -> Fixture {
     let c = seed_config();
-    Fixture { tokens: TokenManager::new(&c.tokens), policy: c.policy, revoked: vec!["revoked-session".into()] }
+    let revoked = TestGate { sessions: vec!["revoked-session".into()], ..TestGate::default() };
+    let certs = CertMap::new([("CN=build-bot,O=Example".to_string(), CertIdentity { user_id: "bot".into(), role: "admin".into() })]);
+    Fixture { tokens: TokenManager::new(&c.tokens), policy: c.policy, revoked, hasher: KeyHasher::new(&[9; 32]), certs }
 }
 
 impl Fixture {
@@ -36,8 +64,22 @@ impl Fixture {
         path: &str,
         auth: Option<String>,
     ) -> Result<(String, Option<Identity>), (u16, &'static str, &'static str)> {
+        let presented = Presented { authorization: auth.as_deref().map(str::as_bytes), ..Presented::default() };
+        self.judge(method, path, &presented)
+    }
+
+    fn verifiers(&self) -> Verifiers<'_> {
+        Verifiers { tokens: &self.tokens, key_hasher: Some(&self.hasher), certs: &self.certs }
+    }
+
+    fn judge(
+        &self,
+        method: &str,
+        path: &str,
+        presented: &Presented<'_>,
+    ) -> Result<(String, Option<Identity>), (u16, &'static str, &'static str)> {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
-        match admit(&self.policy, &self.tokens, &self.revoked, &m, path, auth.as_deref().map(str::as_bytes)) {
+        match admit(&self.policy, &self.verifiers(), &self.revoked, &m, path, presented) {
             Ok(a) if matches!(a.route.target, Target::Gateway(_)) => Ok((format!("api:{}", a.path), a.identity.map(|i| (*i).clone()))),
             Ok(a) => Ok((a.route.name.clone(), a.identity.map(|i| (*i).clone()))),
             Err(r) => Err((r.reject.status, r.reject.code, r.reject.reason)),
@@ -128,7 +170,8 @@ fn admitted_requests_carry_the_verified_identity() {
     let f = fixture();
     let (route, id) = f.check("GET", "/profile", bearer(&f.token("viewer"))).unwrap();
     assert_eq!(route, "profile");
-    assert_eq!(id, Some(Identity { user_id: "u1".into(), role: Some("viewer".into()), session_id: "s1".into() }));
+    let id = id.unwrap();
+    assert_eq!((id.user_id.as_str(), id.role.as_deref(), id.session_id()), ("u1", Some("viewer"), Some("s1")));
 }
 
 #[test]
@@ -165,9 +208,200 @@ fn the_gateways_own_endpoints_are_admitted_like_any_route() {
     assert!(f.check("GET", "/admin/users", bearer(&f.token("admin"))).is_ok());
     // A refusal after authentication says who was refused and on which route.
     let m = Method::GET;
-    let refused = admit(&f.policy, &f.tokens, &f.revoked, &m, "/admin/providers", bearer(&f.token("user")).as_deref().map(str::as_bytes))
-        .unwrap_err();
+    let auth = bearer(&f.token("user"));
+    let presented = Presented { authorization: auth.as_deref().map(str::as_bytes), ..Presented::default() };
+    let refused = admit(&f.policy, &f.verifiers(), &f.revoked, &m, "/admin/providers", &presented).unwrap_err();
     assert_eq!(refused.identity.map(|i| i.user_id.clone()), Some("u1".into()));
     let route = refused.route.and_then(|id| f.policy.get(id)).map(|r| r.target.clone());
     assert_eq!(route, Some(Target::Gateway(Endpoint::Providers)));
+}
+
+impl Fixture {
+    /// Adds a key for `bot` with `role` and `scopes`; returns the key.
+    fn key(&mut self, role: &str, scopes: Option<&[&str]>) -> String {
+        let (key, id) = generate().unwrap();
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            name: "ci".into(),
+            user_id: "bot".into(),
+            role: role.into(),
+            scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            hash: to_hex(&self.hasher.hash(&key)),
+            last4: key[62..].into(),
+            created_at: 0,
+            created_by: "admin".into(),
+            expires_at: None,
+            rate_limit: None,
+        };
+        self.revoked.keys.insert(id, Arc::new(KeyEntry::new(record).unwrap()));
+        key
+    }
+
+    fn with_key_header(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+    ) -> Result<(String, Option<Identity>), (u16, &'static str, &'static str)> {
+        self.judge(method, path, &Presented { api_key: Some(key.as_bytes()), ..Presented::default() })
+    }
+}
+
+#[test]
+fn an_api_key_is_authorized_like_a_token_in_either_header() {
+    let mut f = fixture();
+    let viewer = f.key("viewer", None);
+    let (route, who) = f.with_key_header("GET", "/projects/1", &viewer).unwrap();
+    assert_eq!(route, "projects-read");
+    let who = who.unwrap();
+    assert_eq!((who.user_id.as_str(), who.role.as_deref(), who.session_id()), ("bot", Some("viewer"), None));
+    assert!(who.api_key_id().is_some());
+    assert_eq!(f.check("GET", "/projects/1", bearer(&viewer)).map(|(r, _)| r), Ok("projects-read".into()));
+    assert_eq!(f.with_key_header("DELETE", "/projects/1", &viewer), Err((403, "forbidden", "insufficient_role")));
+    // X-Api-Key wins over a token in Authorization (which may be meant for the upstream).
+    let presented = Presented { api_key: Some(viewer.as_bytes()), authorization: Some(b"Bearer whatever"), client_cert: None };
+    assert!(f.judge("GET", "/projects/1", &presented).is_ok());
+}
+
+#[test]
+fn malformed_keys_are_refused_without_a_lookup() {
+    let mut f = fixture();
+    let key = f.key("admin", None);
+    let mut typo = key.clone().into_bytes();
+    typo[30] = if typo[30] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    for bad in [&key[..65], typo.as_str(), "pcs_short", "pcs_\u{e9}", ""] {
+        assert_eq!(f.with_key_header("GET", "/profile", bad), Err((401, "invalid_api_key", "malformed_key")), "{bad}");
+        assert_eq!(f.check("GET", "/profile", bearer(bad)).map_err(|e| e.0), Err(401), "{bad}");
+    }
+    assert_eq!(
+        f.judge("GET", "/profile", &Presented { api_key: Some(b"pcs_\xff"), ..Presented::default() }).map_err(|e| e.1),
+        Err("invalid_api_key")
+    );
+    assert_eq!(f.revoked.lookups.load(Ordering::Relaxed), 0, "no lookup for a key that is not a key");
+    let (unknown, _) = generate().unwrap();
+    assert_eq!(f.with_key_header("GET", "/profile", &unknown), Err((401, "invalid_api_key", "unknown_key")));
+    assert_eq!(f.revoked.lookups.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn keys_are_refused_when_api_keys_are_not_enabled() {
+    let mut f = fixture();
+    let key = f.key("admin", None);
+    let verifiers = Verifiers { key_hasher: None, ..f.verifiers() };
+    let presented = Presented { api_key: Some(key.as_bytes()), ..Presented::default() };
+    let refused = admit(&f.policy, &verifiers, &f.revoked, &Method::GET, "/profile", &presented).unwrap_err();
+    assert_eq!((refused.reject.status, refused.reject.code), (401, "invalid_api_key"));
+}
+
+#[test]
+fn the_denylist_cuts_off_tokens_keys_and_users_with_401_revoked() {
+    let mut f = fixture();
+    let key = f.key("admin", None);
+    let token = f.token("admin");
+    assert!(f.check("GET", "/profile", bearer(&token)).is_ok());
+    let jti = f.tokens.verify(&token, crate::auth::TokenKind::Access).unwrap().jti;
+    let key_id = crate::apikey::parse(&key).unwrap().id().to_string();
+    let entry = |subject, value: &str| DenyEntry {
+        id: value.into(),
+        subject,
+        value: value.into(),
+        reason: "test".into(),
+        created_by: "admin".into(),
+        created_at: 0,
+        expires_at: None,
+    };
+    f.revoked.deny = Denylist::new(&[entry(Subject::Jti, &jti)], 1);
+    assert_eq!(f.check("GET", "/profile", bearer(&token)), Err((401, "revoked", "revoked")));
+    assert!(f.check("GET", "/profile", bearer(&f.token("admin"))).is_ok(), "another token of the same user");
+    assert!(f.with_key_header("GET", "/profile", &key).is_ok());
+    f.revoked.deny = Denylist::new(&[entry(Subject::ApiKeyId, &key_id)], 1);
+    assert_eq!(f.with_key_header("GET", "/profile", &key), Err((401, "revoked", "revoked")));
+    f.revoked.deny = Denylist::new(&[entry(Subject::UserId, "u1")], 1);
+    assert_eq!(f.check("GET", "/profile", bearer(&f.token("admin"))), Err((401, "revoked", "revoked")));
+    assert!(f.check("GET", "/public/x", bearer(&token)).is_ok(), "public routes read no credential");
+}
+
+#[test]
+fn scoped_credentials_need_every_scope_a_route_requires() {
+    let mut f = fixture();
+    let route = |scopes: &[&str]| {
+        let mut r = f.policy.routes.routes()[0].clone();
+        r.require_scopes = scopes.iter().map(|s| s.to_string()).collect();
+        r
+    };
+    let r = route(&["projects.read", "projects.list"]);
+    let scoped = Identity {
+        user_id: "bot".into(),
+        role: Some("admin".into()),
+        credential: Credential::ApiKey { id: "k".into() },
+        scopes: Some(vec!["projects.read".into()]),
+    };
+    assert_eq!(scoped.missing_scopes(&r.require_scopes), vec!["projects.list"]);
+    let unscoped = Identity { scopes: None, ..scoped.clone() };
+    assert!(unscoped.missing_scopes(&r.require_scopes).is_empty(), "a credential without scopes is limited by its role only");
+    // Through admission: a route of the seed config with scopes required.
+    let i = f.policy.routes.routes().iter().position(|r| r.name == "profile").unwrap();
+    let mut routes: Vec<_> = f.policy.routes.routes().to_vec();
+    routes[i].require_scopes = vec!["profile.read".into()];
+    let table = crate::policy::RouteTable::new(
+        routes.into_iter().map(|r| (crate::policy::routes::parse_pattern(&r.pattern).unwrap(), None, r)).collect(),
+    );
+    f.policy = Policy::new(
+        crate::policy::Roles::new([("admin".to_string(), 3), ("user".to_string(), 2), ("viewer".to_string(), 1), ("guest".to_string(), 0)]),
+        table,
+        "admin",
+    );
+    let narrow = f.key("admin", Some(&["other"]));
+    let wide = f.key("admin", Some(&["profile.read"]));
+    let plain = f.key("admin", None);
+    let refused = admit(
+        &f.policy,
+        &f.verifiers(),
+        &f.revoked,
+        &Method::GET,
+        "/profile",
+        &Presented { api_key: Some(narrow.as_bytes()), ..Presented::default() },
+    )
+    .unwrap_err();
+    assert_eq!((refused.reject.status, refused.reject.code), (403, "insufficient_scope"));
+    let challenge = refused.reject.headers.iter().find(|(n, _)| *n == "www-authenticate").map(|(_, v)| v.as_str());
+    assert_eq!(challenge, Some(r#"Bearer realm="portcullis", error="insufficient_scope", scope="profile.read""#));
+    assert!(f.with_key_header("GET", "/profile", &wide).is_ok());
+    assert!(f.with_key_header("GET", "/profile", &plain).is_ok());
+    assert!(f.check("GET", "/profile", bearer(&f.token("viewer"))).is_ok(), "a login session is not scope-limited");
+}
+
+#[test]
+fn a_mapped_client_certificate_is_an_identity_and_routes_may_require_one() {
+    let mut f = fixture();
+    let cert = ClientCert { subject: "CN=build-bot,O=Example".into(), uris: vec![] };
+    let stranger = ClientCert { subject: "CN=stranger".into(), uris: vec![] };
+    fn with_cert(c: &ClientCert) -> Presented<'_> {
+        Presented { client_cert: Some(c), ..Presented::default() }
+    }
+    let (_, who) = f.judge("POST", "/admin/settings", &with_cert(&cert)).unwrap();
+    let who = who.unwrap();
+    assert_eq!((who.user_id.as_str(), who.role.as_deref()), ("bot", Some("admin")));
+    assert_eq!(who.credential, Credential::Certificate { subject: "CN=build-bot,O=Example".into() });
+    assert_eq!(
+        f.judge("GET", "/profile", &with_cert(&stranger)),
+        Err((401, "missing_token", "missing")),
+        "an unmapped certificate is no credential"
+    );
+    // A token still wins over the certificate.
+    let token = bearer(&f.token("viewer"));
+    let both = Presented { authorization: token.as_deref().map(str::as_bytes), client_cert: Some(&cert), api_key: None };
+    assert_eq!(f.judge("POST", "/admin/settings", &both).map_err(|e| e.0), Err(403));
+    // require_client_cert: refused without a certificate even on a public route.
+    let mut routes: Vec<_> = f.policy.routes.routes().to_vec();
+    for r in &mut routes {
+        r.require_client_cert = true;
+    }
+    let table = crate::policy::RouteTable::new(
+        routes.into_iter().map(|r| (crate::policy::routes::parse_pattern(&r.pattern).unwrap(), None, r)).collect(),
+    );
+    f.policy = Policy::new(crate::policy::Roles::new([("admin".to_string(), 3), ("user".to_string(), 2)]), table, "admin");
+    assert_eq!(f.check("GET", "/public/x", None), Err((403, "client_certificate_required", "no_client_cert")));
+    assert!(f.judge("GET", "/public/x", &with_cert(&stranger)).is_ok());
 }

@@ -43,6 +43,12 @@ impl From<Value> for Details {
 /// the decision's reason and status. Keys in alphabetical order, like the other events'.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AccessDetails {
+    /// The API key the request was judged on, if any (its id; never the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// The subject of the verified TLS client certificate the request was judged on, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
     #[serde(serialize_with = "method_str")]
     pub method: http::Method,
     pub path: Option<String>,
@@ -180,7 +186,15 @@ impl Event {
 impl AccessDetails {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
-        key(out, true, "method");
+        let mut first = true;
+        for (name, v) in [("api_key_id", &self.api_key_id), ("client_cert", &self.client_cert)] {
+            if let Some(v) = v {
+                key(out, first, name);
+                json_str(out, v);
+                first = false;
+            }
+        }
+        key(out, first, "method");
         json_str(out, self.method.as_str());
         key(out, false, "path");
         opt_str(out, self.path.as_deref());
@@ -271,6 +285,8 @@ mod tests {
     #[test]
     fn access_details_serialize_like_the_json_they_replace() {
         let g = AccessDetails {
+            api_key_id: None,
+            client_cert: None,
             method: http::Method::GET,
             path: Some("/api/x".into()),
             reason: "authorized",
@@ -289,6 +305,8 @@ mod tests {
     #[test]
     fn the_direct_json_line_is_the_same_json_as_serde_gives() {
         let access = AccessDetails {
+            api_key_id: Some("k1".into()),
+            client_cert: Some("CN=a\"b".into()),
             method: http::Method::DELETE,
             path: Some("/a\"b\\c\u{1}d\n".into()),
             reason: "insufficient_role",
@@ -300,7 +318,14 @@ mod tests {
         };
         let origin = Origin { request_id: Some("r1"), client_ip: Some("10.0.0.1"), user_agent: Some("curl/8 \"quoted\" \t tab") };
         let events = [
-            Event::new("access", "denied", Some("u\"1"), origin, Details::Access(Box::new(access))),
+            Event::new("access", "denied", Some("u\"1"), origin, Details::Access(Box::new(access.clone()))),
+            Event::new(
+                "access",
+                "granted",
+                None,
+                origin,
+                Details::Access(Box::new(AccessDetails { api_key_id: None, client_cert: Some("CN=x".into()), ..access })),
+            ),
             Event::new("auth.login", "failure", None, Origin::default(), serde_json::json!({"reason": "x", "n": [1, 2]})),
             Event::new("config.reload", "success", None, Origin::default(), Value::Null),
         ];

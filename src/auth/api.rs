@@ -8,6 +8,8 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::credentials::Credentials;
+use super::keys::ApiKeySettings;
 use super::passwords::{PasswordError, Passwords};
 use super::sessions::Sessions;
 use super::tokens::{TokenError, TokenKind, TokenManager};
@@ -55,6 +57,12 @@ pub struct ApiContext<'a> {
     pub rate_limits: &'a RateLimitSettings,
     pub lockout: Option<LockoutPolicy>,
     pub audit: Option<&'a Audit>,
+    /// API keys and the denylist.
+    pub credentials: &'a Credentials,
+    /// None: API keys are not enabled.
+    pub api_keys: Option<&'a ApiKeySettings>,
+    /// The names of `rate_limits.routes` (an API key may name one).
+    pub limit_names: Vec<&'a str>,
 }
 
 /// Serves one `/auth` request.
@@ -70,6 +78,11 @@ pub async fn handle(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
         ["auth", "sessions", id] if !id.is_empty() => only(m, Method::DELETE, || revoke_session(cx, req, id)).await,
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// A 401 `revoked` for a user an admin put on the denylist.
+fn revoked_user() -> ApiError {
+    ApiError::new(401, "revoked", "this account has been revoked by an administrator")
 }
 
 fn token_reply(access: String, refresh: String, expires_in: u64) -> Reply {
@@ -207,6 +220,9 @@ async fn login_checked(cx: &ApiContext<'_>, req: &ApiRequest<'_>, body: LoginBod
         _ => return Err(ApiError::new(401, "invalid_credentials", "the email or password is wrong")),
     };
     let now = unix_now();
+    if cx.credentials.denies_user(&user.id, now) {
+        return Err(revoked_user());
+    }
     let session_id = new_id();
     let pair = cx
         .tokens
@@ -244,6 +260,9 @@ async fn refresh(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     if cx.sessions.revocations.is_revoked(&claims.sid, now) {
         return Err(ended());
     }
+    if cx.credentials.denies_user(&claims.user_id, now) {
+        return Err(revoked_user());
+    }
     let Some(user) = cx.users.by_id(cx.user_store, &claims.user_id).await.map_err(|e| store_failed(cx, e))? else {
         let _ = cx.sessions.revoke(std::slice::from_ref(&claims.sid), now + cx.revocation_ttl, now).await;
         return Err(ended());
@@ -268,18 +287,27 @@ async fn refresh(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     token_reply(access, refresh, cx.tokens.access_ttl().as_secs())
 }
 
-async fn logout(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+/// The caller's login session: logout needs one (an API key or certificate is not a session).
+fn caller_session<'r>(req: &'r ApiRequest<'_>) -> Result<(&'r crate::policy::Identity, &'r str), ApiError> {
     let id = req.caller()?;
+    let sid = id.session_id().ok_or_else(|| {
+        ApiError::new(400, "not_a_session", "this credential is not a login session; revoke an API key through /auth/api-keys")
+    })?;
+    Ok((id, sid))
+}
+
+async fn logout(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
+    let (id, sid) = caller_session(req)?;
     let now = unix_now();
-    cx.sessions.revoke(std::slice::from_ref(&id.session_id), now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
-    tracing::info!(user_id = %id.user_id, session_id = %id.session_id, "logout");
-    audit(cx, req, "auth.logout", "success", Some(&id.user_id), json!({ "session_id": id.session_id }));
+    cx.sessions.revoke(&[sid.to_string()], now + cx.revocation_ttl, now).await.map_err(|e| store_failed(cx, e))?;
+    tracing::info!(user_id = %id.user_id, session_id = %sid, "logout");
+    audit(cx, req, "auth.logout", "success", Some(&id.user_id), json!({ "session_id": sid }));
     Ok((200, json!({ "status": "logged_out" })))
 }
 
 async fn logout_all(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
-    let id = req.caller()?;
-    let revoked = revoke_all_of(cx, &id.user_id, Some(&id.session_id)).await?;
+    let (id, sid) = caller_session(req)?;
+    let revoked = revoke_all_of(cx, &id.user_id, Some(sid)).await?;
     tracing::info!(user_id = %id.user_id, sessions = revoked, "logout-all");
     audit(cx, req, "auth.logout_all", "success", Some(&id.user_id), json!({ "sessions_revoked": revoked }));
     Ok((200, json!({ "status": "logged_out", "sessions_revoked": revoked })))
@@ -303,7 +331,14 @@ pub(super) async fn revoke_all_of(cx: &ApiContext<'_>, user_id: &str, also: Opti
 
 async fn me(req: &ApiRequest<'_>) -> Reply {
     let id = req.caller()?;
-    Ok((200, json!({ "user_id": id.user_id, "role": id.role, "session_id": id.session_id })))
+    let mut body = json!({ "user_id": id.user_id, "role": id.role, "session_id": id.session_id() });
+    if let Some(key) = id.api_key_id() {
+        body["api_key_id"] = json!(key);
+    }
+    if let Some(scopes) = &id.scopes {
+        body["scopes"] = json!(scopes);
+    }
+    Ok((200, body))
 }
 
 async fn list_sessions(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
@@ -318,7 +353,7 @@ async fn list_sessions(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
                 "last_activity": rfc3339(s.last_activity),
                 "user_agent": s.user_agent,
                 "ip": s.ip,
-                "current": s.id == id.session_id,
+                "current": id.session_id() == Some(s.id.as_str()),
             })
         })
         .collect();

@@ -136,6 +136,15 @@ impl Activity {
         }
     }
 
+    /// Everything recorded so far, left in place.
+    pub fn peek(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        out
+    }
+
     /// Takes everything recorded so far.
     pub fn drain(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();

@@ -148,7 +148,10 @@ impl Identity {
         if !header_safe(&claims.user_id) || !header_safe(&claims.sid) || !claims.role.as_deref().is_none_or(header_safe) {
             return Err(TokenError::Malformed);
         }
-        Ok(Identity { user_id: claims.user_id, role: claims.role, session_id: claims.sid })
+        if !header_safe(&claims.jti) {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Identity::session(claims.user_id, claims.role, claims.sid, claims.jti))
     }
 }
 

@@ -38,6 +38,54 @@ pub struct RawTls {
     /// `"1.3"` (default) or `"1.2"`.
     #[serde(default = "defaults::tls_min")]
     pub min_version: String,
+    /// Mutual TLS: client certificates signed by `ca`.
+    #[serde(default)]
+    pub client_auth: Option<RawClientAuth>,
+}
+
+/// `server.tls.client_auth:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// PEM file of the CA (or CAs) client certificates must be signed by.
+    pub ca: String,
+    /// `required`: no handshake without a valid certificate; `optional`: a certificate is
+    /// verified if sent, and routes may say `require_client_cert: true`.
+    pub mode: String,
+}
+
+/// `api_keys:`: API keys for machine clients.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApiKeys {
+    /// Environment variable holding the secret keys are hashed under (at least 32 bytes).
+    pub secret_env: String,
+    /// Users may create keys of their own role or lower through `/auth/api-keys`.
+    pub self_service: bool,
+    /// The most keys one user may hold.
+    pub max_per_user: usize,
+}
+
+impl Default for RawApiKeys {
+    fn default() -> Self {
+        RawApiKeys { secret_env: "API_KEY_SECRET".into(), self_service: false, max_per_user: 100 }
+    }
+}
+
+/// `client_certs:`: verified client certificates as identities.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClientCerts {
+    /// Certificate subject (`CN=build-bot,O=Example`) or SAN URI -> identity.
+    pub map: BTreeMap<String, RawCertIdentity>,
+}
+
+/// One entry of `client_certs.map`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertIdentity {
+    pub user_id: String,
+    pub role: String,
 }
 
 impl Default for RawServer {
@@ -371,6 +419,12 @@ pub struct RawRoute {
     /// A provider chain from `provider_chains` (instead of `upstream`).
     #[serde(default)]
     pub chain: Option<String>,
+    /// Scopes a scope-limited credential (an API key made with scopes) must all hold.
+    #[serde(default)]
+    pub require_scopes: Vec<String>,
+    /// Only for clients with a verified TLS certificate (`server.tls.client_auth`).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// How a provider's API key is sent: `bearer`, `none`, or `{ header: NAME }`.
@@ -553,4 +607,10 @@ pub struct RawGatewayFile {
     /// Provider health rules.
     #[serde(default)]
     pub health: Option<RawHealth>,
+    /// API keys for machine clients.
+    #[serde(default)]
+    pub api_keys: Option<RawApiKeys>,
+    /// Verified TLS client certificates as identities.
+    #[serde(default)]
+    pub client_certs: Option<RawClientCerts>,
 }

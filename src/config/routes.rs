@@ -90,7 +90,21 @@ pub(super) fn lower_routes(
             },
         };
         if let (Some(segments), Some(access), Some(target)) = (segments, access, target) {
-            out.push((segments, methods, Route { name: r.name.clone(), pattern: r.path.clone(), access, target, rate_limit }));
+            for (i, scope) in r.require_scopes.iter().enumerate() {
+                if scope.is_empty() || !scope.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                    problem(p, &at(&format!("require_scopes[{i}]")), "a scope is printable ASCII without spaces, quotes or backslashes");
+                }
+            }
+            let route = Route {
+                name: r.name.clone(),
+                pattern: r.path.clone(),
+                access,
+                target,
+                rate_limit,
+                require_scopes: r.require_scopes.clone(),
+                require_client_cert: r.require_client_cert,
+            };
+            out.push((segments, methods, route));
         }
     }
     out

@@ -14,6 +14,17 @@ pub struct TlsListen {
     pub key: String,
     /// True: TLS 1.3 only; false: TLS 1.2 and 1.3.
     pub tls13_only: bool,
+    /// Mutual TLS: client certificates verified against this CA file.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `server.tls.client_auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM file of the CA(s) client certificates must be signed by.
+    pub ca: String,
+    /// No handshake without a valid certificate (else one is verified only if sent).
+    pub required: bool,
 }
 
 pub(super) fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -> Option<ServerSettings> {
@@ -83,5 +94,20 @@ pub(super) fn tls(raw: &RawTls, source: &Path, p: &mut Vec<Problem>) -> Option<T
         }
         path.display().to_string()
     };
-    Some(TlsListen { cert: file("cert", &raw.cert), key: file("key", &raw.key), tls13_only })
+    let (cert, key) = (file("cert", &raw.cert), file("key", &raw.key));
+    let client_auth = match &raw.client_auth {
+        None => None,
+        Some(c) => {
+            let ca = file("client_auth.ca", &c.ca);
+            match c.mode.as_str() {
+                "required" => Some(ClientAuth { ca, required: true }),
+                "optional" => Some(ClientAuth { ca, required: false }),
+                _ => {
+                    problem(p, "server.tls.client_auth.mode", "use `required` or `optional`");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(TlsListen { cert, key, tls13_only, client_auth })
 }

@@ -5,16 +5,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::raw::{
-    RawAudit, RawChain, RawCors, RawGrants, RawHealth, RawLockout, RawLogging, RawMetrics, RawPasswords, RawProvider, RawRateLimits,
-    RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
+    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawLockout, RawLogging, RawMetrics, RawPasswords,
+    RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
 };
-use super::{audit, cors, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams, users};
-use super::{did_you_mean, lenient, Config, Diagnostic, Problem, Where};
+use super::{
+    audit, cors, credentials, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams, users,
+};
+use super::{did_you_mean, lenient, problem, Config, Diagnostic, Problem, Where};
 use crate::limits::Limit;
 use crate::policy::{Policy, RouteTable};
 use crate::store::StoreSettings;
 
-pub(crate) const SECTIONS: [&str; 19] = [
+pub(crate) const SECTIONS: [&str; 21] = [
+    "api_keys",
+    "client_certs",
     "providers",
     "provider_chains",
     "health",
@@ -57,6 +61,8 @@ struct Raw {
     providers: BTreeMap<String, RawProvider>,
     chains: BTreeMap<String, RawChain>,
     health: Option<RawHealth>,
+    api_keys: Option<RawApiKeys>,
+    client_certs: Option<RawClientCerts>,
 }
 
 /// Checks everything and builds the config, or returns every problem found.
@@ -104,6 +110,23 @@ pub fn validate(
     let audit = raw.audit.as_ref().and_then(|a| audit::lower_audit(a, store_redis.as_deref(), source, &mut p));
     let cors = raw.cors.as_ref().and_then(|c| cors::lower_cors(c, &mut p));
     let metrics_enabled = raw.metrics.as_ref().map(|m| m.enabled);
+    let api_keys = raw.api_keys.as_ref().map(|k| credentials::lower_api_keys(k, env, &mut p));
+    let client_certs = raw.client_certs.as_ref().map(|c| credentials::lower_client_certs(c, &roles, &mut p)).unwrap_or_default();
+    let client_auth = matches!(&server, Some(Some(s)) if s.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
+    if !client_auth && !client_certs.is_empty() {
+        problem(&mut p, "client_certs", "client certificates are only verified with `server.tls.client_auth`");
+    }
+    if !client_auth {
+        for (i, r) in raw.routes.iter().enumerate() {
+            if r.as_ref().is_some_and(|r| r.require_client_cert) {
+                problem(
+                    &mut p,
+                    &format!("routes[{i}].require_client_cert"),
+                    "client certificates are only verified with `server.tls.client_auth`",
+                );
+            }
+        }
+    }
     let clean = p.is_empty() && other_files.is_empty();
     let sections = (server, store, tokens, users, sessions, passwords);
     match (sections, logging, metrics_enabled, audit, clean) {
@@ -132,6 +155,9 @@ pub fn validate(
             providers: providers.into_iter().flatten().collect(),
             chains,
             health,
+            api_keys: api_keys.flatten(),
+            client_certs,
+            named_limits: route_limits,
         }),
         _ => Err(p),
     }
@@ -179,6 +205,8 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             "audit" => raw.audit = section(v, "audit", p),
             "cors" => raw.cors = section(v, "cors", p),
             "health" => raw.health = section(v, "health", p),
+            "api_keys" => raw.api_keys = section(v, "api_keys", p),
+            "client_certs" => raw.client_certs = section(v, "client_certs", p),
             "providers" => {
                 for (name, pv) in entries(v, "providers", p) {
                     if let Some(parsed) = lenient::deserialize(pv, &format!("providers.{name}"), p) {

@@ -7,17 +7,25 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{Answer, Gateway, RequestCtx};
+use crate::admission::Presenting;
 use crate::audit::{AccessDetails, Details, Event, Origin};
-use crate::policy::Access;
+use crate::policy::{Access, Credential};
 
 impl Gateway {
-    /// `auth.token_rejected`, with the fixed reason word only.
+    /// `auth.token_rejected` (or `auth.api_key_denied` for a key), with the fixed reason word
+    /// and, for a known key, its id only.
     pub(super) fn audit_token_rejected(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) {
         let Some(audit) = &self.services.audit else { return };
         let ua = session.req_header().headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
         let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: ua };
         let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
-        audit.emit(Event::new("auth.token_rejected", "denied", user, origin, json!({ "reason": reason })));
+        let event = match (ctx.presenting, ctx.identity.as_ref().and_then(|i| i.api_key_id())) {
+            (Some(Presenting::ApiKey), key) => {
+                Event::new("auth.api_key_denied", "denied", user, origin, json!({ "reason": reason, "api_key_id": key }))
+            }
+            _ => Event::new("auth.token_rejected", "denied", user, origin, json!({ "reason": reason })),
+        };
+        audit.emit(event);
     }
 
     /// One `access` event per request the gateway judged: who asked (user, role, session), for
@@ -42,14 +50,21 @@ impl Gateway {
                 ("", _) => "authorized",
                 (why, _) => why,
             };
+            let (api_key_id, client_cert) = match user.map(|u| &u.credential) {
+                Some(Credential::ApiKey { id }) => (Some(id.clone()), None),
+                Some(Credential::Certificate { subject }) => (None, Some(subject.clone())),
+                _ => (None, None),
+            };
             let details = AccessDetails {
+                api_key_id,
+                client_cert,
                 method: req.method.clone(),
                 path,
                 reason,
                 requirement: route.map(|r| r.access.describe()),
                 role: user.and_then(|u| u.role.clone()),
                 route: route.map(|r| r.name.clone()),
-                session_id: user.map(|u| u.session_id.clone()),
+                session_id: user.and_then(|u| u.session_id().map(str::to_string)),
                 status,
             };
             let ua = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());

@@ -40,7 +40,7 @@ impl Gateway {
         };
         let s = &self.services;
         let result = match endpoint {
-            Endpoint::Auth | Endpoint::Users => {
+            Endpoint::Auth | Endpoint::Users | Endpoint::ApiKeys | Endpoint::Revocations => {
                 let cx = ApiContext {
                     tokens: &snapshot.tokens,
                     roles: &snapshot.policy.roles,
@@ -54,9 +54,14 @@ impl Gateway {
                     rate_limits: &snapshot.guards.rate_limits,
                     lockout: snapshot.guards.lockout,
                     audit: s.audit.as_ref(),
+                    credentials: &s.credentials,
+                    api_keys: snapshot.api_keys.as_ref(),
+                    limit_names: snapshot.limit_policies.named.keys().map(String::as_str).collect(),
                 };
                 match endpoint {
                     Endpoint::Auth => crate::auth::api::handle(&cx, &api_req).await,
+                    Endpoint::ApiKeys => crate::auth::keys_api::handle(&cx, &api_req).await,
+                    Endpoint::Revocations => crate::auth::revocations::handle(&cx, &api_req).await,
                     _ => crate::auth::admin::handle(&cx, &api_req).await,
                 }
             }

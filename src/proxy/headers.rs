@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use super::upstream::Upstream;
 use crate::admission::Identity;
 use crate::cors::CorsPolicy;
+use crate::policy::Credential;
 
 /// Headers the gateway adds to every response that lacks them (the upstream's own values win).
 pub const SECURITY_HEADERS: [(HeaderName, HeaderValue); 3] = [
@@ -30,12 +31,16 @@ pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includ
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
 const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+const X_API_KEY_ID: HeaderName = HeaderName::from_static("x-api-key-id");
+const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+/// Where a client may present an API key instead of `Authorization`.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that only the gateway may set: whatever a client sent under these names is dropped.
-pub const IDENTITY_HEADERS: [HeaderName; 3] = [X_USER_ID, X_USER_ROLE, X_SESSION_ID];
+pub const IDENTITY_HEADERS: [HeaderName; 5] = [X_USER_ID, X_USER_ROLE, X_SESSION_ID, X_API_KEY_ID, X_CLIENT_CERT_SUBJECT];
 
 /// The client's request id if it is well formed (1-128 of `[A-Za-z0-9._:-]`), else a new one:
 /// as text (logs, audit) and as the header value every response and upstream request carries
@@ -63,6 +68,22 @@ pub fn authorization(req: &RequestHeader) -> Option<&[u8]> {
         (Some(v), None) => Some(v.as_bytes()),
         (Some(_), Some(_)) => Some(b""),
     }
+}
+
+/// The single `X-Api-Key` value; several count as one malformed (empty) value.
+pub fn api_key(req: &RequestHeader) -> Option<&[u8]> {
+    let mut all = req.headers.get_all(X_API_KEY).iter();
+    match (all.next(), all.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(v.as_bytes()),
+        (Some(_), Some(_)) => Some(b""),
+    }
+}
+
+/// Whether an `Authorization` value carries an API key (which never goes upstream).
+fn carries_api_key(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    b.len() > 7 && b[..7].eq_ignore_ascii_case(b"bearer ") && b[7..].trim_ascii_start().starts_with(b"pcs_")
 }
 
 /// The request's declared body length (the guard has already refused anything but one number).
@@ -187,24 +208,25 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
     // Whatever a client sent under the identity names goes: `insert` replaces every value under
     // a name, and the rest are removed (looked for in one pass over the names first, since a
     // request almost never carries them).
-    match f.identity {
-        Some(id) => {
-            h.insert(X_USER_ID, value(&id.user_id)?);
-            match &id.role {
-                Some(role) => h.insert(X_USER_ROLE, value(role)?),
-                None => h.remove(X_USER_ROLE),
-            };
-            h.insert(X_SESSION_ID, value(&id.session_id)?);
+    if h.keys().any(|k| IDENTITY_HEADERS.contains(k) || k == X_API_KEY) {
+        for name in IDENTITY_HEADERS {
+            h.remove(name); // every value under the name
         }
-        None => {
-            if h.keys().any(|k| IDENTITY_HEADERS.contains(k)) {
-                for name in IDENTITY_HEADERS {
-                    h.remove(name); // every value under the name
-                }
-            }
-        }
+        h.remove(X_API_KEY); // a credential for the gateway, never for the upstream
     }
-    if !f.upstream.forward_authorization {
+    if let Some(id) = f.identity {
+        h.insert(X_USER_ID, value(&id.user_id)?);
+        if let Some(role) = &id.role {
+            h.insert(X_USER_ROLE, value(role)?);
+        }
+        match &id.credential {
+            Credential::Session { session_id, .. } => h.insert(X_SESSION_ID, value(session_id)?),
+            Credential::ApiKey { id } => h.insert(X_API_KEY_ID, value(id)?),
+            // A subject that is not plain ASCII is left out rather than failing the request.
+            Credential::Certificate { subject } => value(subject).ok().and_then(|v| h.insert(X_CLIENT_CERT_SUBJECT, v)),
+        };
+    }
+    if !f.upstream.forward_authorization || h.get(AUTHORIZATION).is_some_and(carries_api_key) {
         h.remove(AUTHORIZATION);
     }
     h.insert(X_REQUEST_ID, f.request_id.clone());
@@ -259,7 +281,7 @@ mod tests {
             "/p",
             &[("X-User-Id", "1"), ("x-user-id", "2"), ("X-User-Role", "admin"), ("X-Session-Id", "s"), ("Authorization", "Bearer t")],
         );
-        let id = Identity { user_id: "42".into(), role: Some("viewer".into()), session_id: "sid".into() };
+        let id = Identity::session("42", Some("viewer".into()), "sid", "j");
         let up = upstream(false);
         rewrite_upstream_request(
             &mut r,
@@ -284,7 +306,7 @@ mod tests {
     #[test]
     fn a_client_role_header_never_survives_an_identity_without_a_role() {
         let mut r = request("/p", &[("X-User-Role", "admin"), ("x-user-role", "root"), ("X-Session-Id", "forged")]);
-        let id = Identity { user_id: "7".into(), role: None, session_id: "s".into() };
+        let id = Identity::session("7", None, "s", "j");
         let rid = HeaderValue::from_static("r");
         let up = upstream(false);
         let f = Forwarding { path: None, identity: Some(&id), request_id: &rid, client_ip: None, tls: false, upstream: &up };

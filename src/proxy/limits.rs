@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{Gateway, RequestCtx, Snapshot};
 use crate::admission::{Identity, Reject};
 use crate::audit::{Event, Origin};
+use crate::auth::keys::KeyEntry;
 use crate::limits::{self, Limit};
 use crate::policy::{Route, RouteId};
 
@@ -21,9 +22,12 @@ impl Gateway {
         id: RouteId,
         route: &Route,
         identity: Option<&Identity>,
+        api_key: Option<&KeyEntry>,
     ) -> Result<(), Reject> {
         let ip;
         let subject: [&str; 2] = match (identity, ctx.client_text()) {
+            // A key is limited on its own, apart from its user's other keys and sessions.
+            (Some(_), _) if api_key.is_some() => ["k:", api_key.map_or("", |k| k.record.id.as_str())],
             (Some(id), _) => ["u:", &id.user_id],
             (None, Some(text)) => {
                 ip = text.to_string(); // ctx is borrowed mutably below
@@ -32,9 +36,11 @@ impl Gateway {
             (None, None) => return Ok(()),
         };
         let p = &snapshot.limit_policies;
-        let general = match identity {
-            Some(_) => snapshot.guards.rate_limits.api_user.map(|l| ("api_user", l, p.api_user.as_ref())),
-            None => snapshot.guards.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
+        let key_limit = api_key.and_then(|k| k.record.rate_limit.as_deref()).and_then(|name| p.named.get_key_value(name));
+        let general = match (identity, key_limit) {
+            (Some(_), Some((name, (limit, policy)))) => Some((name.as_str(), *limit, policy.as_ref())),
+            (Some(_), None) => snapshot.guards.rate_limits.api_user.map(|l| ("api_user", l, p.api_user.as_ref())),
+            (None, _) => snapshot.guards.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
         };
         if let Some((name, limit, policy)) = general {
             self.check_limit(ctx, name, &[name, ":", subject[0], subject[1]].concat(), limit, policy)?;

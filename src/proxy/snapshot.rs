@@ -7,15 +7,19 @@ use pingora::prelude::HttpPeer;
 use std::sync::Arc;
 
 use super::upstream::{self, Upstream};
+use crate::auth::keys::ApiKeySettings;
 use crate::auth::tokens::{TokenManager, TokenSettings};
 use crate::auth::users::UserDirectory;
+use crate::clientcert::CertMap;
 use crate::clientip::Cidr;
 use crate::cors::CorsPolicy;
+use crate::limits::Limit;
 use crate::limits::LockoutPolicy;
 use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
 use crate::policy::Policy;
 use crate::providers::{Chain, Provider, ProviderSet};
 use crate::ratelimit::RateLimitSettings;
+use std::collections::HashMap;
 
 /// Everything a request is judged and routed with that comes from gateway.yaml. Swapped whole
 /// on reload; a request keeps the snapshot it started with.
@@ -33,6 +37,9 @@ pub struct Snapshot {
     /// `RateLimit-Policy` values, made once: the per-user and per-IP API limits, and each
     /// configured route's own limit (by route index).
     pub(super) limit_policies: LimitPolicies,
+    /// None: API keys are not enabled.
+    pub api_keys: Option<ApiKeySettings>,
+    pub client_certs: CertMap,
 }
 
 /// `RateLimit-Policy` header values, made at config load.
@@ -40,6 +47,8 @@ pub(super) struct LimitPolicies {
     pub(super) api_user: Option<HeaderValue>,
     pub(super) api_ip: Option<HeaderValue>,
     pub(super) routes: Vec<Option<HeaderValue>>,
+    /// The limits of `rate_limits.routes` by name, with their policy values (API keys name them).
+    pub(super) named: HashMap<String, (Limit, Option<HeaderValue>)>,
 }
 
 /// The settings of the guarding phases: client address, request shape, CORS, limits, lockout.
@@ -61,6 +70,9 @@ pub struct SnapshotParts {
     pub guards: Guards,
     pub providers: Vec<Provider>,
     pub chains: Vec<Chain>,
+    pub api_keys: Option<ApiKeySettings>,
+    pub client_certs: CertMap,
+    pub named_limits: HashMap<String, Limit>,
 }
 
 impl Snapshot {
@@ -85,6 +97,7 @@ impl Snapshot {
             api_user: parts.guards.rate_limits.api_user.and_then(|l| policy("api_user", l)),
             api_ip: parts.guards.rate_limits.api_ip.and_then(|l| policy("api_ip", l)),
             routes: parts.policy.routes.routes().iter().map(|r| r.rate_limit.as_ref().and_then(|(n, l)| policy(n, *l))).collect(),
+            named: parts.named_limits.iter().map(|(n, l)| (n.clone(), (*l, policy(n, *l)))).collect(),
         };
         Snapshot {
             limit_policies,
@@ -97,6 +110,8 @@ impl Snapshot {
             upstream_metrics,
             guards: parts.guards,
             providers: Arc::new(ProviderSet::new(parts.providers, parts.chains)),
+            api_keys: parts.api_keys,
+            client_certs: parts.client_certs,
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::clock::{now_ms, unix_now};
 use crate::limits::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
-    Backend, LimitStore, ProviderStore, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+    Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError,
+    UserRecord, UserStore,
 };
 
 #[derive(Default)]
@@ -27,6 +28,9 @@ struct Inner {
     /// Provider states: (version, JSON).
     providers: HashMap<String, (u64, String)>,
     locks: HashMap<String, u64>,
+    /// Credential registries: id -> JSON.
+    records: HashMap<Registry, HashMap<String, String>>,
+    key_uses: HashMap<String, u64>,
 }
 
 /// An in-process store.
@@ -268,6 +272,44 @@ impl ProviderStore for MemoryStore {
     }
 
     async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
+        Ok(futures_util::stream::pending().boxed())
+    }
+}
+
+#[async_trait]
+impl CredentialStore for MemoryStore {
+    async fn put_record(&self, registry: Registry, id: &str, json: &str) -> Result<(), StoreError> {
+        self.lock().records.entry(registry).or_default().insert(id.to_string(), json.to_string());
+        Ok(())
+    }
+
+    async fn remove_record(&self, registry: Registry, id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if registry == Registry::ApiKeys {
+            inner.key_uses.remove(id);
+        }
+        Ok(inner.records.entry(registry).or_default().remove(id).is_some())
+    }
+
+    async fn records(&self, registry: Registry) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().records.get(&registry).map(|m| m.values().cloned().collect()).unwrap_or_default())
+    }
+
+    async fn touch_keys(&self, uses: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for (id, at) in uses {
+            let slot = inner.key_uses.entry(id.clone()).or_insert(0);
+            *slot = (*slot).max(*at);
+        }
+        Ok(())
+    }
+
+    async fn key_uses(&self) -> Result<HashMap<String, u64>, StoreError> {
+        Ok(self.lock().key_uses.clone())
+    }
+
+    async fn watch_records(&self) -> Result<futures_util::stream::BoxStream<'static, Registry>, StoreError> {
+        // One process: the writer updates its local view itself.
         Ok(futures_util::stream::pending().boxed())
     }
 }

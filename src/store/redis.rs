@@ -16,6 +16,10 @@
 //! | `instances` | sorted set: live gateway instances scored by heartbeat expiry (ms) | a few sync intervals |
 //! | `provider:{name}` | string: the provider's health state as JSON (status, last_check, response_time_ms, consecutive_failures, reason, unhealthy_until, retry_after_until, version) | a day after its last change |
 //! | `lock:probe:{name}` | string: the instance probing that provider this interval | the probe interval |
+//! | `credentials:api-keys` | hash: key id -> the key's record as JSON (its HMAC, never the key) | none (deleted on revoke) |
+//! | `credentials:denylist` | hash: entry id -> the denylist entry as JSON | none (expired entries are removed by whichever instance sees them first) |
+//! | `credentials:key-uses` | hash: key id -> last use (unix seconds) | none (deleted with the key) |
+//! | channel `credentials` | pub/sub: the registry that changed (`api-keys` or `denylist`) | - |
 //! | channel `provider-health` | pub/sub: the name of a provider whose state changed | - |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
 //!
@@ -35,8 +39,8 @@ use std::time::Duration;
 use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
-    session_ttl, AuditStream, Backend, LimitStore, ProviderStore, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError,
-    UserRecord, UserStore,
+    session_ttl, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord,
+    SessionStore, StoreError, UserRecord, UserStore,
 };
 
 // The atomic operations, one Lua script each (src/store/lua/, loaded by SHA after the first
@@ -48,6 +52,7 @@ const REVOKE: &str = include_str!("lua/revoke_sessions.lua");
 const GCRA: &str = include_str!("lua/gcra.lua");
 const LOGIN_FAILED: &str = include_str!("lua/login_failed.lua");
 const PROVIDER_CAS: &str = include_str!("lua/provider_cas.lua");
+const TOUCH_KEYS: &str = include_str!("lua/touch_keys.lua");
 
 /// How long a provider's state is kept after its last change.
 const PROVIDER_STATE_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -64,6 +69,7 @@ pub struct RedisStore {
     gcra: Script,
     login_failed: Script,
     provider_cas: Script,
+    touch_keys: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -89,6 +95,7 @@ impl RedisStore {
             gcra: Script::new(GCRA),
             login_failed: Script::new(LOGIN_FAILED),
             provider_cas: Script::new(PROVIDER_CAS),
+            touch_keys: Script::new(TOUCH_KEYS),
         })
     }
 
@@ -537,6 +544,58 @@ impl ProviderStore for RedisStore {
     async fn watch_providers(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
         let pubsub = self.subscribe("provider-health").await?;
         Ok(pubsub.into_on_message().map(|msg| String::from_utf8_lossy(msg.get_payload_bytes()).into_owned()).boxed())
+    }
+}
+
+#[async_trait]
+impl CredentialStore for RedisStore {
+    async fn put_record(&self, registry: Registry, id: &str, json: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(self.key(&format!("credentials:{}", registry.as_str())), id, json)
+            .ignore()
+            .publish(self.key("credentials"), registry.as_str())
+            .ignore();
+        pipe.query_async::<()>(&mut self.con()?).await.map_err(unavailable)
+    }
+
+    async fn remove_record(&self, registry: Registry, id: &str) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().hdel(self.key(&format!("credentials:{}", registry.as_str())), id);
+        if registry == Registry::ApiKeys {
+            pipe.hdel(self.key("credentials:key-uses"), id).ignore();
+        }
+        pipe.publish(self.key("credentials"), registry.as_str()).ignore();
+        let (removed,): (i64,) = pipe.query_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok(removed == 1)
+    }
+
+    async fn records(&self, registry: Registry) -> Result<Vec<String>, StoreError> {
+        self.con()?.hvals(self.key(&format!("credentials:{}", registry.as_str()))).await.map_err(unavailable)
+    }
+
+    async fn touch_keys(&self, uses: &[(String, u64)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut call = self.touch_keys.key(self.key("credentials:key-uses"));
+        call.key(self.key("credentials:api-keys"));
+        for (id, at) in uses {
+            call.arg(id).arg(*at);
+        }
+        call.invoke_async::<()>(&mut self.con()?).await.map_err(unavailable)
+    }
+
+    async fn key_uses(&self) -> Result<HashMap<String, u64>, StoreError> {
+        self.con()?.hgetall(self.key("credentials:key-uses")).await.map_err(unavailable)
+    }
+
+    async fn watch_records(&self) -> Result<futures_util::stream::BoxStream<'static, Registry>, StoreError> {
+        let pubsub = self.subscribe("credentials").await?;
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|msg| async move { Registry::parse(&String::from_utf8_lossy(msg.get_payload_bytes())) })
+            .boxed())
     }
 }
 

@@ -22,6 +22,9 @@ struct World {
     store: Arc<dyn Store>,
     sessions: Sessions,
     passwords: Passwords,
+    credentials: Credentials,
+    api_keys: ApiKeySettings,
+    certs: crate::clientcert::CertMap,
 }
 
 fn world_with(settings: SessionSettings) -> World {
@@ -54,8 +57,11 @@ fn world_with(settings: SessionSettings) -> World {
         policy: c.policy,
         users,
         store: store.clone(),
-        sessions: Sessions::new(store, settings),
+        sessions: Sessions::new(store.clone(), settings),
         passwords,
+        credentials: Credentials::new(store, None),
+        api_keys: ApiKeySettings { hasher: crate::apikey::KeyHasher::new(&[5; 32]), self_service: false, max_per_user: 3 },
+        certs: Default::default(),
     }
 }
 
@@ -78,6 +84,9 @@ impl World {
             rate_limits: &self.rate_limits,
             lockout: None,
             audit: None,
+            credentials: &self.credentials,
+            api_keys: Some(&self.api_keys),
+            limit_names: vec!["burst"],
         }
     }
 
@@ -89,11 +98,16 @@ impl World {
 
     /// Admission, then the endpoint: what the proxy does with a request to `/auth` or `/admin`.
     async fn call_raw(&self, method: Method, path: &str, auth: Option<&str>, content_type: Option<&str>, body: &[u8]) -> ApiResponse {
-        let admitted = match admit(&self.policy, &self.tokens, &self.sessions, &method, path, auth.map(str::as_bytes)) {
+        let gate = crate::admission::Local { sessions: &self.sessions, credentials: &self.credentials };
+        let verifiers = crate::admission::Verifiers { tokens: &self.tokens, key_hasher: Some(&self.api_keys.hasher), certs: &self.certs };
+        let presented = crate::admission::Presented { authorization: auth.map(str::as_bytes), ..Default::default() };
+        let admitted = match admit(&self.policy, &verifiers, &gate, &method, path, &presented) {
             Ok(a) => a,
             Err(refused) => {
                 let r = refused.reject;
-                return answer(Err(ApiError::new(r.status, r.code, r.message)));
+                let mut e = ApiError::new(r.status, r.code, r.message);
+                e.headers = r.headers;
+                return answer(Err(e));
             }
         };
         let req = ApiRequest {
@@ -109,6 +123,8 @@ impl World {
         answer(match admitted.route.target {
             Target::Gateway(Endpoint::Auth) => handle(&self.cx(), &req).await,
             Target::Gateway(Endpoint::Users) => crate::auth::admin::handle(&self.cx(), &req).await,
+            Target::Gateway(Endpoint::ApiKeys) => crate::auth::keys_api::handle(&self.cx(), &req).await,
+            Target::Gateway(Endpoint::Revocations) => crate::auth::revocations::handle(&self.cx(), &req).await,
             ref other => panic!("{path} is not an endpoint of this module: {other:?}"),
         })
     }

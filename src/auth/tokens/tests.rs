@@ -189,7 +189,7 @@ fn a_cached_token_expires_exactly_when_an_uncached_one_would() {
         let token = m.create_token(&TokenSpec { ttl: Some(Duration::from_secs(60)), ..spec(TokenKind::Access) }).unwrap();
         let exp = m.verify(&token, TokenKind::Access).unwrap().exp;
         let first = m.authenticate_at(&token, now).unwrap();
-        assert_eq!((first.user_id.as_str(), first.role.as_deref(), first.session_id.as_str()), ("42", Some("user"), "s1"));
+        assert_eq!((first.user_id.as_str(), first.role.as_deref(), first.session_id()), ("42", Some("user"), Some("s1")));
         // Hits from here on: the same Arc comes back while the token is valid...
         assert!(Arc::ptr_eq(&first, &m.authenticate_at(&token, exp + leeway).unwrap()));
         // ...and it is refused one second later, as jsonwebtoken itself would refuse it.

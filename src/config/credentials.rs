@@ -1,0 +1,63 @@
+//! Lowering of `api_keys:` (the hashing secret from the environment) and `client_certs:` (the
+//! map from a certificate to a user and role).
+
+use super::raw::{RawApiKeys, RawClientCerts};
+use super::{did_you_mean, problem, Problem};
+use crate::apikey::KeyHasher;
+use crate::auth::keys::ApiKeySettings;
+use crate::clientcert::{CertIdentity, CertMap};
+use crate::policy::Roles;
+
+const MIN_SECRET_BYTES: usize = 32;
+
+pub(super) fn lower_api_keys(raw: &RawApiKeys, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<ApiKeySettings> {
+    let secret = match env(&raw.secret_env) {
+        None => {
+            problem(
+                p,
+                "api_keys.secret_env",
+                format!(
+                    "environment variable `{}` is not set: it must hold the secret API keys are hashed under (at least {MIN_SECRET_BYTES} bytes)",
+                    raw.secret_env
+                ),
+            );
+            return None;
+        }
+        Some(s) if s.len() < MIN_SECRET_BYTES => {
+            problem(
+                p,
+                "api_keys.secret_env",
+                format!("the secret in environment variable `{}` is shorter than {MIN_SECRET_BYTES} bytes", raw.secret_env),
+            );
+            return None;
+        }
+        Some(s) => s,
+    };
+    if raw.max_per_user == 0 {
+        problem(p, "api_keys.max_per_user", "must be at least 1");
+        return None;
+    }
+    Some(ApiKeySettings { hasher: KeyHasher::new(secret.as_bytes()), self_service: raw.self_service, max_per_user: raw.max_per_user })
+}
+
+pub(super) fn lower_client_certs(raw: &RawClientCerts, roles: &Roles, p: &mut Vec<Problem>) -> CertMap {
+    let mut entries = Vec::new();
+    for (subject, who) in &raw.map {
+        let at = format!("client_certs.map.{subject}");
+        if subject.trim().is_empty() {
+            problem(p, &at, "a certificate subject or SAN URI cannot be empty");
+            continue;
+        }
+        let header_safe = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+        if !header_safe(&who.user_id) {
+            problem(p, &format!("{at}.user_id"), "a user id is 1-256 printable ASCII characters without spaces");
+            continue;
+        }
+        if roles.level(&who.role).is_none() {
+            problem(p, &format!("{at}.role"), format!("unknown role `{}`{}", who.role, did_you_mean(&who.role, roles.names())));
+            continue;
+        }
+        entries.push((subject.clone(), CertIdentity { user_id: who.user_id.clone(), role: who.role.clone() }));
+    }
+    CertMap::new(entries)
+}
