@@ -109,16 +109,24 @@ pub enum Presenting {
 }
 
 impl Presented<'_> {
-    /// The credential admission reads, by precedence: `X-Api-Key`, then an `Authorization`
-    /// bearer that is an API key or a token, then a mapped client certificate.
+    /// The credential admission reads, by precedence: an API key in `X-Api-Key`; else the
+    /// `Authorization` bearer (an API key or a token); else whatever `X-Api-Key` holds (a
+    /// malformed key); else a mapped client certificate. So an `X-Api-Key` that is not ours
+    /// (an SDK's own provider key) never hides the token in `Authorization`.
     pub fn kind(&self) -> Option<Presenting> {
-        if self.api_key.is_some() {
-            return Some(Presenting::ApiKey);
+        match self.key_text() {
+            Some(_) => Some(Presenting::ApiKey),
+            None if self.authorization.is_some() => Some(Presenting::Token),
+            None => self.client_cert.map(|_| Presenting::Certificate),
         }
-        if let Some(a) = self.authorization {
-            return Some(if key_in_bearer(a).is_some() { Presenting::ApiKey } else { Presenting::Token });
-        }
-        self.client_cert.map(|_| Presenting::Certificate)
+    }
+
+    /// The API key to check, if the request is judged on one (see [`Self::kind`]).
+    fn key_text(&self) -> Option<&[u8]> {
+        let header_key = self.api_key.filter(|k| k.trim_ascii_start().starts_with(apikey::PREFIX.as_bytes()));
+        header_key
+            .or_else(|| self.authorization.and_then(key_in_bearer).map(str::as_bytes))
+            .or_else(|| self.api_key.filter(|_| self.authorization.is_none()))
     }
 }
 
@@ -233,14 +241,8 @@ fn authenticate_any(
     gate: &dyn Gate,
     presented: &Presented<'_>,
 ) -> Result<(Arc<Identity>, Option<Arc<KeyEntry>>), Reject> {
-    let key_text = match (presented.api_key, presented.authorization) {
-        (Some(k), _) => {
-            Some(std::str::from_utf8(k).map_err(|_| invalid_key("the API key holds characters a key never has", "malformed_key"))?)
-        }
-        (None, Some(a)) => key_in_bearer(a),
-        (None, None) => None,
-    };
-    if let Some(text) = key_text {
+    if let Some(bytes) = presented.key_text() {
+        let text = std::str::from_utf8(bytes).map_err(|_| invalid_key("the API key holds characters a key never has", "malformed_key"))?;
         let key = apikey::parse(text.trim()).map_err(|e| invalid_key(e.to_string(), "malformed_key"))?;
         let Some(hasher) = verifiers.key_hasher else {
             return Err(invalid_key("API keys are not enabled on this gateway", "unknown_key"));

@@ -261,6 +261,14 @@ fn an_api_key_is_authorized_like_a_token_in_either_header() {
     // X-Api-Key wins over a token in Authorization (which may be meant for the upstream).
     let presented = Presented { api_key: Some(viewer.as_bytes()), authorization: Some(b"Bearer whatever"), client_cert: None };
     assert!(f.judge("GET", "/projects/1", &presented).is_ok());
+    // An X-Api-Key that is not ours (an SDK's own provider key) never hides the token.
+    let token = bearer(&f.token("admin"));
+    let sdk = Presented { api_key: Some(b"sk-ant-provider-key"), authorization: token.as_deref().map(str::as_bytes), client_cert: None };
+    assert_eq!(sdk.kind(), Some(Presenting::Token));
+    let (_, who) = f.judge("DELETE", "/projects/1", &sdk).unwrap();
+    assert_eq!(who.unwrap().user_id, "u1");
+    // Alone, it is a malformed key.
+    assert_eq!(f.with_key_header("GET", "/profile", "sk-ant-provider-key"), Err((401, "invalid_api_key", "malformed_key")));
 }
 
 #[test]

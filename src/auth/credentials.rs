@@ -18,8 +18,9 @@ use crate::metrics::Metrics;
 use crate::policy::Identity;
 use crate::store::{CredentialStore, Registry, StoreError};
 
-/// How often the views are re-read even without a notice, and key uses written.
-const RESYNC_EVERY: Duration = Duration::from_secs(5);
+/// How often key uses are written behind and lapsed denylist entries dropped. Neither costs a
+/// store command when there is nothing to do: a quiet gateway sends Redis nothing.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// API keys and the denylist: the store's records and this instance's views of them.
 pub struct Credentials {
@@ -175,8 +176,9 @@ impl Credentials {
         result
     }
 
-    /// Keeps the views current until `shutdown` fires: subscribes to change notices, re-reads
-    /// on every notice, on (re)connect and every few seconds, and writes key uses behind.
+    /// Keeps the views current until `shutdown` fires: subscribes to change notices and re-reads
+    /// a registry on every notice and both on (re)connect (a notice is lost only with its
+    /// connection, and a new connection re-reads everything); writes key uses behind.
     pub async fn sync_forever(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         self.store.prepare();
         let mut backoff = Duration::from_millis(100);
@@ -184,8 +186,9 @@ impl Credentials {
             match self.store.watch_records().await {
                 Ok(mut notices) => {
                     backoff = Duration::from_millis(100);
-                    self.resync().await;
-                    let mut tick = tokio::time::interval(RESYNC_EVERY);
+                    // Until a full re-read succeeds, every tick tries again.
+                    let mut synced = self.resync().await;
+                    let mut tick = tokio::time::interval(FLUSH_EVERY);
                     tick.tick().await;
                     loop {
                         tokio::select! {
@@ -197,7 +200,13 @@ impl Credentials {
                                 }
                                 None => break,
                             },
-                            _ = tick.tick() => self.resync().await,
+                            _ = tick.tick() => {
+                                if synced {
+                                    self.housekeeping().await;
+                                } else {
+                                    synced = self.resync().await;
+                                }
+                            }
                             _ = shutdown.changed() => {
                                 let _ = self.flush_uses().await;
                                 return;
@@ -215,17 +224,35 @@ impl Credentials {
         }
     }
 
-    async fn resync(&self) {
-        let result = match self.flush_uses().await {
-            Ok(()) => self.reload_all().await,
-            Err(e) => Err(e),
+    /// The periodic work: key uses written behind, lapsed entries dropped; nothing otherwise.
+    async fn housekeeping(&self) {
+        let flushed = self.flush_uses().await;
+        let lapsed = self.denylist.load().has_lapsed(unix_now());
+        let result = match (flushed, lapsed) {
+            (Ok(()), true) => self.reload(Registry::Denylist).await,
+            (r, _) => r,
         };
         if let Err(e) = result {
             if let Some(m) = &self.metrics {
                 m.store_error("credentials");
             }
+            tracing::debug!(error = %e, "credential housekeeping failed");
+        }
+    }
+
+    /// Writes key uses and re-reads both registries; false if the store failed.
+    async fn resync(&self) -> bool {
+        let result = match self.flush_uses().await {
+            Ok(()) => self.reload_all().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            if let Some(m) = &self.metrics {
+                m.store_error("credentials");
+            }
             tracing::debug!(error = %e, "credential sync failed; serving on the last known views");
         }
+        result.is_ok()
     }
 }
 

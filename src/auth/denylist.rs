@@ -119,6 +119,11 @@ impl Denylist {
         issuer.filter(|i| self.holds(Subject::Issuer, i, now)).map(|_| Subject::Issuer)
     }
 
+    /// Whether some entry has lapsed by `now` (then the view is rebuilt, and the store cleaned).
+    pub fn has_lapsed(&self, now: u64) -> bool {
+        self.by.iter().any(|m| m.values().any(|until| *until <= now))
+    }
+
     /// Whether a user is cut off (logins and refreshes check it).
     pub fn denies_user(&self, user_id: &str, now: u64) -> bool {
         self.holds(Subject::UserId, user_id, now)
@@ -178,5 +183,8 @@ mod tests {
         let list = Denylist::new(&[entry(Subject::UserId, "a", Some(5))], 5);
         assert!(list.is_empty());
         assert_eq!(list.denies(&Identity::session("a", None, "s", "j"), None, 1), None);
+        let list = Denylist::new(&[entry(Subject::UserId, "a", Some(5))], 4);
+        assert!(!list.has_lapsed(4));
+        assert!(list.has_lapsed(5));
     }
 }

@@ -316,6 +316,34 @@ mod tests {
     }
 
     #[test]
+    fn an_api_key_never_goes_upstream_and_its_id_does() {
+        let key = "pcs_abcdefABCDEF_0123456789012345678901234567890123456789012ABCDEF";
+        let key_identity = Identity {
+            user_id: "bot".into(),
+            role: Some("user".into()),
+            credential: Credential::ApiKey { id: "abcdefABCDEF".into() },
+            scopes: None,
+        };
+        let rid = HeaderValue::from_static("r");
+        // Even an upstream that is sent Authorization never gets a key in it.
+        let up = upstream(true);
+        for (name, value) in [("X-Api-Key", key.to_string()), ("Authorization", format!("bearer  {key}"))] {
+            let mut r = request("/p", &[(name, &value), ("X-Api-Key-Id", "forged"), ("X-Session-Id", "forged")]);
+            let f = Forwarding { path: None, identity: Some(&key_identity), request_id: &rid, client_ip: None, tls: false, upstream: &up };
+            rewrite_upstream_request(&mut r, &f).unwrap();
+            assert!(r.headers.iter().all(|(_, v)| !v.as_bytes().windows(8).any(|w| w == &key.as_bytes()[..8])), "{name}: {:?}", r.headers);
+            assert_eq!(r.headers.get_all("x-api-key-id").iter().collect::<Vec<_>>(), ["abcdefABCDEF"]);
+            assert!(r.headers.get("x-session-id").is_none());
+            assert_eq!(r.headers.get("x-user-id").unwrap(), "bot");
+        }
+        // Anonymous requests lose a key header too.
+        let mut r = request("/p", &[("x-api-key", key)]);
+        let f = Forwarding { path: None, identity: None, request_id: &rid, client_ip: None, tls: false, upstream: &up };
+        rewrite_upstream_request(&mut r, &f).unwrap();
+        assert!(r.headers.get("x-api-key").is_none());
+    }
+
+    #[test]
     fn anonymous_requests_carry_no_identity_and_authorization_is_kept_when_asked() {
         let mut r = request("/p?q=1", &[("X-User-Id", "1"), ("Authorization", "Bearer t")]);
         let up = upstream(true);

@@ -120,12 +120,17 @@ impl World {
             origin: Origin::default(),
             identity: admitted.identity.as_deref(),
         };
-        answer(match admitted.route.target {
-            Target::Gateway(Endpoint::Auth) => handle(&self.cx(), &req).await,
-            Target::Gateway(Endpoint::Users) => crate::auth::admin::handle(&self.cx(), &req).await,
-            Target::Gateway(Endpoint::ApiKeys) => crate::auth::keys_api::handle(&self.cx(), &req).await,
-            Target::Gateway(Endpoint::Revocations) => crate::auth::revocations::handle(&self.cx(), &req).await,
-            ref other => panic!("{path} is not an endpoint of this module: {other:?}"),
+        self.dispatch(&admitted.route.target, &req).await
+    }
+
+    /// Serves an admitted request from the endpoint family its route names.
+    async fn dispatch(&self, target: &Target, req: &ApiRequest<'_>) -> ApiResponse {
+        answer(match target {
+            Target::Gateway(Endpoint::Auth) => handle(&self.cx(), req).await,
+            Target::Gateway(Endpoint::Users) => crate::auth::admin::handle(&self.cx(), req).await,
+            Target::Gateway(Endpoint::ApiKeys) => crate::auth::keys_api::handle(&self.cx(), req).await,
+            Target::Gateway(Endpoint::Revocations) => crate::auth::revocations::handle(&self.cx(), req).await,
+            other => panic!("{} is not an endpoint of this module: {other:?}", req.path),
         })
     }
 
@@ -363,4 +368,181 @@ async fn one_store_failure_in_an_endpoint_is_counted_once() {
     assert!(text.contains(r#"portcullis_store_errors_total{op="api"} 1"#), "{text}");
     assert!(!text.contains(r#"op="sync""#), "not counted a second time as the sync's: {text}");
     assert!(!sessions.store_healthy(), "readiness sees the store down at once");
+}
+
+// --- API keys and the denylist ---
+
+impl World {
+    /// A request that presents an API key in `X-Api-Key`.
+    async fn call_with_key(&self, method: Method, path: &str, key: &str) -> ApiResponse {
+        let gate = crate::admission::Local { sessions: &self.sessions, credentials: &self.credentials };
+        let verifiers = crate::admission::Verifiers { tokens: &self.tokens, key_hasher: Some(&self.api_keys.hasher), certs: &self.certs };
+        let presented = crate::admission::Presented { api_key: Some(key.as_bytes()), ..Default::default() };
+        match admit(&self.policy, &verifiers, &gate, &method, path, &presented) {
+            Ok(a) => {
+                let req = ApiRequest {
+                    method: &method,
+                    path: &a.path,
+                    content_type: Some("application/json"),
+                    user_agent: "t",
+                    client_ip: "127.0.0.1",
+                    body: br#"{"name": "k"}"#,
+                    origin: Origin::default(),
+                    identity: a.identity.as_deref(),
+                };
+                self.dispatch(&a.route.target, &req).await
+            }
+            Err(r) => answer(Err(ApiError::new(r.reject.status, r.reject.code, r.reject.message))),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_creates_lists_and_revokes_keys_and_the_key_is_shown_once() {
+    let w = world();
+    let (admin, _) = w.login("root@example.com", "alice-password-123").await;
+    let body = json!({"name": "ci", "user_id": "build-bot", "role": "user", "scopes": ["projects.read"], "expires_in_days": 30});
+    let r = w.call(Method::POST, "/admin/api-keys", Some(&admin), Some(body)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let key = r.body["key"].as_str().unwrap().to_string();
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("pcs_") && key.contains(&id));
+    assert_eq!(r.body["last4"], json!(&key[key.len() - 4..]));
+    assert!(r.body["expires_at"].is_string());
+    let me = w.call_with_key(Method::GET, "/auth/me", &key).await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(
+        (me.body["user_id"].as_str(), me.body["role"].as_str(), me.body["api_key_id"].as_str()),
+        (Some("build-bot"), Some("user"), Some(id.as_str()))
+    );
+    let list = w.call(Method::GET, "/admin/api-keys", Some(&admin), None).await;
+    let listed = list.body["api_keys"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0]["last_used_at"].is_string(), "the use above is listed");
+    let text = list.body.to_string();
+    assert!(!text.contains(&key[17..60]), "a listing never holds the key");
+    assert!(!text.contains("hash"), "nor its hash");
+    let stored = w.store.records(crate::store::Registry::ApiKeys).await.unwrap().join("");
+    assert!(!stored.contains(&key[17..60]), "the store never holds the key");
+    assert_eq!(w.call(Method::DELETE, &format!("/admin/api-keys/{id}"), Some(&admin), None).await.status, 200);
+    assert_eq!(w.call(Method::DELETE, &format!("/admin/api-keys/{id}"), Some(&admin), None).await.status, 404);
+    assert_eq!(w.call(Method::DELETE, "/admin/api-keys/nope", Some(&admin), None).await.status, 404);
+    let refused = w.call_with_key(Method::GET, "/auth/me", &key).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (401, Some("invalid_api_key")));
+}
+
+#[tokio::test]
+async fn bad_key_requests_are_400_naming_the_field() {
+    let w = world();
+    let (admin, _) = w.login("root@example.com", "alice-password-123").await;
+    let cases = [
+        (json!({"name": "x", "user_id": "b", "role": "emperor"}), "role"),
+        (json!({"name": "x", "user_id": "b", "role": "user", "expires_in_days": -1}), "expires_in_days"),
+        (json!({"name": "x", "user_id": "b", "role": "user", "expires_in_days": 0}), "expires_in_days"),
+        (json!({"name": "x", "user_id": "b", "role": "user", "colour": "red"}), "colour"),
+        (json!({"name": "x", "user_id": "b", "role": "user", "rate_limit": "nope"}), "rate_limit"),
+        (json!({"name": "", "user_id": "b", "role": "user"}), "name"),
+        (json!({"name": "x", "user_id": "has space", "role": "user"}), "user_id"),
+        (json!({"name": "x", "role": "user"}), "user_id"),
+        (json!({"name": "x", "user_id": "b", "role": "user", "scopes": ["a b"]}), "scopes"),
+    ];
+    for (body, field) in cases {
+        let r = w.call(Method::POST, "/admin/api-keys", Some(&admin), Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(r.body["message"].as_str().unwrap().contains(&format!("`{field}`")), "{body}: {:?}", r.body);
+    }
+    assert!(w.credentials.keys_with_uses().await.unwrap().is_empty(), "nothing was created");
+}
+
+#[tokio::test]
+async fn self_service_keys_are_off_by_default_and_capped_by_the_callers_role() {
+    let mut w = world();
+    let (alice, _) = w.login("alice@example.com", "alice-password-123").await;
+    let r = w.call(Method::POST, "/auth/api-keys", Some(&alice), Some(json!({"name": "mine"}))).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (403, Some("self_service_disabled")));
+    w.api_keys.self_service = true;
+    let above = w.call(Method::POST, "/auth/api-keys", Some(&alice), Some(json!({"name": "mine", "role": "admin"}))).await;
+    assert_eq!(above.status, 400, "{:?}", above.body);
+    let other = w.call(Method::POST, "/auth/api-keys", Some(&alice), Some(json!({"name": "mine", "user_id": "u-root"}))).await;
+    assert_eq!(other.status, 400);
+    let mine = w.call(Method::POST, "/auth/api-keys", Some(&alice), Some(json!({"name": "mine", "role": "viewer"}))).await;
+    assert_eq!(mine.status, 201, "{:?}", mine.body);
+    assert_eq!(mine.body["user_id"], json!("u-alice"));
+    let key = mine.body["key"].as_str().unwrap().to_string();
+    let id = mine.body["id"].as_str().unwrap().to_string();
+    // A key cannot make keys.
+    let r = w.call_with_key(Method::POST, "/auth/api-keys", &key).await;
+    assert_eq!(r.status, 403);
+    // The owner lists and revokes their own; others do not see it.
+    let (admin, _) = w.login("root@example.com", "alice-password-123").await;
+    let theirs = w.call(Method::GET, "/auth/api-keys", Some(&admin), None).await;
+    assert_eq!(theirs.body["api_keys"], json!([]));
+    assert_eq!(w.call(Method::DELETE, &format!("/auth/api-keys/{id}"), Some(&admin), None).await.status, 404, "someone else's key");
+    let own = w.call(Method::GET, "/auth/api-keys", Some(&alice), None).await;
+    assert_eq!(own.body["api_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(w.call(Method::DELETE, &format!("/auth/api-keys/{id}"), Some(&alice), None).await.status, 200);
+    // The per-user cap.
+    for _ in 0..3 {
+        assert_eq!(w.call(Method::POST, "/auth/api-keys", Some(&alice), Some(json!({"name": "k"}))).await.status, 201);
+    }
+    let r = w.call(Method::POST, "/auth/api-keys", Some(&alice), Some(json!({"name": "k"}))).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (409, Some("too_many_keys")));
+}
+
+#[tokio::test]
+async fn a_user_revocation_ends_sessions_refuses_logins_and_keys_until_lifted() {
+    let w = world();
+    let (admin, _) = w.login("root@example.com", "alice-password-123").await;
+    let (alice, alice_refresh) = w.login("alice@example.com", "alice-password-123").await;
+    let made =
+        w.call(Method::POST, "/admin/api-keys", Some(&admin), Some(json!({"name": "a", "user_id": "u-alice", "role": "user"}))).await;
+    let key = made.body["key"].as_str().unwrap().to_string();
+    let r = w.call(Method::POST, "/admin/revocations", Some(&admin), Some(json!({"user_id": "u-alice", "reason": "laptop stolen"}))).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["sessions_revoked"], json!(1));
+    assert!(r.body["expires_at"].is_null(), "a user entry holds until lifted");
+    let entry = r.body["id"].as_str().unwrap().to_string();
+    let me = w.call(Method::GET, "/auth/me", Some(&alice), None).await;
+    assert_eq!((me.status, me.body["error"].as_str()), (401, Some("revoked")));
+    assert_eq!(w.call_with_key(Method::GET, "/auth/me", &key).await.body["error"], json!("revoked"));
+    let login =
+        w.call(Method::POST, "/auth/login", None, Some(json!({"email": "alice@example.com", "password": "alice-password-123"}))).await;
+    assert_eq!((login.status, login.body["error"].as_str()), (401, Some("revoked")));
+    let refresh = w.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": alice_refresh}))).await;
+    assert_eq!(refresh.status, 401);
+    let list = w.call(Method::GET, "/admin/revocations", Some(&admin), None).await;
+    assert_eq!(list.body["revocations"][0]["user_id"], json!("u-alice"));
+    assert_eq!(list.body["revocations"][0]["reason"], json!("laptop stolen"));
+    assert_eq!(w.call(Method::DELETE, &format!("/admin/revocations/{entry}"), Some(&admin), None).await.status, 200);
+    assert_eq!(w.call(Method::DELETE, &format!("/admin/revocations/{entry}"), Some(&admin), None).await.status, 404);
+    assert_eq!(w.call_with_key(Method::GET, "/auth/me", &key).await.status, 200, "lifted");
+    w.login("alice@example.com", "alice-password-123").await;
+}
+
+#[tokio::test]
+async fn a_jti_entry_expires_with_the_longest_access_lifetime_and_bad_entries_are_400() {
+    let w = world();
+    let (admin, _) = w.login("root@example.com", "alice-password-123").await;
+    let (alice, _) = w.login("alice@example.com", "alice-password-123").await;
+    let jti = w.tokens.verify(&alice, crate::auth::TokenKind::Access).unwrap().jti;
+    let r = w.call(Method::POST, "/admin/revocations", Some(&admin), Some(json!({"jti": jti, "reason": "leaked in a log"}))).await;
+    assert_eq!(r.status, 201);
+    let entry = &w.credentials.entries().await.unwrap()[0];
+    assert_eq!(entry.expires_at, Some(entry.created_at + 900));
+    assert_eq!(w.call(Method::GET, "/auth/me", Some(&alice), None).await.body["error"], json!("revoked"));
+    let bad = [
+        json!({"reason": "none given"}),
+        json!({"user_id": "a", "jti": "b", "reason": "two given"}),
+        json!({"user_id": "a"}),
+        json!({"user_id": "a", "reason": ""}),
+        json!({"user_id": "a", "reason": "r", "duration_seconds": 0}),
+        json!({"user_id": "a", "reason": "r", "colour": 1}),
+        json!({"issuer": "corp", "reason": "no such provider"}),
+    ];
+    for body in bad {
+        assert_eq!(w.call(Method::POST, "/admin/revocations", Some(&admin), Some(body.clone())).await.status, 400, "{body}");
+    }
+    assert_eq!(w.credentials.entries().await.unwrap().len(), 1, "nothing else was added");
+    let (user, _) = w.login("alice@example.com", "alice-password-123").await;
+    assert_eq!(w.call(Method::GET, "/admin/revocations", Some(&user), None).await.status, 403, "admins only");
 }
