@@ -4,6 +4,7 @@
 # Systems, each with ONE worker thread, measured interleaved for ROUNDS rounds, medians reported:
 #   direct (static nginx upstream) | bare Pingora passthrough | Portcullis public route |
 #   Portcullis full auth (memory store) | Portcullis full auth (redis store) |
+#   Portcullis full auth with an API key instead of a JWT (memory and redis store) |
 #   Portcullis provider chain | HAProxy 2.6 + jwt_verify | HAProxy 2.6 + jwt_verify writing one
 #   log line per request (stdout to a tmpfs file, as Portcullis's audit file) | nginx reverse proxy |
 #   Portcullis doing only HAProxy's work (JWT + role rule; no audit, metrics or limits)
@@ -36,7 +37,7 @@ cleanup() { for p in "${KILL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; don
 trap cleanup EXIT
 # HAProxy splices the secret into a converter argument: [A-Za-z0-9_-] only.
 export JWT_SECRET="bench_secret_0123456789_abcdefghijklmnopqrstuv"
-export JWT_SECRET_KEY="$JWT_SECRET" BENCH_PROVIDER_KEY="sk-bench"
+export JWT_SECRET_KEY="$JWT_SECRET" BENCH_PROVIDER_KEY="sk-bench" API_KEY_SECRET="bench-api-key-secret-0123456789abcdef"
 PIN_SUT=""; PIN_LOAD=""
 if [ "$(nproc)" -ge 2 ]; then PIN_SUT="taskset -c 1"; PIN_LOAD="taskset -c 0"; fi
 
@@ -63,6 +64,7 @@ rate_limits:
   login: { per_ip: { requests: 1000000000, per_seconds: 60 }, per_account: { requests: 1000000000, per_seconds: 60 } }
 audit: { sink: file, file: "audit-$1.log" }
 metrics: { enabled: true }
+api_keys: { secret_env: API_KEY_SECRET }
 YAML
 )
 [ "${4:-}" = lean ] && extras=$(printf 'audit: { sink: none }\nmetrics: { enabled: false }')
@@ -107,6 +109,11 @@ NONE="$(b64 '{"alg":"none","typ":"JWT"}').$PAYLOAD."
 SIG="${TOKEN##*.}"; MID=$(( ${#SIG} / 2 ))
 FLIP=$( [ "${SIG:$MID:1}" = A ] && echo B || echo A )
 BADSIG="${TOKEN%.*}.${SIG:0:$MID}${FLIP}${SIG:$((MID + 1))}"
+# One API key per full-auth gateway (each store has its own), made through the admin API.
+ADMIN=$($PC token -c "$W/mem.yaml" --user-id op --role admin --ttl-seconds 3600)
+make_key() { curl -fsS "http://127.0.0.1:$1/admin/api-keys" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+  -d '{"name":"bench","user_id":"bench","role":"editor"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'; }
+KEY_MEM=$(make_key 8084); KEY_REDIS=$(make_key 8085)
 sleep 2 # SHORT expires
 
 # --- both JWT gateways must really reject ---------------------------------------------------
@@ -120,6 +127,12 @@ for port in 8083 8087 8084 8086; do
   check $port /api/items 403 "$VIEWER"; check $port /admin/x 403 "$TOKEN"
 done
 [ -s "$W/haproxy.log" ] || { echo "CHECK FAILED: the logging HAProxy wrote no log line"; exit 1; }
+for port in 8084 8085; do
+  key=$KEY_MEM; [ $port = 8085 ] && key=$KEY_REDIS
+  got=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: $key" "http://127.0.0.1:$port/api/items"); [ "$got" = 200 ] || { echo "CHECK FAILED: API key on $port answered $got"; exit 1; }
+  got=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: ${key%?}x" "http://127.0.0.1:$port/api/items"); [ "$got" = 401 ] || { echo "CHECK FAILED: a mistyped API key on $port answered $got"; exit 1; }
+  got=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: $key" "http://127.0.0.1:$port/admin/x"); [ "$got" = 403 ] || { echo "CHECK FAILED: an editor's API key on /admin answered $got"; exit 1; }
+done
 echo "checked: HAProxy and Portcullis both refuse missing, forged, alg=none, expired and refresh tokens (401) and the wrong role (403)"
 
 # --- measurement -------------------------------------------------------------------------------
@@ -132,6 +145,8 @@ SYSTEMS=(
   "Portcullis public route|http://127.0.0.1:8084/public/items||$MEM_PID"
   "Portcullis full auth (memory store)|http://127.0.0.1:8084/api/items|$TOKEN|$MEM_PID"
   "Portcullis full auth (redis store)|http://127.0.0.1:8085/api/items|$TOKEN|$REDIS_GW_PID"
+  "Portcullis full auth with an API key (memory store)|http://127.0.0.1:8084/api/items|$KEY_MEM|$MEM_PID"
+  "Portcullis full auth with an API key (redis store)|http://127.0.0.1:8085/api/items|$KEY_REDIS|$REDIS_GW_PID"
   "Portcullis JWT + role only (HAProxy's work)|http://127.0.0.1:8086/api/items|$TOKEN|$LEAN_PID"
   "Portcullis provider chain|http://127.0.0.1:8084/v1/models|$TOKEN|$MEM_PID"
   "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$HAP_PID"
@@ -141,20 +156,25 @@ SYSTEMS=(
 TCK=$(getconf CLK_TCK)
 echo "system,round,rps,p50_ms,p99_ms,cpu_us_per_req,non2xx" > bench/results.csv
 redis_calls() { redis-cli -p 9379 INFO commandstats | awk -F'[=,]' '/calls=/ {s+=$2} END {print s+0}'; }
-REDIS_CMDS=0; REDIS_REQS=0
+REDIS_CMDS=0; REDIS_REQS=0; KEY_CMDS=0; KEY_REQS=0
 lat() { awk -v q="$1" '$1==q {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$W/wrk.out"; }
 for round in $(seq 1 "$ROUNDS"); do
   for entry in "${SYSTEMS[@]}"; do
     IFS='|' read -r name url token pid <<< "$entry"
     pids=$(children "$pid")
     hdr=(); [ -n "$token" ] && hdr=(-H "Authorization: Bearer $token")
+    [[ "$token" == pcs_* ]] && hdr=(-H "X-Api-Key: $token")
     $PIN_LOAD wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$url" >/dev/null 2>&1   # warm-up
     [[ "$name" == *redis* ]] && before_calls=$(redis_calls)
     c0=$(cpu_ticks $pids)
     $PIN_LOAD wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" > "$W/wrk.out" 2>&1
     c1=$(cpu_ticks $pids)
     reqs=$(awk '/requests in/ {print $1}' "$W/wrk.out")
-    if [[ "$name" == *redis* ]]; then REDIS_CMDS=$((REDIS_CMDS + $(redis_calls) - before_calls - 1)); REDIS_REQS=$((REDIS_REQS + reqs)); fi
+    if [[ "$name" == *redis* ]]; then
+      used=$(($(redis_calls) - before_calls - 1))
+      if [[ "$name" == *"API key"* ]]; then KEY_CMDS=$((KEY_CMDS + used)); KEY_REQS=$((KEY_REQS + reqs))
+      else REDIS_CMDS=$((REDIS_CMDS + used)); REDIS_REQS=$((REDIS_REQS + reqs)); fi
+    fi
     rps=$(awk '/Requests\/sec/ {print $2}' "$W/wrk.out")
     non2xx=$(awk '/Non-2xx/ {print $5}' "$W/wrk.out"); non2xx=${non2xx:-0}
     cpu=$(awk -v d=$((c1 - c0)) -v t="$TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / t / n * 1e6}')
@@ -177,7 +197,6 @@ wrk.method = "POST"
 wrk.body = '$LOGIN_BODY'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-ADMIN=$($PC token -c "$W/mem.yaml" --user-id op --role admin --ttl-seconds 3600)
 curl -fsS -o /dev/null "http://127.0.0.1:8084/admin/users" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password-123","role":"viewer"}'
 got=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$LOGIN_BODY" http://127.0.0.1:8084/auth/login)
@@ -227,9 +246,9 @@ run_n 10000; RSS10K=$(rss)
 run_n 990000; RSS1M=$(rss)
 
 # --- report -----------------------------------------------------------------------------------
-python3 - "$ROUNDS" "$REDIS_CMDS" "$REDIS_REQS" "$RSS0" "$RSS10K" "$RSS1M" "$RATE" "$CONNS" <<'PY' > bench/results.md
+python3 - "$ROUNDS" "$REDIS_CMDS" "$REDIS_REQS" "$RSS0" "$RSS10K" "$RSS1M" "$RATE" "$CONNS" "$KEY_CMDS" "$KEY_REQS" <<'PY' > bench/results.md
 import csv, statistics, sys, datetime, os, platform
-rounds, rcmds, rreqs, rss0, rss10k, rss1m, rate, conns = sys.argv[1:]
+rounds, rcmds, rreqs, rss0, rss10k, rss1m, rate, conns, kcmds, kreqs = sys.argv[1:]
 rows = list(csv.DictReader(open("bench/results.csv")))
 order = []
 for r in rows:
@@ -269,6 +288,8 @@ print(f"\n- At the same load, full authentication adds {pq['p99_ms']-pb['p99_ms'
 print(f"- A login flood (8 clients, argon2id m=19 MiB t=2 p=1, {pf['logins_per_s']:.0f} logins/s, hashed on the gateway's one core) "
       f"moves full authentication's p99 from {pq['p99_ms']:.3f} to {pf['p99_ms']:.3f} ms ({(pf['p99_ms']/pq['p99_ms']-1)*100:+.0f}%; target at most +10%).\n")
 print(f"- Redis commands during the redis-store runs: {rcmds} for {rreqs} proxied requests (`INFO commandstats`, background sync included).")
+print(f"- Redis commands during the API-key redis-store runs: {kcmds} for {kreqs} proxied requests "
+      f"({int(kcmds)/max(int(kreqs),1):.6f} per request; target 0: keys are checked against the local view, last use written behind).")
 print(f"- Resident memory (full auth, memory store): {int(rss0)/1024:.1f} MiB at start, {int(rss10k)/1024:.1f} MiB after 10k requests, "
       f"{int(rss1m)/1024:.1f} MiB after 1M ({(int(rss1m)/int(rss10k)-1)*100:+.1f}%).")
 PY

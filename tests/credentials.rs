@@ -172,6 +172,7 @@ fn two_instances_share_keys_and_the_denylist() {
     let config = config(&up, Some(&redis), false);
     let (a, b) = (start(&config), start(&config));
     let mut delays = Vec::new();
+    let mut made_keys = Vec::new();
     let mut measure = |check: &dyn Fn() -> bool| {
         let t = Instant::now();
         while !check() {
@@ -182,6 +183,7 @@ fn two_instances_share_keys_and_the_denylist() {
     for round in 0..5 {
         let made = create_key(&a, json!({"name": format!("k{round}"), "user_id": format!("bot{round}"), "role": "user"}));
         let (key, id) = (made["key"].as_str().unwrap().to_string(), made["id"].as_str().unwrap().to_string());
+        made_keys.push(key.clone());
         assert_eventually!(with_key(&b, "GET", "/profile", &key).status == 200, "B learns of A's new key");
         assert_eq!(a.request("DELETE", &format!("/admin/api-keys/{id}")).bearer(&admin(&a)).send().status, 200);
         measure(&|| with_key(&b, "GET", "/profile", &key).status == 401);
@@ -224,6 +226,11 @@ fn two_instances_share_keys_and_the_denylist() {
     measure(&|| with_key(&b, "GET", "/profile", &key).error_code() == "revoked");
     assert_eventually!(b.metric("portcullis_denylist_entries") == Some(2.0), "the list's size is a metric");
 
+    made_keys.push(key);
+    for gw in [&a, &b] {
+        let logged = gw.log() + &std::fs::read_to_string(gw.dir().join("audit.log")).unwrap_or_default();
+        assert!(made_keys.iter().all(|k| !logged.contains(&k[17..60])), "a key reached a log");
+    }
     delays.sort();
     let median = delays[delays.len() / 2];
     println!("cross-instance revocation delay over {} revocations: median {median:?}, max {:?}", delays.len(), delays[delays.len() - 1]);

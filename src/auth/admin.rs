@@ -113,6 +113,9 @@ async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
         RoleChange::Revoke => revoke_all_of(cx, user_id, None).await?,
         RoleChange::Refresh => 0,
     };
+    // A key never holds more than its user: keys above the new role are revoked.
+    let level = cx.roles.level(&body.role);
+    let keys_revoked = revoke_keys_of(cx, user_id, |role| cx.roles.level(role) > level).await?;
     tracing::info!(by = %by.user_id, user_id = %user_id, role = %body.role, sessions_revoked = revoked, "user role changed");
     audit(
         cx,
@@ -120,7 +123,7 @@ async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
         "admin.user_role_changed",
         "success",
         Some(&by.user_id),
-        json!({ "target_user": user_id, "role": body.role, "sessions_revoked": revoked }),
+        json!({ "target_user": user_id, "role": body.role, "sessions_revoked": revoked, "api_keys_revoked": keys_revoked }),
     );
     let user = cx
         .users
@@ -131,13 +134,27 @@ async fn update_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -
     Ok((200, user_json(&user)))
 }
 
+/// Revokes the API keys of `user_id` whose role `doomed` picks; how many.
+async fn revoke_keys_of(cx: &ApiContext<'_>, user_id: &str, doomed: impl Fn(&str) -> bool) -> Result<usize, ApiError> {
+    let keys = cx.credentials.keys_with_uses().await.map_err(|e| store_failed(cx, e))?;
+    let mut n = 0;
+    for (k, _) in keys.iter().filter(|(k, _)| k.user_id == user_id && doomed(&k.role)) {
+        if cx.credentials.remove_key(&k.id).await.map_err(|e| store_failed(cx, e))? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 async fn delete_user(cx: &ApiContext<'_>, req: &ApiRequest<'_>, user_id: &str) -> Reply {
     let by = req.caller()?;
     let store = cx.user_store;
     api_user(cx, user_id, "remove").await?;
     let revoked = revoke_all_of(cx, user_id, None).await?;
+    let keys_revoked = revoke_keys_of(cx, user_id, |_| true).await?;
     store.delete_user(user_id).await.map_err(|e| store_failed(cx, e))?;
-    tracing::info!(by = %by.user_id, user_id = %user_id, sessions_revoked = revoked, "user deleted");
-    audit(cx, req, "admin.user_deleted", "success", Some(&by.user_id), json!({ "target_user": user_id, "sessions_revoked": revoked }));
-    Ok((200, json!({ "status": "deleted", "sessions_revoked": revoked })))
+    tracing::info!(by = %by.user_id, user_id = %user_id, sessions_revoked = revoked, api_keys_revoked = keys_revoked, "user deleted");
+    let details = json!({ "target_user": user_id, "sessions_revoked": revoked, "api_keys_revoked": keys_revoked });
+    audit(cx, req, "admin.user_deleted", "success", Some(&by.user_id), details);
+    Ok((200, json!({ "status": "deleted", "sessions_revoked": revoked, "api_keys_revoked": keys_revoked })))
 }

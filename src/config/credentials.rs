@@ -11,6 +11,9 @@ use crate::policy::Roles;
 const MIN_SECRET_BYTES: usize = 32;
 
 pub(super) fn lower_api_keys(raw: &RawApiKeys, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<ApiKeySettings> {
+    if raw.max_per_user == 0 {
+        problem(p, "api_keys.max_per_user", "must be at least 1");
+    }
     let secret = match env(&raw.secret_env) {
         None => {
             problem(
@@ -34,7 +37,6 @@ pub(super) fn lower_api_keys(raw: &RawApiKeys, env: &dyn Fn(&str) -> Option<Stri
         Some(s) => s,
     };
     if raw.max_per_user == 0 {
-        problem(p, "api_keys.max_per_user", "must be at least 1");
         return None;
     }
     Some(ApiKeySettings { hasher: KeyHasher::new(secret.as_bytes()), self_service: raw.self_service, max_per_user: raw.max_per_user })

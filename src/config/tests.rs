@@ -224,3 +224,29 @@ fn redis_urls_are_printed_without_credentials() {
     let printed = format!("{:?}", StoreSettings::Redis { url: "redis://:hunter2@h:1".into(), key_prefix: "p:".into() });
     assert!(!printed.contains("hunter2"), "{printed}");
 }
+
+#[test]
+fn api_keys_client_certs_and_scopes_are_checked_with_their_place() {
+    let text = format!(
+        "{SEED}api_keys: {{ secret_env: SHORT_KEY_SECRET, max_per_user: 0 }}\nclient_certs: {{ map: {{ \"CN=x\": {{ user_id: x, role: emperor }} }} }}\n"
+    );
+    let env = |n: &str| match n {
+        "SHORT_KEY_SECRET" => Some("too-short".to_string()),
+        other => env_with_secret(other),
+    };
+    let e = parse(&text, Path::new("gw.yaml"), &env).err().unwrap();
+    let lines: Vec<String> = e.0.iter().map(|d| d.to_string()).collect();
+    let has = |needle: &str| lines.iter().any(|l| l.starts_with("gw.yaml:") && l.contains(needle));
+    assert!(has("api_keys.secret_env: the secret in environment variable `SHORT_KEY_SECRET` is shorter than 32 bytes"), "{lines:#?}");
+    assert!(has("client_certs.map.CN=x.role: unknown role `emperor`"), "{lines:#?}");
+    assert!(has("api_keys.max_per_user: must be at least 1"), "{lines:#?}");
+    assert!(has("client_certs: client certificates are only verified with `server.tls.client_auth`"), "{lines:#?}");
+    let scoped = SEED.replace("require_role: guest, upstream: app }", "require_role: guest, upstream: app, require_scopes: [\"a b\"] }");
+    assert!(errors(&scoped).iter().any(|l| l.contains("routes[3].require_scopes[0]")), "{:#?}", errors(&scoped));
+    // Configured well, keys are enabled and the named limits are known.
+    let good = format!("{SEED}api_keys: {{ secret_env: GOOD }}\nrate_limits: {{ routes: {{ ci: {{ requests: 5, per_seconds: 60 }} }} }}\n");
+    let env = |n: &str| if n == "GOOD" { Some("k".repeat(32)) } else { env_with_secret(n) };
+    let c = parse(&good, Path::new("gw.yaml"), &env).unwrap();
+    assert!(c.api_keys.is_some_and(|k| !k.self_service && k.max_per_user == 100));
+    assert!(c.named_limits.contains_key("ci"));
+}

@@ -113,7 +113,7 @@ pub fn validate(
     let api_keys = raw.api_keys.as_ref().map(|k| credentials::lower_api_keys(k, env, &mut p));
     let client_certs = raw.client_certs.as_ref().map(|c| credentials::lower_client_certs(c, &roles, &mut p)).unwrap_or_default();
     let client_auth = matches!(&server, Some(Some(s)) if s.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
-    if !client_auth && !client_certs.is_empty() {
+    if !client_auth && raw.client_certs.as_ref().is_some_and(|c| !c.map.is_empty()) {
         problem(&mut p, "client_certs", "client certificates are only verified with `server.tls.client_auth`");
     }
     if !client_auth {

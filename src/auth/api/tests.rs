@@ -546,3 +546,25 @@ async fn a_jti_entry_expires_with_the_longest_access_lifetime_and_bad_entries_ar
     let (user, _) = w.login("alice@example.com", "alice-password-123").await;
     assert_eq!(w.call(Method::GET, "/admin/revocations", Some(&user), None).await.status, 403, "admins only");
 }
+
+#[tokio::test]
+async fn a_users_keys_follow_the_user_demoted_or_deleted() {
+    let w = world();
+    let (root, _) = w.login("root@example.com", "alice-password-123").await;
+    let new = json!({"email": "carol@example.com", "password": "carol-password-123", "role": "admin"});
+    let carol = w.call(Method::POST, "/admin/users", Some(&root), Some(new)).await.body["id"].as_str().unwrap().to_string();
+    let key = |role: &str| {
+        let body = json!({"name": role, "user_id": carol, "role": role});
+        let w = &w;
+        let root = root.clone();
+        async move { w.call(Method::POST, "/admin/api-keys", Some(&root), Some(body)).await.body["key"].as_str().unwrap().to_string() }
+    };
+    let (admin_key, user_key) = (key("admin").await, key("user").await);
+    let r = w.call(Method::PATCH, &format!("/admin/users/{carol}"), Some(&root), Some(json!({"role": "user"}))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(w.call_with_key(Method::GET, "/auth/me", &admin_key).await.status, 401, "a key above the new role is revoked");
+    assert_eq!(w.call_with_key(Method::GET, "/auth/me", &user_key).await.status, 200);
+    let r = w.call(Method::DELETE, &format!("/admin/users/{carol}"), Some(&root), None).await;
+    assert_eq!((r.status, r.body["api_keys_revoked"].as_u64()), (200, Some(1)));
+    assert_eq!(w.call_with_key(Method::GET, "/auth/me", &user_key).await.status, 401, "a deleted user's keys go with them");
+}
