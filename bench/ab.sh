@@ -19,6 +19,8 @@ mkdir -p "$W/up"; nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx
 config() { cat <<YAML
 server: { listen: "127.0.0.1:$1", admin_listen: "127.0.0.1:$2", threads: 1, pid_file: "$W/p$1.pid", upgrade_sock: "$W/u$1.sock" }
 store: { backend: memory }
+# Bench tokens live an hour: the gateway refuses access tokens longer-lived than its own.
+tokens: { access_ttl_minutes: 120 }
 roles: { admin: 3, editor: 2, viewer: 1 }
 upstreams: { up: { url: "http://127.0.0.1:9000" } }
 rate_limits: { api: { per_user: { requests: 1000000000, per_seconds: 60 }, per_ip_public: { requests: 1000000000, per_seconds: 60 } } }

@@ -28,6 +28,8 @@ nginx -p "$W/up/" -e stderr -c "$PWD/bench/conf/upstream_nginx.conf" 2>/dev/null
 cat > "$W/gw.yaml" <<YAML
 server: { listen: "127.0.0.1:8094", admin_listen: "127.0.0.1:9194", threads: 1, pid_file: "$W/p.pid", upgrade_sock: "$W/u.sock" }
 store: { backend: memory }
+# Bench tokens live an hour: the gateway refuses access tokens longer-lived than its own.
+tokens: { access_ttl_minutes: 120 }
 roles: { admin: 3, editor: 2, viewer: 1 }
 upstreams: { up: { url: "http://127.0.0.1:9000" } }
 rate_limits: { api: { per_user: { requests: 1000000000, per_seconds: 60 }, per_ip_public: { requests: 1000000000, per_seconds: 60 } } }

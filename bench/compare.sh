@@ -71,6 +71,7 @@ YAML
 cat <<YAML
 server: { listen: "$1", admin_listen: "$2", threads: 1, pid_file: "$W/p$1.pid", upgrade_sock: "$W/u$1.sock" }
 $3
+tokens: { access_ttl_minutes: 120 }
 roles: { admin: 3, editor: 2, viewer: 1 }
 upstreams: { up: { url: "http://127.0.0.1:9000" } }
 $extras

@@ -25,6 +25,7 @@ cat > "$WORK/gw.yaml" <<YAML
 server: { listen: "$GW", admin_listen: "$ADM", threads: 1, pid_file: "$WORK/p.pid", upgrade_sock: "$WORK/u.sock" }
 $1
 ${2:-audit: { sink: none }}
+tokens: { access_ttl_minutes: 120 }
 roles: { admin: 3, user: 2, viewer: 1, guest: 0 }
 permissions:
   projects: { admin: [create, read, update, delete], user: [create, read, update], viewer: [read], guest: [] }

@@ -5,8 +5,10 @@
 
 pub mod admin;
 pub mod api;
+pub mod assertion;
 pub mod credentials;
 pub mod denylist;
+pub mod keygen;
 pub mod keys;
 pub mod keys_api;
 pub mod passwords;
@@ -14,5 +16,6 @@ pub mod revocations;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
+pub mod wellknown;
 
 pub use tokens::{bearer_token, Claims, TokenError, TokenKind, TokenManager, TokenPair, TokenSpec};

@@ -64,6 +64,16 @@ enum Command {
         #[arg(long)]
         session_id: Option<String>,
     },
+    /// Write a new private key for the gateway's token ring (PKCS#8 PEM, mode 0600; never
+    /// overwrites a file).
+    Keygen {
+        /// The key's algorithm.
+        #[arg(long, value_enum)]
+        algorithm: KeyAlgorithm,
+        /// The file to create.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Print the JSON Schema of gateway.yaml (for editor completion and validation).
     Schema,
     /// Read a password from stdin and print its argon2id hash (for the users file).
@@ -88,6 +98,14 @@ struct HashCost {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum KeyAlgorithm {
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Kind {
     Access,
     Refresh,
@@ -96,6 +114,22 @@ enum Kind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keygen { algorithm, out } => {
+            let alg = match algorithm {
+                KeyAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+                KeyAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            };
+            match portcullis::auth::keygen::write_new_key(&out, alg) {
+                Ok(()) => {
+                    println!("{}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Schema => {
             println!("{}", config::json_schema());
             ExitCode::SUCCESS
@@ -152,6 +186,11 @@ fn main() -> ExitCode {
             };
             if kind == TokenKind::Access && role.is_none() {
                 eprintln!("error: an access token needs --role");
+                return ExitCode::from(2);
+            }
+            let max = cfg.tokens.max_lifetime.as_secs();
+            if kind == TokenKind::Access && ttl_seconds.is_some_and(|t| t > max) {
+                eprintln!("error: the gateway refuses access tokens that live longer than {max} s (`tokens.max_lifetime_minutes`)");
                 return ExitCode::from(2);
             }
             let session_id = session_id.unwrap_or_else(new_id);

@@ -128,6 +128,8 @@ pub enum Endpoint {
     ApiKeys,
     /// `/admin/revocations*`.
     Revocations,
+    /// `/.well-known/jwks.json` and `/.well-known/openid-configuration`.
+    WellKnown,
 }
 
 /// Which table a matched route came from, and where in it.
@@ -165,7 +167,9 @@ pub struct Policy {
 /// The gateway's own endpoints as routes, in match order: who may call what. A path under an
 /// endpoint family that names no endpoint is public, and the endpoint answers 404; methods are
 /// the endpoint's to check (405), so every method matches here.
-const ENDPOINTS: [(&str, Endpoint, Need); 22] = [
+const ENDPOINTS: [(&str, Endpoint, Need); 24] = [
+    ("/.well-known/jwks.json", Endpoint::WellKnown, Need::Nothing),
+    ("/.well-known/openid-configuration", Endpoint::WellKnown, Need::Nothing),
     ("/auth/login", Endpoint::Auth, Need::Nothing),
     ("/auth/refresh", Endpoint::Auth, Need::Nothing),
     ("/auth/logout", Endpoint::Auth, Need::Token),
@@ -229,7 +233,7 @@ impl Policy {
     /// configured route that matches.
     pub fn find(&self, method: &Method, path: &str) -> Option<(RouteId, &Route)> {
         // Every endpoint lives under one of these: most requests skip the endpoint table.
-        if path.starts_with("/auth") || path.starts_with("/admin/") {
+        if path.starts_with("/auth") || path.starts_with("/admin/") || path.starts_with("/.well-known/") {
             if let Some((i, r)) = self.endpoints.find(method, path) {
                 return Some((RouteId::Gateway(i), r));
             }
@@ -299,6 +303,8 @@ mod tests {
         assert_eq!(access("/admin/api-keys/abc"), Some((Target::Gateway(Endpoint::ApiKeys), "role:admin".into())));
         assert_eq!(access("/admin/revocations"), Some((Target::Gateway(Endpoint::Revocations), "role:admin".into())));
         assert_eq!(access("/auth/api-keys"), Some((Target::Gateway(Endpoint::ApiKeys), "authenticated".into())));
+        assert_eq!(access("/.well-known/jwks.json"), Some((Target::Gateway(Endpoint::WellKnown), "public".into())));
+        assert_eq!(access("/.well-known/other"), Some((Target::Upstream(0), "public".into())), "other well-known paths are the app's");
         assert_eq!(access("/authx"), Some((Target::Upstream(0), "public".into())), "only whole segments");
         assert_eq!(access("/admin/settings"), Some((Target::Upstream(0), "public".into())));
         assert!(matches!(p.find(&Method::GET, "/auth/me"), Some((RouteId::Gateway(_), _))));

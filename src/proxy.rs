@@ -386,6 +386,23 @@ impl ProxyHttp for Gateway {
         let Some(up) = ctx.snapshot.as_ref().zip(ctx.upstream).map(|(s, i)| &s.upstreams[i]) else {
             return Error::e_explain(ErrorType::InternalError, "no upstream decided for this request");
         };
+        let assertion = match (up.identity_assertion, &ctx.snapshot) {
+            (true, Some(snapshot)) => {
+                let minted = crate::auth::assertion::assertion(
+                    &snapshot.tokens,
+                    &up.name,
+                    ctx.identity.as_deref(),
+                    &ctx.request_id,
+                    crate::clock::unix_now(),
+                );
+                match minted.ok().and_then(|a| HeaderValue::from_str(&a).ok()) {
+                    Some(v) => Some(v),
+                    // The upstream trusts only asserted requests: never send one without.
+                    None => return Error::e_explain(ErrorType::InternalError, "the identity assertion could not be signed"),
+                }
+            }
+            _ => None,
+        };
         headers::rewrite_upstream_request(
             upstream_request,
             &headers::Forwarding {
@@ -395,6 +412,7 @@ impl ProxyHttp for Gateway {
                 client_ip: ctx.peer_text.as_deref(),
                 tls: ctx.tls,
                 upstream: up,
+                assertion,
             },
         )
     }

@@ -4,6 +4,7 @@
 //! Never logs or returns a token or the secret in an error.
 
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
@@ -15,10 +16,78 @@ use crate::ids::new_id;
 use crate::secret::Secret;
 use jsonwebtoken::Algorithm;
 
+/// One key of the gateway's ring: parsed once, at config load.
+#[derive(Clone)]
+pub struct RingKey {
+    /// The `kid` of the tokens it signs (None: a key without an id, for tokens without `kid`).
+    pub id: Option<String>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// The public key as a JWK (asymmetric keys only; published at /.well-known/jwks.json).
+    public: Option<Jwk>,
+}
+
+impl std::fmt::Debug for RingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingKey").field("id", &self.id).field("asymmetric", &self.public.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl RingKey {
+    /// An HMAC key (HS256/384/512).
+    pub fn hmac(id: Option<String>, secret: &Secret) -> Self {
+        let bytes = secret.expose();
+        RingKey { id, encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), public: None }
+    }
+
+    /// An ES256 or EdDSA key from a PKCS#8 PEM private key; the message says what is wrong.
+    pub fn from_pem(id: Option<String>, pem: &[u8], algorithm: Algorithm) -> Result<Self, String> {
+        let unreadable = || format!("not a PKCS#8 PEM private key for {algorithm:?}");
+        let encoding = match algorithm {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem).map_err(|_| unreadable())?,
+            Algorithm::EdDSA => {
+                // Either PKCS#8 form (v1, the seed alone; v2, with the public key), handed to
+                // jsonwebtoken as v1, the only one it reads.
+                use ed25519_dalek::pkcs8::DecodePrivateKey;
+                let text = std::str::from_utf8(pem).map_err(|_| unreadable())?;
+                let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|_| unreadable())?;
+                EncodingKey::from_ed_der(&ed25519_pkcs8_v1(&key.to_bytes()))
+            }
+            other => return Err(format!("{other:?} keys are not read from files")),
+        };
+        let mut public = Jwk::from_encoding_key(&encoding, algorithm).map_err(|_| format!("not a {algorithm:?} private key"))?;
+        public.common.key_id = id.clone();
+        public.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        let decoding = DecodingKey::from_jwk(&public).map_err(|_| format!("not a {algorithm:?} private key"))?;
+        // A key that cannot verify what it signs is not this algorithm's key (EdDSA from a P-256 file, ...).
+        let probe = jsonwebtoken::encode(&Header::new(algorithm), &serde_json::json!({"exp": u64::MAX}), &encoding)
+            .map_err(|_| format!("not a {algorithm:?} private key"))?;
+        let mut v = Validation::new(algorithm);
+        v.set_required_spec_claims::<&str>(&[]);
+        jsonwebtoken::decode::<serde_json::Value>(&probe, &decoding, &v).map_err(|_| format!("not a {algorithm:?} private key"))?;
+        Ok(RingKey { id, encoding, decoding, public: Some(public) })
+    }
+}
+
+#[cfg(test)]
+impl RingKey {
+    /// The signing key (tests forge tokens with it).
+    pub fn encoding_for_tests(&self) -> EncodingKey {
+        self.encoding.clone()
+    }
+}
+
+/// An Ed25519 private key (its 32-byte seed) as PKCS#8 v1 DER (RFC 8410).
+pub fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
+    const HEADER: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    [&HEADER[..], seed].concat()
+}
+
 /// Token signing and verification settings (`tokens:` in gateway.yaml) (environment overrides already applied).
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
-    pub secret: Secret,
+    /// The ring: the first key signs, every key verifies.
+    pub keys: Vec<RingKey>,
     pub algorithm: Algorithm,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
@@ -27,6 +96,8 @@ pub struct TokenSettings {
     pub audience: Option<String>,
     /// Entries in the verified-access-token cache (0: off).
     pub verify_cache_size: usize,
+    /// The longest lifetime (`exp - iat`) an access token may claim.
+    pub max_lifetime: Duration,
 }
 
 /// Which kind of token a JWT is (its `type` claim).
@@ -98,12 +169,25 @@ pub enum TokenError {
     InvalidClaims,
     #[error("the token could not be signed")]
     Signing,
+    #[error("the token's key is not known")]
+    UnknownKey,
+    #[error("the token's header asks for an extension this gateway does not understand")]
+    Unsupported,
 }
 
 impl TokenError {
     /// Every reason a presented token is refused for (`signing` is the gateway's own failure).
-    pub const REASONS: [&'static str; 7] =
-        ["missing", "malformed", "bad_algorithm", "bad_signature", "expired", "wrong_type", "invalid_claims"];
+    pub const REASONS: [&'static str; 9] = [
+        "missing",
+        "malformed",
+        "bad_algorithm",
+        "bad_signature",
+        "expired",
+        "wrong_type",
+        "invalid_claims",
+        "unknown_key",
+        "unsupported_header",
+    ];
 
     /// A stable reason for audit events and metrics labels.
     pub fn reason(&self) -> &'static str {
@@ -116,6 +200,8 @@ impl TokenError {
             TokenError::WrongType(_) => "wrong_type",
             TokenError::InvalidClaims => "invalid_claims",
             TokenError::Signing => "signing",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::Unsupported => "unsupported_header",
         }
     }
 }
@@ -196,16 +282,16 @@ pub struct TokenSpec<'a> {
     pub jti: Option<&'a str>,
 }
 
-/// Mints and verifies tokens with one secret and one pinned algorithm.
+/// Mints and verifies tokens with a key ring (the first key signs) and one pinned algorithm.
 pub struct TokenManager {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    ring: Vec<RingKey>,
     header: Header,
     validation: Validation,
     access_ttl: Duration,
     refresh_ttl: Duration,
     issuer: Option<String>,
     audience: Option<String>,
+    max_lifetime: u64,
     /// Verified access tokens by their exact bytes (None when `tokens.verify_cache_size` is 0).
     /// Lives and dies with this manager, so a new secret or new claim rules start empty.
     verified: Option<quick_cache::sync::Cache<Box<str>, Verified>>,
@@ -214,7 +300,6 @@ pub struct TokenManager {
 impl TokenManager {
     /// Builds the manager from validated settings.
     pub fn new(settings: &TokenSettings) -> Self {
-        let secret = settings.secret.expose();
         let mut validation = Validation::new(settings.algorithm);
         validation.algorithms = vec![settings.algorithm];
         validation.leeway = settings.leeway_seconds;
@@ -233,15 +318,17 @@ impl TokenManager {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
+        let mut header = Header::new(settings.algorithm);
+        header.kid = settings.keys.first().and_then(|k| k.id.clone());
         TokenManager {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            header: Header::new(settings.algorithm),
+            ring: settings.keys.clone(),
+            header,
             validation,
             access_ttl: settings.access_ttl,
             refresh_ttl: settings.refresh_ttl,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
+            max_lifetime: settings.max_lifetime.as_secs(),
             verified: (settings.verify_cache_size > 0).then(|| quick_cache::sync::Cache::new(settings.verify_cache_size)),
         }
     }
@@ -271,7 +358,8 @@ impl TokenManager {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.encoding).map_err(|_| TokenError::Signing)
+        let key = self.ring.first().ok_or(TokenError::Signing)?;
+        jsonwebtoken::encode(&self.header, &claims, &key.encoding).map_err(|_| TokenError::Signing)
     }
 
     /// An access token for a user's session.
@@ -315,11 +403,48 @@ impl TokenManager {
     /// Verifies signature, algorithm, expiry (with leeway), issuer/audience when configured, and
     /// that the token is of the `expected` kind.
     pub fn verify(&self, token: &str, expected: TokenKind) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
-        if data.claims.kind != expected.as_str() {
+        self.verify_at(token, expected, unix_now())
+    }
+
+    /// [`Self::verify`] with the clock for the lifetime checks given (`exp` itself is
+    /// jsonwebtoken's to check, on its own clock).
+    pub fn verify_at(&self, token: &str, expected: TokenKind, now: u64) -> Result<Claims, TokenError> {
+        let kid = check_header(token)?;
+        let key = self.ring.iter().find(|k| k.id.as_deref() == kid.as_deref()).ok_or(TokenError::UnknownKey)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)?;
+        let c = data.claims;
+        if c.kind != expected.as_str() {
             return Err(TokenError::WrongType(expected));
         }
-        Ok(data.claims)
+        let leeway = self.validation.leeway;
+        // An access token that claims to live longer than any the gateway mints, or to be issued
+        // in the future, was not minted here as claimed.
+        if c.iat > now.saturating_add(leeway) || (expected == TokenKind::Access && c.exp.saturating_sub(c.iat) > self.max_lifetime) {
+            return Err(TokenError::InvalidClaims);
+        }
+        Ok(c)
+    }
+
+    /// The public keys of the ring as a JWK set (asymmetric keys only; empty for HMAC).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<&Jwk> = self.ring.iter().filter_map(|k| k.public.as_ref()).collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// The signing algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.header.alg
+    }
+
+    /// The configured issuer (`iss`), if any.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// Signs arbitrary claims with the ring's first key (for the identity assertion).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        let key = self.ring.first().ok_or(TokenError::Signing)?;
+        jsonwebtoken::encode(&self.header, claims, &key.encoding).map_err(|_| TokenError::Signing)
     }
 
     /// Authenticates a bearer access token: full verification the first time a token is seen,
@@ -373,6 +498,26 @@ pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
         return Err(TokenError::Malformed);
     }
     Ok(token)
+}
+
+/// The JOSE header checks jsonwebtoken does not make. `crit` names extensions the recipient
+/// must understand (RFC 7515 4.1.11); this gateway understands none, so any `crit` is refused.
+/// A `kid` must be a non-empty string without control characters; `"kid": null` or a number is
+/// refused, not read as "no kid". Returns the `kid`.
+fn check_header(token: &str) -> Result<Option<String>, TokenError> {
+    use base64::Engine;
+    let segment = token.split('.').next().ok_or(TokenError::Malformed)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).map_err(|_| TokenError::Malformed)?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
+    if header.contains_key("crit") {
+        return Err(TokenError::Unsupported);
+    }
+    match header.get("kid") {
+        None => Ok(None),
+        Some(serde_json::Value::String(k)) if !k.is_empty() && k.len() <= 256 && !k.chars().any(char::is_control) => Ok(Some(k.clone())),
+        Some(_) => Err(TokenError::UnknownKey),
+    }
 }
 
 /// Whether a token is made of base64url parts and dots only (a JWS in compact form).

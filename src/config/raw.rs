@@ -137,6 +137,23 @@ pub struct RawTokens {
     /// Verified access tokens remembered so repeat requests skip signature verification
     /// (0 turns the cache off).
     pub verify_cache_size: usize,
+    /// A key ring: the first key signs, every listed key verifies (replaces `secret_env`).
+    pub keys: Option<Vec<RawTokenKey>>,
+    /// The longest lifetime (`exp - iat`) an access token may claim; default: the access TTL
+    /// plus the leeway.
+    pub max_lifetime_minutes: Option<u64>,
+}
+
+/// One key of `tokens.keys`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenKey {
+    /// The key id (`kid` in the tokens it signs).
+    pub id: Option<String>,
+    /// ES256/EdDSA: a PKCS#8 PEM private key file (mode 0600), relative to gateway.yaml.
+    pub private_key_file: Option<String>,
+    /// HS256/384/512: the environment variable holding the secret.
+    pub secret_env: Option<String>,
 }
 
 impl Default for RawTokens {
@@ -150,6 +167,8 @@ impl Default for RawTokens {
             issuer: None,
             audience: None,
             verify_cache_size: 4096,
+            keys: None,
+            max_lifetime_minutes: None,
         }
     }
 }
@@ -395,6 +414,10 @@ pub struct RawUpstream {
     /// Add the gateway's security headers to this upstream's responses (where it set none).
     #[serde(default = "defaults::yes")]
     pub security_headers: bool,
+    /// Add `X-Portcullis-Assertion`: a 60 s JWT signed with the gateway's current asymmetric
+    /// key, naming this upstream as its audience.
+    #[serde(default)]
+    pub identity_assertion: bool,
 }
 
 /// One entry of `routes:`.

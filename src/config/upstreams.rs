@@ -82,5 +82,6 @@ pub(super) fn lower_upstream(name: &str, u: &RawUpstream, p: &mut Vec<Problem>) 
         forward_authorization: u.forward_authorization,
         rewrite_host: u.rewrite_host.then_some(host_header),
         security_headers: u.security_headers,
+        identity_assertion: u.identity_assertion,
     })
 }

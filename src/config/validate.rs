@@ -76,7 +76,7 @@ pub fn validate(
     let raw = split_sections(value, &mut p);
     let server = raw.server.as_ref().map(|s| server::lower_server(s, source, &mut p));
     let store = raw.store.as_ref().map(|s| store::lower_store(s, env, &mut p));
-    let tokens = raw.tokens.as_ref().map(|t| tokens::lower_tokens(t, env, &mut p));
+    let tokens = raw.tokens.as_ref().map(|t| tokens::lower_tokens(t, source, env, &mut p));
     let roles = roles::lower_roles(raw.roles.as_ref(), &mut p);
     let matrix = roles::lower_permissions(&raw.permissions, &roles, &mut p);
     let upstreams = upstreams::lower_upstreams(&raw.upstreams, &mut p);
@@ -110,6 +110,16 @@ pub fn validate(
     let audit = raw.audit.as_ref().and_then(|a| audit::lower_audit(a, store_redis.as_deref(), source, &mut p));
     let cors = raw.cors.as_ref().and_then(|c| cors::lower_cors(c, &mut p));
     let metrics_enabled = raw.metrics.as_ref().map(|m| m.enabled);
+    let asymmetric = raw.tokens.as_ref().is_some_and(|t| matches!(t.algorithm.as_str(), "ES256" | "EdDSA"));
+    for (name, up) in &raw.upstreams {
+        if up.as_ref().is_some_and(|u| u.identity_assertion) && !asymmetric {
+            problem(
+                &mut p,
+                &format!("upstreams.{name}.identity_assertion"),
+                "an identity assertion is signed with the gateway's asymmetric key: set `tokens.algorithm` to ES256 or EdDSA with a key ring",
+            );
+        }
+    }
     let api_keys = raw.api_keys.as_ref().map(|k| credentials::lower_api_keys(k, env, &mut p));
     let client_certs = raw.client_certs.as_ref().map(|c| credentials::lower_client_certs(c, &roles, &mut p)).unwrap_or_default();
     let client_auth = matches!(&server, Some(Some(s)) if s.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));

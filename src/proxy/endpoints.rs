@@ -65,6 +65,11 @@ impl Gateway {
                     _ => crate::auth::admin::handle(&cx, &api_req).await,
                 }
             }
+            Endpoint::WellKnown => {
+                let host = header("host").filter(|h| h.bytes().all(|b| b.is_ascii_graphic())).unwrap_or("localhost");
+                let base = format!("{}://{host}", if ctx.tls { "https" } else { "http" });
+                crate::auth::wellknown::handle(&snapshot.tokens, &api_req, &base)
+            }
             Endpoint::Providers => {
                 let cx = ProvidersContext {
                     tracker: &s.tracker,

@@ -33,6 +33,7 @@ const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
 const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 const X_API_KEY_ID: HeaderName = HeaderName::from_static("x-api-key-id");
 const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+const X_PORTCULLIS_ASSERTION: HeaderName = HeaderName::from_static("x-portcullis-assertion");
 /// Where a client may present an API key instead of `Authorization`.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -40,7 +41,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that only the gateway may set: whatever a client sent under these names is dropped.
-pub const IDENTITY_HEADERS: [HeaderName; 5] = [X_USER_ID, X_USER_ROLE, X_SESSION_ID, X_API_KEY_ID, X_CLIENT_CERT_SUBJECT];
+pub const IDENTITY_HEADERS: [HeaderName; 6] =
+    [X_USER_ID, X_USER_ROLE, X_SESSION_ID, X_API_KEY_ID, X_CLIENT_CERT_SUBJECT, X_PORTCULLIS_ASSERTION];
 
 /// The client's request id if it is well formed (1-128 of `[A-Za-z0-9._:-]`), else a new one:
 /// as text (logs, audit) and as the header value every response and upstream request carries
@@ -183,6 +185,8 @@ pub struct Forwarding<'a> {
     /// Whether the client came over TLS (`X-Forwarded-Proto`).
     pub tls: bool,
     pub upstream: &'a Upstream,
+    /// The signed identity assertion, for upstreams that asked for one.
+    pub assertion: Option<HeaderValue>,
 }
 
 /// Applies the forwarding policy to the upstream request. Pingora has already removed
@@ -226,6 +230,9 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
             Credential::Certificate { subject } => value(subject).ok().and_then(|v| h.insert(X_CLIENT_CERT_SUBJECT, v)),
         };
     }
+    if let Some(a) = &f.assertion {
+        h.insert(X_PORTCULLIS_ASSERTION, a.clone());
+    }
     if !f.upstream.forward_authorization || h.get(AUTHORIZATION).is_some_and(carries_api_key) {
         h.remove(AUTHORIZATION);
     }
@@ -264,6 +271,7 @@ mod tests {
             forward_authorization,
             rewrite_host: None,
             security_headers: true,
+            identity_assertion: false,
         }
     }
 
@@ -292,6 +300,7 @@ mod tests {
                 client_ip: None,
                 tls: false,
                 upstream: &up,
+                assertion: None,
             },
         )
         .unwrap();
@@ -309,7 +318,8 @@ mod tests {
         let id = Identity::session("7", None, "s", "j");
         let rid = HeaderValue::from_static("r");
         let up = upstream(false);
-        let f = Forwarding { path: None, identity: Some(&id), request_id: &rid, client_ip: None, tls: false, upstream: &up };
+        let f =
+            Forwarding { path: None, identity: Some(&id), request_id: &rid, client_ip: None, tls: false, upstream: &up, assertion: None };
         rewrite_upstream_request(&mut r, &f).unwrap();
         assert!(r.headers.get("x-user-role").is_none());
         assert_eq!(r.headers.get_all("x-session-id").iter().collect::<Vec<_>>(), ["s"]);
@@ -329,7 +339,15 @@ mod tests {
         let up = upstream(true);
         for (name, value) in [("X-Api-Key", key.to_string()), ("Authorization", format!("bearer  {key}"))] {
             let mut r = request("/p", &[(name, &value), ("X-Api-Key-Id", "forged"), ("X-Session-Id", "forged")]);
-            let f = Forwarding { path: None, identity: Some(&key_identity), request_id: &rid, client_ip: None, tls: false, upstream: &up };
+            let f = Forwarding {
+                path: None,
+                identity: Some(&key_identity),
+                request_id: &rid,
+                client_ip: None,
+                tls: false,
+                upstream: &up,
+                assertion: None,
+            };
             rewrite_upstream_request(&mut r, &f).unwrap();
             assert!(r.headers.iter().all(|(_, v)| !v.as_bytes().windows(8).any(|w| w == &key.as_bytes()[..8])), "{name}: {:?}", r.headers);
             assert_eq!(r.headers.get_all("x-api-key-id").iter().collect::<Vec<_>>(), ["abcdefABCDEF"]);
@@ -338,7 +356,7 @@ mod tests {
         }
         // Anonymous requests lose a key header too.
         let mut r = request("/p", &[("x-api-key", key)]);
-        let f = Forwarding { path: None, identity: None, request_id: &rid, client_ip: None, tls: false, upstream: &up };
+        let f = Forwarding { path: None, identity: None, request_id: &rid, client_ip: None, tls: false, upstream: &up, assertion: None };
         rewrite_upstream_request(&mut r, &f).unwrap();
         assert!(r.headers.get("x-api-key").is_none());
     }
@@ -356,6 +374,7 @@ mod tests {
                 client_ip: Some("10.0.0.1"),
                 tls: true,
                 upstream: &up,
+                assertion: None,
             },
         )
         .unwrap();

@@ -25,6 +25,8 @@ pub struct Upstream {
     pub rewrite_host: Option<String>,
     /// Add the gateway's security headers to responses that lack them.
     pub security_headers: bool,
+    /// Send a signed identity assertion (`X-Portcullis-Assertion`).
+    pub identity_assertion: bool,
 }
 
 /// The Pingora peer for an upstream.

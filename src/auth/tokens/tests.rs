@@ -6,7 +6,7 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
 
 fn settings() -> TokenSettings {
     TokenSettings {
-        secret: Secret::new(SECRET.to_vec()),
+        keys: vec![RingKey::hmac(None, &Secret::new(SECRET.to_vec()))],
         algorithm: Algorithm::HS256,
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(7 * 86400),
@@ -14,6 +14,7 @@ fn settings() -> TokenSettings {
         issuer: None,
         audience: None,
         verify_cache_size: 64,
+        max_lifetime: Duration::from_secs(900),
     }
 }
 
@@ -212,7 +213,10 @@ fn the_cache_never_admits_what_verification_refuses() {
     let other = forge(Algorithm::HS256, b"another-secret-another-secret-xx", &good_claims());
     assert_eq!(m.authenticate(&other), Err(TokenError::BadSignature));
     // A manager with another secret (a reload) starts with an empty cache.
-    let rotated = TokenManager::new(&TokenSettings { secret: Secret::new(b"a-rotated-secret-a-rotated-secret".to_vec()), ..settings() });
+    let rotated = TokenManager::new(&TokenSettings {
+        keys: vec![RingKey::hmac(None, &Secret::new(b"a-rotated-secret-a-rotated-secret".to_vec()))],
+        ..settings()
+    });
     assert_eq!(rotated.authenticate(&token), Err(TokenError::BadSignature));
 }
 
@@ -259,7 +263,7 @@ fn wycheproof_hs256_vectors() {
     for group in doc["testGroups"].as_array().unwrap() {
         let k = group["private"]["k"].as_str().unwrap();
         let key = base64url_decode(k);
-        let m = TokenManager::new(&TokenSettings { secret: Secret::new(key.clone()), ..settings() });
+        let m = TokenManager::new(&TokenSettings { keys: vec![RingKey::hmac(None, &Secret::new(key.clone()))], ..settings() });
         for t in group["tests"].as_array().unwrap() {
             let id = t["tcId"].as_i64().unwrap();
             let jws = t["jws"].as_str().unwrap_or("");
@@ -296,4 +300,99 @@ fn base64url_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A token with an arbitrary header JSON, signed with the test secret.
+fn with_header(header_json: &str, claims: &serde_json::Value) -> String {
+    use hmac::Mac;
+    let h = b64(header_json);
+    let c = b64(&claims.to_string());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(format!("{h}.{c}").as_bytes());
+    let sig = mac.finalize().into_bytes();
+    use base64::Engine;
+    format!("{h}.{c}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[test]
+fn any_crit_header_and_any_malformed_kid_are_refused() {
+    let m = manager();
+    let claims = good_claims();
+    let claims = serde_json::json!({"exp": claims["exp"], "iat": claims["iat"], "user_id": "42", "role": "user", "type": "access", "jti": "j", "sid": "s"});
+    assert!(m.authenticate(&with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims)).is_ok(), "the control case");
+    assert_eq!(m.authenticate(&with_header(r#"{"alg":"HS256","crit":["exp"]}"#, &claims)).unwrap_err(), TokenError::Unsupported);
+    assert_eq!(m.authenticate(&with_header(r#"{"alg":"HS256","crit":[]}"#, &claims)).unwrap_err(), TokenError::Unsupported);
+    for kid in [r#""""#, "null", "7", r#"["a"]"#, r#""a\u0000b""#, r#""a\nb""#, r#""not-in-ring""#] {
+        let t = with_header(&format!(r#"{{"alg":"HS256","kid":{kid}}}"#), &claims);
+        assert_eq!(m.authenticate(&t).unwrap_err(), TokenError::UnknownKey, "kid {kid}");
+    }
+}
+
+#[test]
+fn access_tokens_that_claim_too_long_a_life_or_a_future_birth_are_refused() {
+    let m = manager();
+    let now = unix_now();
+    let claims = |iat: u64, exp: u64| serde_json::json!({"user_id": "42", "role": "admin", "type": "access", "exp": exp, "iat": iat, "jti": "j", "sid": "s"});
+    assert!(m.verify(&forge(Algorithm::HS256, SECRET, &claims(now, now + 900)), TokenKind::Access).is_ok(), "exactly the max");
+    for (iat, exp, why) in [
+        (now, now + 901, "a second over the access lifetime"),
+        (now, now + 10 * 365 * 86_400, "ten years"),
+        (now, 9_214_646_400_000, "the year 292 billion"),
+        (now + 60, now + 120, "issued in the future"),
+    ] {
+        assert_eq!(
+            m.verify(&forge(Algorithm::HS256, SECRET, &claims(iat, exp)), TokenKind::Access).unwrap_err(),
+            TokenError::InvalidClaims,
+            "{why}"
+        );
+    }
+    // Refresh tokens live for days and are not held to the access lifetime.
+    let r = m.create_token(&spec(TokenKind::Refresh)).unwrap();
+    assert!(m.verify(&r, TokenKind::Refresh).is_ok());
+}
+
+#[test]
+fn a_ring_signs_with_its_first_key_and_verifies_with_every_key_until_one_is_removed() {
+    for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+        let key = |id: &str| RingKey::from_pem(Some(id.into()), crate::auth::keygen::generate_pem(alg).unwrap().expose(), alg).unwrap();
+        let (old, new) = (key("2026-10"), key("2026-11"));
+        let ring = |keys: Vec<RingKey>| TokenManager::new(&TokenSettings { keys, algorithm: alg, ..settings() });
+        let before = ring(vec![old.clone()]);
+        let t_old = before.create_token(&spec(TokenKind::Access)).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&t_old).unwrap().kid.as_deref(), Some("2026-10"));
+        // 1. add the new key at the end: old tokens verify, new ones are still signed by the old key.
+        let step1 = ring(vec![old.clone(), new.clone()]);
+        assert!(step1.authenticate(&t_old).is_ok());
+        // 2. move it first: it signs; tokens of either key verify.
+        let step2 = ring(vec![new.clone(), old.clone()]);
+        let t_new = step2.create_token(&spec(TokenKind::Access)).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&t_new).unwrap().kid.as_deref(), Some("2026-11"));
+        assert!(step2.authenticate(&t_old).is_ok() && step2.authenticate(&t_new).is_ok());
+        assert!(before.authenticate(&t_new).is_err(), "{alg:?}: a ring without the new key refuses its tokens");
+        // 3. remove the old key: its tokens are refused.
+        let step3 = ring(vec![new.clone()]);
+        assert_eq!(step3.authenticate(&t_old).unwrap_err(), TokenError::UnknownKey);
+        assert!(step3.authenticate(&t_new).is_ok());
+        // The public keys are published; the private parts never are.
+        let jwks = step2.jwks();
+        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert_eq!(kids, ["2026-11", "2026-10"]);
+        assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()), "{jwks}");
+        // A token that names the key but is signed by another key of the ring is a bad signature.
+        let forged_header = {
+            let mut h = Header::new(alg);
+            h.kid = Some("2026-11".into());
+            h
+        };
+        let claims = serde_json::json!({"user_id": "42", "role": "admin", "type": "access", "exp": unix_now() + 60, "iat": unix_now(), "jti": "j", "sid": "s"});
+        let forged = jsonwebtoken::encode(&forged_header, &claims, &old.encoding_for_tests()).unwrap();
+        assert_eq!(step2.authenticate(&forged).unwrap_err(), TokenError::BadSignature, "{alg:?}");
+    }
+    // An HMAC token without a kid is refused by a ring whose keys all have ids.
+    let keyed =
+        TokenManager::new(&TokenSettings { keys: vec![RingKey::hmac(Some("a".into()), &Secret::new(SECRET.to_vec()))], ..settings() });
+    let plain = manager().create_token(&spec(TokenKind::Access)).unwrap();
+    assert_eq!(keyed.authenticate(&plain).unwrap_err(), TokenError::UnknownKey);
+    // An HMAC ring publishes nothing.
+    assert_eq!(manager().jwks(), serde_json::json!({"keys": []}));
 }
