@@ -1,5 +1,5 @@
 //! A small demo upstream: answers every request with JSON describing what it received (method,
-//! path, the identity headers the gateway set, the request id). `scripts/run` starts it on
+//! path, the identity headers the gateway set, the request id, the identity assertion's claims). `scripts/run` starts it on
 //! 127.0.0.1:3000 so the README's walk-through answers at once.
 //!
 //! cargo run --example echo -- [ADDR]    (default 127.0.0.1:3000)
@@ -24,6 +24,13 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Er
         "session_id": header("x-session-id"),
         "request_id": header("x-request-id"),
         "saw_authorization": req.headers().contains_key("authorization"),
+        "api_key_id": header("x-api-key-id"),
+        // The signed identity assertion (`upstreams.NAME.identity_assertion: true`), shown
+        // decoded; a real application verifies it against the gateway's /.well-known/jwks.json
+        // (see the README's Python example).
+        "identity_assertion": header("x-portcullis-assertion")
+            .and_then(|t| jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(t).ok())
+            .map(|d| d.claims),
     });
     let body_len = req.into_body().collect().await?.to_bytes().len();
     let mut summary = summary;

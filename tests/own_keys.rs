@@ -179,3 +179,47 @@ fn crit_headers_and_impossible_lifetimes_are_refused_by_the_gateway() {
     assert_eventually!(gw.metric(r#"portcullis_auth_failures_total{reason="unsupported_header"}"#) == Some(1.0), "counted by reason");
     drop(m);
 }
+
+/// The README's Python verification, run as an application behind the gateway would run it
+/// (PyJWT, installed by scripts/ensure-deps), against the gateway's real JWKS.
+#[test]
+fn the_readmes_python_verifies_the_assertion() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```python\nimport jwt  # PyJWT").expect("the README's Python example") + "```python\n".len();
+    let code = &readme[start..start + readme[start..].find("```").unwrap()];
+    for alg in ["ES256", "EdDSA"] {
+        let keys = tempfile::tempdir().unwrap();
+        let key = keygen(keys.path(), "k.pem", alg);
+        let up = MockUpstream::start();
+        let config = Config::seed(&up.url())
+            .set(
+                "tokens",
+                &format!("{{ algorithm: {alg}, issuer: \"https://gateway.example\", keys: [{{ id: k1, private_key_file: \"{key}\" }}] }}"),
+            )
+            .set("upstreams.app.identity_assertion", "true");
+        let gw = TestGateway::start(&config.yaml());
+        assert_eq!(gw.get("/profile").bearer(&gw.token("u-7", "user")).send().status, 200);
+        let assertion = up.last().header("x-portcullis-assertion").unwrap().to_string();
+        let program = code.replace("https://gateway.example/.well-known/jwks.json", &format!("http://{}/.well-known/jwks.json", gw.addr))
+            + "\nimport json, sys\nprint(json.dumps(caller({'X-Portcullis-Assertion': sys.argv[1]})))\n";
+        let run = |token: &str| Command::new("python3").arg("-c").arg(&program).arg(token).output().expect("python3 (scripts/ensure-deps)");
+        let out = run(&assertion);
+        assert!(out.status.success(), "{alg}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"["u-7", "user"]"#, "{alg}");
+        // A forged assertion (signed by another key of the same kind) is refused by the same code.
+        let other = keygen(keys.path(), "other.pem", alg);
+        let pem = std::fs::read(&other).unwrap();
+        let enc = if alg == "ES256" { jsonwebtoken::EncodingKey::from_ec_pem(&pem) } else { jsonwebtoken::EncodingKey::from_ed_pem(&pem) };
+        let forged = enc.ok().map(|enc| {
+            let mut h = jsonwebtoken::Header::new(if alg == "ES256" { Algorithm::ES256 } else { Algorithm::EdDSA });
+            h.kid = Some("k1".into());
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let claims =
+                json!({"iss": "https://gateway.example", "aud": "app", "sub": "admin", "role": "admin", "iat": now, "exp": now + 60});
+            jsonwebtoken::encode(&h, &claims, &enc).unwrap()
+        });
+        if let Some(forged) = forged {
+            assert!(!run(&forged).status.success(), "{alg}: a forged assertion passed");
+        }
+    }
+}
