@@ -171,7 +171,7 @@ impl Gate for Local<'_> {
     }
 
     fn denied(&self, identity: &Identity) -> Option<Subject> {
-        self.credentials.denies(identity, None, unix_now())
+        self.credentials.denies(identity, unix_now())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod assertion;
 pub mod credentials;
 pub mod denylist;
+pub mod idp;
 pub mod keygen;
 pub mod keys;
 pub mod keys_api;

@@ -33,6 +33,8 @@ pub enum Credential {
     ApiKey { id: String },
     /// A verified TLS client certificate (its subject).
     Certificate { subject: String },
+    /// An access token of an external identity provider (its name in `identity_providers`).
+    External { provider: String, jti: Option<String> },
 }
 
 impl Identity {
@@ -54,6 +56,14 @@ impl Identity {
     pub fn api_key_id(&self) -> Option<&str> {
         match &self.credential {
             Credential::ApiKey { id } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The external identity provider the credential came from, if any.
+    pub fn provider(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::External { provider, .. } => Some(provider),
             _ => None,
         }
     }

@@ -42,7 +42,7 @@ impl Gate for TestGate {
     }
 
     fn denied(&self, identity: &Identity) -> Option<Subject> {
-        self.deny.denies(identity, None, crate::clock::unix_now())
+        self.deny.denies(identity, crate::clock::unix_now())
     }
 }
 

@@ -47,7 +47,7 @@ pub fn assertion(
         aud: upstream,
         sub: identity.map(|i| i.user_id.as_str()),
         role: identity.and_then(|i| i.role.as_deref()),
-        idp: None,
+        idp: identity.and_then(Identity::provider),
         sid: identity.and_then(Identity::session_id),
         api_key_id: match credential {
             Some(Credential::ApiKey { id }) => Some(id),

@@ -55,8 +55,8 @@ impl Credentials {
     }
 
     /// The subject of the denylist entry that cuts `identity` off, if any.
-    pub fn denies(&self, identity: &Identity, issuer: Option<&str>, now: u64) -> Option<Subject> {
-        self.denylist.load().denies(identity, issuer, now)
+    pub fn denies(&self, identity: &Identity, now: u64) -> Option<Subject> {
+        self.denylist.load().denies(identity, now)
     }
 
     /// Whether a user is on the denylist (logins and refreshes are refused).

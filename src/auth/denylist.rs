@@ -102,9 +102,8 @@ impl Denylist {
         self.by[slot(s)].get(value).is_some_and(|until| *until > now)
     }
 
-    /// The subject of the first entry that cuts `identity` off at `now`, if any. `issuer` is the
-    /// identity provider the credential came from (None: the gateway's own).
-    pub fn denies(&self, identity: &Identity, issuer: Option<&str>, now: u64) -> Option<Subject> {
+    /// The subject of the first entry that cuts `identity` off at `now`, if any.
+    pub fn denies(&self, identity: &Identity, now: u64) -> Option<Subject> {
         if self.is_empty() {
             return None;
         }
@@ -114,9 +113,10 @@ impl Denylist {
         match &identity.credential {
             Credential::Session { jti, .. } if self.holds(Subject::Jti, jti, now) => return Some(Subject::Jti),
             Credential::ApiKey { id } if self.holds(Subject::ApiKeyId, id, now) => return Some(Subject::ApiKeyId),
+            Credential::External { jti: Some(jti), .. } if self.holds(Subject::Jti, jti, now) => return Some(Subject::Jti),
             _ => {}
         }
-        issuer.filter(|i| self.holds(Subject::Issuer, i, now)).map(|_| Subject::Issuer)
+        identity.provider().filter(|i| self.holds(Subject::Issuer, i, now)).map(|_| Subject::Issuer)
     }
 
     /// Whether some entry has lapsed by `now` (then the view is rebuilt, and the store cleaned).
@@ -165,15 +165,22 @@ mod tests {
             credential: Credential::ApiKey { id: id.into() },
             scopes: None,
         };
-        assert_eq!(list.denies(&session("mallory", "x"), None, 10), Some(Subject::UserId));
-        assert_eq!(list.denies(&key("mallory", "k9"), None, 10), Some(Subject::UserId), "a user's keys too");
-        assert_eq!(list.denies(&session("alice", "j1"), None, 10), Some(Subject::Jti));
-        assert_eq!(list.denies(&session("alice", "j1"), None, 100), None, "the jti entry lapsed");
-        assert_eq!(list.denies(&key("alice", "k1"), None, 10), Some(Subject::ApiKeyId));
-        assert_eq!(list.denies(&key("alice", "j1"), None, 10), None, "a key id is not a jti");
-        assert_eq!(list.denies(&session("alice", "k1"), None, 10), None, "a jti is not a key id");
-        assert_eq!(list.denies(&session("alice", "x"), Some("corp"), 10), Some(Subject::Issuer));
-        assert_eq!(list.denies(&session("alice", "x"), Some("other"), 10), None);
+        let external = |provider: &str, jti: Option<&str>| Identity {
+            user_id: "ext".into(),
+            role: None,
+            credential: Credential::External { provider: provider.into(), jti: jti.map(str::to_string) },
+            scopes: None,
+        };
+        assert_eq!(list.denies(&session("mallory", "x"), 10), Some(Subject::UserId));
+        assert_eq!(list.denies(&key("mallory", "k9"), 10), Some(Subject::UserId), "a user's keys too");
+        assert_eq!(list.denies(&session("alice", "j1"), 10), Some(Subject::Jti));
+        assert_eq!(list.denies(&session("alice", "j1"), 100), None, "the jti entry lapsed");
+        assert_eq!(list.denies(&key("alice", "k1"), 10), Some(Subject::ApiKeyId));
+        assert_eq!(list.denies(&key("alice", "j1"), 10), None, "a key id is not a jti");
+        assert_eq!(list.denies(&session("alice", "k1"), 10), None, "a jti is not a key id");
+        assert_eq!(list.denies(&external("corp", None), 10), Some(Subject::Issuer));
+        assert_eq!(list.denies(&external("other", Some("j1")), 10), Some(Subject::Jti), "an external token's jti");
+        assert_eq!(list.denies(&external("other", None), 10), None);
         assert!(list.denies_user("mallory", 10));
         assert!(!list.denies_user("alice", 10));
     }
@@ -182,7 +189,7 @@ mod tests {
     fn lapsed_entries_are_left_out_and_an_empty_list_denies_nothing() {
         let list = Denylist::new(&[entry(Subject::UserId, "a", Some(5))], 5);
         assert!(list.is_empty());
-        assert_eq!(list.denies(&Identity::session("a", None, "s", "j"), None, 1), None);
+        assert_eq!(list.denies(&Identity::session("a", None, "s", "j"), 1), None);
         let list = Denylist::new(&[entry(Subject::UserId, "a", Some(5))], 4);
         assert!(!list.has_lapsed(4));
         assert!(list.has_lapsed(5));

@@ -504,7 +504,7 @@ pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
 /// must understand (RFC 7515 4.1.11); this gateway understands none, so any `crit` is refused.
 /// A `kid` must be a non-empty string without control characters; `"kid": null` or a number is
 /// refused, not read as "no kid". Returns the `kid`.
-fn check_header(token: &str) -> Result<Option<String>, TokenError> {
+pub(crate) fn check_header(token: &str) -> Result<Option<String>, TokenError> {
     use base64::Engine;
     let segment = token.split('.').next().ok_or(TokenError::Malformed)?;
     let bytes =

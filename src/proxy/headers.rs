@@ -34,6 +34,7 @@ const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 const X_API_KEY_ID: HeaderName = HeaderName::from_static("x-api-key-id");
 const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
 const X_PORTCULLIS_ASSERTION: HeaderName = HeaderName::from_static("x-portcullis-assertion");
+const X_USER_ISSUER: HeaderName = HeaderName::from_static("x-user-issuer");
 /// Where a client may present an API key instead of `Authorization`.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,8 +42,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that only the gateway may set: whatever a client sent under these names is dropped.
-pub const IDENTITY_HEADERS: [HeaderName; 6] =
-    [X_USER_ID, X_USER_ROLE, X_SESSION_ID, X_API_KEY_ID, X_CLIENT_CERT_SUBJECT, X_PORTCULLIS_ASSERTION];
+pub const IDENTITY_HEADERS: [HeaderName; 7] =
+    [X_USER_ID, X_USER_ROLE, X_SESSION_ID, X_API_KEY_ID, X_CLIENT_CERT_SUBJECT, X_PORTCULLIS_ASSERTION, X_USER_ISSUER];
 
 /// The client's request id if it is well formed (1-128 of `[A-Za-z0-9._:-]`), else a new one:
 /// as text (logs, audit) and as the header value every response and upstream request carries
@@ -228,6 +229,7 @@ fn forward(parts: &mut request::Parts, f: &Forwarding<'_>) -> Result<()> {
             Credential::ApiKey { id } => h.insert(X_API_KEY_ID, value(id)?),
             // A subject that is not plain ASCII is left out rather than failing the request.
             Credential::Certificate { subject } => value(subject).ok().and_then(|v| h.insert(X_CLIENT_CERT_SUBJECT, v)),
+            Credential::External { provider, .. } => h.insert(X_USER_ISSUER, value(provider)?),
         };
     }
     if let Some(a) = &f.assertion {

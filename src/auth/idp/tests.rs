@@ -1,0 +1,178 @@
+use super::*;
+use jsonwebtoken::{EncodingKey, Header};
+
+fn roles() -> Roles {
+    Roles::new([("admin".to_string(), 3), ("user".to_string(), 2), ("viewer".to_string(), 1), ("guest".to_string(), 0)])
+}
+
+fn idp(algorithms: Vec<Algorithm>) -> IdpSettings {
+    IdpSettings {
+        name: "corp".into(),
+        issuer: "https://idp.example/realms/main".into(),
+        source: JwksSource::Direct("https://idp.example/keys".into()),
+        audiences: vec!["portcullis".into()],
+        algorithms,
+        claims: ClaimPaths { user_id: "sub".into(), role: Some("realm_access.roles".into()), scopes: Some("scope".into()) },
+        role_map: vec![("gw-admin".into(), "admin".into()), ("gw-user".into(), "user".into())],
+        default_role: None,
+        leeway_seconds: 0,
+        max_lifetime: Duration::from_secs(86_400),
+        refresh: JwksRefresh {
+            min: Duration::from_secs(60),
+            max: Duration::from_secs(86_400),
+            unknown_kid_cooldown: Duration::from_secs(10),
+        },
+    }
+}
+
+/// A private key made by `openssl genpkey` (RSA) or the gateway's keygen (EC, Ed25519).
+fn private_pem(kind: &str) -> Vec<u8> {
+    match kind {
+        "ES256" => crate::auth::keygen::generate_pem(Algorithm::ES256).unwrap().expose().to_vec(),
+        "EdDSA" => crate::auth::keygen::generate_pem(Algorithm::EdDSA).unwrap().expose().to_vec(),
+        bits => {
+            let out = std::process::Command::new("openssl")
+                .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", &format!("rsa_keygen_bits:{bits}")])
+                .output()
+                .expect("openssl (scripts/ensure-deps installs it)");
+            out.stdout
+        }
+    }
+}
+
+struct Signer {
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+fn signer(kind: &str, kid: &str) -> Signer {
+    let pem = private_pem(kind);
+    let (encoding, alg) = match kind {
+        "ES256" => (EncodingKey::from_ec_pem(&pem).unwrap(), Algorithm::ES256),
+        "EdDSA" => (EncodingKey::from_ed_pem(&pem).unwrap(), Algorithm::EdDSA),
+        _ => (EncodingKey::from_rsa_pem(&pem).unwrap(), Algorithm::RS256),
+    };
+    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&encoding, alg).unwrap()).unwrap();
+    jwk["kid"] = kid.into();
+    if kind.parse::<u32>().is_ok() {
+        jwk.as_object_mut().unwrap().remove("alg"); // RSA keys often name no alg
+    }
+    Signer { encoding, jwk }
+}
+
+fn claims(now: u64) -> Value {
+    serde_json::json!({
+        "iss": "https://idp.example/realms/main", "aud": ["account", "portcullis"], "sub": "alice",
+        "iat": now, "exp": now + 300, "jti": "ext-1", "scope": "openid projects.read",
+        "realm_access": {"roles": ["offline_access", "gw-user", "gw-admin"]}
+    })
+}
+
+fn sign(s: &Signer, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&h, claims, &s.encoding).unwrap()
+}
+
+fn now() -> u64 {
+    crate::clock::unix_now()
+}
+
+#[test]
+fn tokens_of_each_algorithm_verify_and_map_to_an_identity() {
+    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    for (kind, alg) in [("2048", Algorithm::RS256), ("2048", Algorithm::PS256), ("ES256", Algorithm::ES256), ("EdDSA", Algorithm::EdDSA)] {
+        let s = signer(kind, "k1");
+        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &all).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let (id, exp) = verify(&sign(&s, alg, Some("k1"), &claims(now())), &idp(all.clone()), &keys, &roles(), now()).unwrap();
+        assert_eq!((id.user_id.as_str(), id.role.as_deref(), id.provider()), ("alice", Some("admin"), Some("corp")), "{alg:?}");
+        assert_eq!(id.scopes, Some(vec!["openid".to_string(), "projects.read".to_string()]));
+        assert_eq!(id.credential, Credential::External { provider: "corp".into(), jti: Some("ext-1".into()) });
+        assert!(exp > now());
+    }
+}
+
+#[test]
+fn the_algorithm_comes_from_the_key_not_the_token() {
+    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let ec = signer("ES256", "ec");
+    let (keys, _) = parse_jwks(serde_json::json!({"keys": [ec.jwk]}).to_string().as_bytes(), &all).unwrap();
+    let p = idp(all.clone());
+    // HS256 with the public key as the secret: the classic confusion attack.
+    let x = ec.jwk["x"].as_str().unwrap();
+    let confused = jsonwebtoken::encode(
+        &{
+            let mut h = Header::new(Algorithm::HS256);
+            h.kid = Some("ec".into());
+            h
+        },
+        &claims(now()),
+        &EncodingKey::from_secret(x.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(verify(&confused, &p, &keys, &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::BadAlgorithm));
+    // An algorithm the provider is not configured for: the key is left out altogether.
+    let (none, skipped) = parse_jwks(serde_json::json!({"keys": [ec.jwk]}).to_string().as_bytes(), &[Algorithm::RS256]).unwrap();
+    assert!(none.is_empty() && skipped.len() == 1);
+    // An RSA key shorter than 2048 bits is refused; a symmetric key is never taken.
+    let weak = signer("1024", "weak");
+    let octet = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "oct"});
+    let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [weak.jwk, octet]}).to_string().as_bytes(), &all).unwrap();
+    assert!(keys.is_empty());
+    assert!(skipped[0].contains("1024 bits"), "{skipped:?}");
+}
+
+#[test]
+fn claims_are_checked_and_mapped_with_the_providers_rules() {
+    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let s = signer("ES256", "k1");
+    let (keys, _) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &all).unwrap();
+    let p = idp(all);
+    let check = |c: &Value| verify(&sign(&s, Algorithm::ES256, Some("k1"), c), &p, &keys, &roles(), now());
+    let with = |k: &str, v: Value| {
+        let mut c = claims(now());
+        c[k] = v;
+        c
+    };
+    let t = now();
+    let invalid = |e| matches!(e, Err(ExternalError::Token(_)));
+    assert!(invalid(check(&with("iss", "https://evil.example".into()))), "another issuer");
+    assert!(invalid(check(&with("aud", "someone-else".into()))), "another audience");
+    assert!(invalid(check(&with("sub", "".into()))), "an empty sub");
+    assert!(invalid(check(&with("exp", (t + 3 * 86_400).into()))), "longer than max_lifetime");
+    assert!(invalid(check(&with("iat", (t + 120).into()))), "issued in the future");
+    assert!(invalid(check(&with("exp", (t - 10).into()))), "expired");
+    let mut no_iat = claims(t);
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert!(invalid(check(&no_iat)));
+    // Roles: a string or a list; the highest mapped wins; nothing mapped is 403 or the default.
+    assert_eq!(check(&with("realm_access", serde_json::json!({"roles": "gw-user"}))).unwrap().0.role.as_deref(), Some("user"));
+    assert_eq!(check(&with("realm_access", serde_json::json!({"roles": ["other"]}))).unwrap_err(), ExternalError::NoRole);
+    let lenient = IdpSettings { default_role: Some("guest".into()), ..p.clone() };
+    let t2 = sign(&s, Algorithm::ES256, Some("k1"), &with("realm_access", serde_json::json!({})));
+    assert_eq!(verify(&t2, &lenient, &keys, &roles(), now()).unwrap().0.role.as_deref(), Some("guest"));
+    // A numeric sub is a user id; no scope claim is no scopes (not unlimited).
+    assert_eq!(check(&with("sub", 42.into())).unwrap().0.user_id, "42");
+    let mut no_scope = claims(t);
+    no_scope.as_object_mut().unwrap().remove("scope");
+    assert_eq!(check(&no_scope).unwrap().0.scopes, Some(vec![]));
+    // An unknown kid asks for a refetch; a missing kid with several keys is refused outright.
+    assert_eq!(
+        verify(&sign(&s, Algorithm::ES256, Some("k9"), &claims(t)), &p, &keys, &roles(), now()).unwrap_err(),
+        ExternalError::UnknownKid
+    );
+    assert!(verify(&sign(&s, Algorithm::ES256, None, &claims(t)), &p, &keys, &roles(), now()).is_ok(), "one key: no kid needed");
+}
+
+#[test]
+fn the_issuer_is_read_before_verification_and_refresh_honours_max_age_within_bounds() {
+    let s = signer("ES256", "k1");
+    assert_eq!(unverified_issuer(&sign(&s, Algorithm::ES256, None, &claims(now()))).as_deref(), Some("https://idp.example/realms/main"));
+    assert_eq!(unverified_issuer("garbage"), None);
+    let r = JwksRefresh { min: Duration::from_secs(60), max: Duration::from_secs(3600), unknown_kid_cooldown: Duration::from_secs(10) };
+    assert_eq!(refresh_after(Some("public, max-age=300"), &r), Duration::from_secs(300));
+    assert_eq!(refresh_after(Some("max-age=5"), &r), Duration::from_secs(60));
+    assert_eq!(refresh_after(Some("max-age=999999"), &r), Duration::from_secs(3600));
+    assert_eq!(refresh_after(None, &r), Duration::from_secs(60));
+}
