@@ -11,13 +11,15 @@ use std::sync::Arc;
 use crate::apikey::{self, KeyHasher, PresentedKey};
 use crate::auth::credentials::Credentials;
 use crate::auth::denylist::Subject;
+use crate::auth::idp::ExternalError;
+use crate::auth::issuers::Issuers;
 use crate::auth::keys::{KeyEntry, KeyRefusal};
 use crate::auth::sessions::{SessionVeto, Sessions};
 use crate::auth::{bearer_token, TokenError, TokenManager};
 use crate::clientcert::{CertMap, ClientCert};
 use crate::clock::unix_now;
 pub use crate::policy::Identity;
-use crate::policy::{path, Access, Credential, Policy, Route, RouteId};
+use crate::policy::{path, Access, Credential, Policy, Roles, Route, RouteId};
 
 /// A request that may proceed to its route's target.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct Admitted<'a> {
 #[derive(Debug)]
 pub struct Refused {
     pub reject: Reject,
+    /// The external issuer whose keys lacked the token's `kid`: a refetch may admit it.
+    pub refetch: Option<String>,
     pub route: Option<RouteId>,
     /// The normalized path, once normalization succeeded.
     pub path: Option<String>,
@@ -78,7 +82,7 @@ impl Reject {
     }
 
     fn refused(self, route: Option<RouteId>, path: Option<&str>, identity: Option<Arc<Identity>>) -> Box<Refused> {
-        Box::new(Refused { reject: self, route, path: path.map(str::to_string), identity })
+        Box::new(Refused { reject: self, refetch: None, route, path: path.map(str::to_string), identity })
     }
 }
 
@@ -153,12 +157,18 @@ pub trait Gate {
     fn api_key(&self, hasher: &KeyHasher, key: PresentedKey<'_>) -> Result<Arc<KeyEntry>, KeyRefusal>;
     /// The denylist subject that cuts `identity` off, if any.
     fn denied(&self, identity: &Identity) -> Option<Subject>;
+    /// An external provider's verdict on a bearer token whose `iss` names one (None: the token
+    /// is the gateway's own to verify). Err carries the issuer.
+    fn external(&self, _token: &str, _roles: &Roles) -> Option<Result<Arc<Identity>, (ExternalError, String)>> {
+        None
+    }
 }
 
 /// The gateway's gate: its session machinery and its credential views.
 pub struct Local<'a> {
     pub sessions: &'a Sessions,
     pub credentials: &'a Credentials,
+    pub issuers: &'a Issuers,
 }
 
 impl Gate for Local<'_> {
@@ -172,6 +182,10 @@ impl Gate for Local<'_> {
 
     fn denied(&self, identity: &Identity) -> Option<Subject> {
         self.credentials.denies(identity, unix_now())
+    }
+
+    fn external(&self, token: &str, roles: &Roles) -> Option<Result<Arc<Identity>, (ExternalError, String)>> {
+        self.issuers.authenticate(token, roles, unix_now())
     }
 }
 
@@ -195,7 +209,11 @@ pub fn admit<'a>(
     if route.access == Access::Public {
         return Ok(Admitted { id, route, path, identity: None, api_key: None });
     }
-    let (identity, api_key) = authenticate_any(verifiers, gate, presented).map_err(|reject| reject.refused(Some(id), Some(&path), None))?;
+    let (identity, api_key) = authenticate_any(verifiers, gate, &policy.roles, presented).map_err(|(reject, refetch)| {
+        let mut refused = reject.refused(Some(id), Some(&path), None);
+        refused.refetch = refetch;
+        refused
+    })?;
     let refuse = |reject: Reject| reject.refused(Some(id), Some(&path), Some(identity.clone()));
     if let Some(subject) = gate.denied(&identity) {
         let message = format!("this credential has been revoked (by {})", subject.as_str());
@@ -235,19 +253,26 @@ pub fn admit<'a>(
     Ok(Admitted { id, route, path, identity: Some(identity), api_key })
 }
 
-/// Verifies whichever credential the request presents (see [`Presented::kind`]).
+/// Who a credential speaks for, and the API key it was, if it was one.
+type Authenticated = (Arc<Identity>, Option<Arc<KeyEntry>>);
+
+/// Verifies whichever credential the request presents (see [`Presented::kind`]). A refusal
+/// may name the external issuer whose keys lacked the token's `kid` (a refetch may admit it).
 fn authenticate_any(
     verifiers: &Verifiers<'_>,
     gate: &dyn Gate,
+    roles: &Roles,
     presented: &Presented<'_>,
-) -> Result<(Arc<Identity>, Option<Arc<KeyEntry>>), Reject> {
+) -> Result<Authenticated, (Reject, Option<String>)> {
+    let refused = |r: Reject| (r, None);
     if let Some(bytes) = presented.key_text() {
-        let text = std::str::from_utf8(bytes).map_err(|_| invalid_key("the API key holds characters a key never has", "malformed_key"))?;
-        let key = apikey::parse(text.trim()).map_err(|e| invalid_key(e.to_string(), "malformed_key"))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| refused(invalid_key("the API key holds characters a key never has", "malformed_key")))?;
+        let key = apikey::parse(text.trim()).map_err(|e| refused(invalid_key(e.to_string(), "malformed_key")))?;
         let Some(hasher) = verifiers.key_hasher else {
-            return Err(invalid_key("API keys are not enabled on this gateway", "unknown_key"));
+            return Err(refused(invalid_key("API keys are not enabled on this gateway", "unknown_key")));
         };
-        let entry = gate.api_key(hasher, key).map_err(|r| invalid_key(r.message(), r.reason()))?;
+        let entry = gate.api_key(hasher, key).map_err(|r| refused(invalid_key(r.message(), r.reason())))?;
         return Ok((entry.identity.clone(), Some(entry)));
     }
     if presented.authorization.is_none() {
@@ -260,8 +285,16 @@ fn authenticate_any(
             return Ok((Arc::new(identity), None));
         }
     }
-    let identity = authenticate(verifiers.tokens, presented.authorization).map_err(|e| Reject::unauthenticated(&e))?;
-    Ok((identity, None))
+    let token = bearer_token(presented.authorization).map_err(|e| refused(Reject::unauthenticated(&e)))?;
+    match gate.external(token, roles) {
+        None => verifiers.tokens.authenticate(token).map(|i| (i, None)).map_err(|e| refused(Reject::unauthenticated(&e))),
+        Some(Ok(identity)) => Ok((identity, None)),
+        Some(Err((ExternalError::Token(e), _))) => Err(refused(Reject::unauthenticated(&e))),
+        Some(Err((ExternalError::UnknownKid, iss))) => Err((Reject::unauthenticated(&TokenError::UnknownKey), Some(iss))),
+        Some(Err((ExternalError::NoRole, _))) => {
+            Err(refused(Reject::new(403, "forbidden", "the identity provider's token maps to no role of this gateway", "no_role")))
+        }
+    }
 }
 
 /// A 401 `invalid_api_key`.

@@ -15,6 +15,7 @@ use crate::admission::{KEY_REASONS, REVOKED};
 use crate::audit::{self, AuditWriter};
 use crate::auth::api::LOGIN_RESULTS;
 use crate::auth::credentials::Credentials;
+use crate::auth::issuers::Issuers;
 use crate::auth::passwords::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
 use crate::auth::TokenError;
@@ -74,6 +75,20 @@ struct CredentialSync(Arc<Credentials>);
 impl BackgroundService for CredentialSync {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.0.sync_forever(shutdown).await;
+    }
+}
+
+/// Keeps external identity providers' keys fresh and in step with the config.
+struct IssuerSync {
+    issuers: Arc<Issuers>,
+    state: Arc<ArcSwap<Snapshot>>,
+}
+
+#[async_trait]
+impl BackgroundService for IssuerSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let state = self.state.clone();
+        self.issuers.run(move || state.load().identity_providers.clone(), shutdown).await;
     }
 }
 
@@ -223,9 +238,12 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     };
     let tracker = Arc::new(Tracker::new(store.clone(), config.health, metrics.clone()));
     let connector = Arc::new(Connector::new(None));
+    let issuers = Arc::new(Issuers::new(connector.clone(), metrics.clone()));
+    issuers.configure(&config.identity_providers);
     let services = Arc::new(Services {
         sessions: sessions.clone(),
         credentials: credentials.clone(),
+        issuers: issuers.clone(),
         users: store.clone(),
         passwords,
         metrics: metrics.clone(),
@@ -249,7 +267,8 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         None => proxy.add_tcp(&listen),
     }
 
-    let mut admin = Service::new("portcullis admin".to_string(), AdminApp { sessions: sessions.clone(), metrics });
+    let mut admin =
+        Service::new("portcullis admin".to_string(), AdminApp { sessions: sessions.clone(), metrics, issuers: issuers.clone() });
     admin.add_tcp(&admin_listen);
     admin.threads = Some(1);
 
@@ -273,6 +292,9 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let mut provider_sync = background_service("provider health sync", ProviderSync { tracker: tracker.clone(), state: state.clone() });
     provider_sync.threads = Some(1);
     server.add_service(provider_sync);
+    let mut issuer_sync = background_service("identity provider keys", IssuerSync { issuers: issuers.clone(), state: state.clone() });
+    issuer_sync.threads = Some(1);
+    server.add_service(issuer_sync);
     let providers = state.clone();
     let probes = Probes {
         tracker,

@@ -11,6 +11,7 @@
 mod audit;
 mod cors;
 mod credentials;
+mod identity;
 mod lenient;
 mod limits;
 pub mod locate;
@@ -77,6 +78,8 @@ pub struct Config {
     pub client_certs: crate::clientcert::CertMap,
     /// The limits of `rate_limits.routes`, by name (API keys name them too).
     pub named_limits: std::collections::HashMap<String, crate::limits::Limit>,
+    /// External identity providers (`identity_providers`).
+    pub identity_providers: Vec<crate::auth::idp::IdpSettings>,
 }
 
 /// Listeners and Pingora process settings (changing these needs a restart).

@@ -83,6 +83,8 @@ pub struct Metrics {
     api_key_requests: IntCounterVec,
     api_keys: IntGauge,
     denylist_entries: IntGauge,
+    idp_keys: IntGaugeVec,
+    idp_fetches: IntCounterVec,
     audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
     /// The special routes' handles (unmatched, gateway endpoints).
@@ -255,6 +257,22 @@ impl Metrics {
             ),
             api_keys: gauge(&r, "api_keys", "API keys issued and not revoked, as this instance knows them."),
             denylist_entries: gauge(&r, "denylist_entries", "Admin denylist entries in force, as this instance knows them."),
+            idp_keys: {
+                let g = IntGaugeVec::new(
+                    Opts::new("identity_provider_keys", "Verification keys held for an identity provider (0: its tokens are refused).")
+                        .namespace("portcullis"),
+                    &["provider"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            idp_fetches: counter_vec(
+                &r,
+                "identity_provider_fetches_total",
+                "Fetches of an identity provider's keys, by provider and result (ok, error).",
+                &["provider", "result"],
+            ),
             requests,
             request_duration,
             authz_denied,
@@ -327,6 +345,20 @@ impl Metrics {
     pub fn credentials(&self, api_keys: usize, denylist_entries: usize) {
         self.api_keys.set(api_keys as i64);
         self.denylist_entries.set(denylist_entries as i64);
+    }
+
+    /// Declares a configured identity provider's series (at 0 until its first fetch).
+    pub fn idp_known(&self, provider: &str) {
+        self.idp_keys.with_label_values(&[provider]);
+        for result in ["ok", "error"] {
+            self.idp_fetches.with_label_values(&[provider, result]);
+        }
+    }
+
+    /// Counts one fetch of a provider's keys and sets how many it holds.
+    pub fn idp_fetch(&self, provider: &str, result: &'static str, keys: usize) {
+        self.idp_fetches.with_label_values(&[provider, result]).inc();
+        self.idp_keys.with_label_values(&[provider]).set(keys as i64);
     }
 
     /// Counts a token refusal by reason (a fixed word such as `expired`).

@@ -17,6 +17,8 @@ pub struct AdminApp {
     pub sessions: Arc<Sessions>,
     /// None when `metrics.enabled` is false.
     pub metrics: Option<Arc<Metrics>>,
+    /// External identity providers (their state is reported in `/readyz` details).
+    pub issuers: Arc<crate::auth::issuers::Issuers>,
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -37,11 +39,17 @@ impl ServeHttp for AdminApp {
         match (req.method.as_str(), req.uri.path()) {
             ("GET" | "HEAD", "/healthz") => json(200, serde_json::json!({ "status": "ok" })),
             ("GET" | "HEAD", "/readyz") => {
-                if self.sessions.store_healthy() {
-                    json(200, serde_json::json!({ "status": "ready" }))
+                // A provider that cannot be reached does not make the gateway unready (its own
+                // tokens and the other providers' keep working); it is reported in the details.
+                let mut body = if self.sessions.store_healthy() {
+                    serde_json::json!({ "status": "ready" })
                 } else {
-                    json(503, serde_json::json!({ "status": "not_ready", "reason": "store_unavailable" }))
+                    serde_json::json!({ "status": "not_ready", "reason": "store_unavailable" })
+                };
+                if !self.issuers.is_empty() {
+                    body["identity_providers"] = self.issuers.report();
                 }
+                json(if self.sessions.store_healthy() { 200 } else { 503 }, body)
             }
             ("GET", "/metrics") => match &self.metrics {
                 Some(m) => {

@@ -56,6 +56,7 @@ use reply::Reply;
 pub struct Services {
     pub sessions: Arc<Sessions>,
     pub credentials: Arc<Credentials>,
+    pub issuers: Arc<crate::auth::issuers::Issuers>,
     pub users: Arc<dyn UserStore>,
     pub passwords: Arc<Passwords>,
     pub metrics: Option<Arc<Metrics>>,
@@ -132,6 +133,8 @@ pub struct RequestCtx {
     identity: Option<Arc<Identity>>,
     /// The kind of credential the request presented, if any.
     presenting: Option<Presenting>,
+    /// The external issuer whose keys lacked the token's `kid` (one refetch, then judged again).
+    refetch_issuer: Option<String>,
     /// `RateLimit-Policy` and `RateLimit` for the response: the last limit the request passed.
     limit_headers: Option<(HeaderValue, HeaderValue)>,
     answer: Answer,
@@ -214,7 +217,7 @@ impl Gateway {
                 }
             }
         }
-        let gate = Local { sessions: &self.services.sessions, credentials: &self.services.credentials };
+        let gate = Local { sessions: &self.services.sessions, credentials: &self.services.credentials, issuers: &self.services.issuers };
         let verifiers = Verifiers {
             tokens: &snapshot.tokens,
             key_hasher: snapshot.api_keys.as_ref().map(|k| &k.hasher),
@@ -227,6 +230,7 @@ impl Gateway {
             Ok(a) => a,
             Err(refused) => {
                 let refused = *refused;
+                ctx.refetch_issuer = refused.refetch;
                 (ctx.route, ctx.identity) = (refused.route, refused.identity);
                 if self.services.audit.is_some() {
                     ctx.audit_path = refused.path;
@@ -339,6 +343,7 @@ impl ProxyHttp for Gateway {
             audit_path: None,
             identity: None,
             presenting: None,
+            refetch_issuer: None,
             limit_headers: None,
             answer: Answer::Forwarded,
             route_metrics: None,
@@ -352,7 +357,15 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.state.load_full();
         self.identify(session, ctx, &snapshot);
-        let judged = self.judge(session, ctx, &snapshot);
+        let mut judged = self.judge(session, ctx, &snapshot);
+        if let (Err(_), Some(iss)) = (&judged, ctx.refetch_issuer.take()) {
+            // A token naming a key the provider's current set lacks: after a refetch (single
+            // flight, at most one per cooldown) it is judged once more.
+            if self.services.issuers.refetch_for_unknown_kid(&iss).await {
+                judged = self.judge(session, ctx, &snapshot);
+                ctx.refetch_issuer = None;
+            }
+        }
         if !matches!(judged, Ok(Next::Preflight(_))) {
             ctx.route_metrics = self.route_metrics(&snapshot, ctx.route);
         }

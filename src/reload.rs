@@ -48,6 +48,7 @@ pub fn snapshot(c: Config, metrics: Option<&Metrics>) -> Snapshot {
         api_keys: c.api_keys,
         client_certs: c.client_certs,
         named_limits: c.named_limits,
+        identity_providers: c.identity_providers,
     };
     Snapshot::new(parts, metrics)
 }

@@ -63,6 +63,8 @@ pub struct ApiContext<'a> {
     pub api_keys: Option<&'a ApiKeySettings>,
     /// The names of `rate_limits.routes` (an API key may name one).
     pub limit_names: Vec<&'a str>,
+    /// The external identity providers (a denylist entry may name one).
+    pub identity_providers: &'a [super::idp::IdpSettings],
 }
 
 /// Serves one `/auth` request.

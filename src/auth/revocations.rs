@@ -77,9 +77,8 @@ async fn create(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
         return Err(ApiError::bad_request("`reason` must be 1-500 characters, none of them control characters"));
     }
-    if subject == Subject::Issuer {
-        // No external identity providers are configured on this gateway (yet): an issuer entry
-        // could match nothing, so it is refused rather than silently kept.
+    if subject == Subject::Issuer && !cx.identity_providers.iter().any(|p| p.name == value) {
+        // An entry for a provider that is not configured could match nothing: refused, not kept.
         return Err(ApiError::bad_request(format!("`issuer`: no identity provider named `{value}` is configured")));
     }
     let now = unix_now();

@@ -5,19 +5,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::raw::{
-    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawLockout, RawLogging, RawMetrics, RawPasswords,
-    RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
+    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawIdentityProvider, RawLockout, RawLogging, RawMetrics,
+    RawPasswords, RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
 };
 use super::{
-    audit, cors, credentials, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams, users,
+    audit, cors, credentials, identity, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams,
+    users,
 };
 use super::{did_you_mean, lenient, problem, Config, Diagnostic, Problem, Where};
 use crate::limits::Limit;
 use crate::policy::{Policy, RouteTable};
 use crate::store::StoreSettings;
 
-pub(crate) const SECTIONS: [&str; 21] = [
+pub(crate) const SECTIONS: [&str; 22] = [
     "api_keys",
+    "identity_providers",
     "client_certs",
     "providers",
     "provider_chains",
@@ -63,6 +65,7 @@ struct Raw {
     health: Option<RawHealth>,
     api_keys: Option<RawApiKeys>,
     client_certs: Option<RawClientCerts>,
+    identity_providers: BTreeMap<String, RawIdentityProvider>,
 }
 
 /// Checks everything and builds the config, or returns every problem found.
@@ -121,6 +124,7 @@ pub fn validate(
         }
     }
     let api_keys = raw.api_keys.as_ref().map(|k| credentials::lower_api_keys(k, env, &mut p));
+    let identity_providers = identity::lower_identity_providers(&raw.identity_providers, &roles, &mut p);
     let client_certs = raw.client_certs.as_ref().map(|c| credentials::lower_client_certs(c, &roles, &mut p)).unwrap_or_default();
     let client_auth = matches!(&server, Some(Some(s)) if s.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
     if !client_auth && raw.client_certs.as_ref().is_some_and(|c| !c.map.is_empty()) {
@@ -168,6 +172,7 @@ pub fn validate(
             api_keys: api_keys.flatten(),
             client_certs,
             named_limits: route_limits,
+            identity_providers,
         }),
         _ => Err(p),
     }
@@ -217,6 +222,13 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             "health" => raw.health = section(v, "health", p),
             "api_keys" => raw.api_keys = section(v, "api_keys", p),
             "client_certs" => raw.client_certs = section(v, "client_certs", p),
+            "identity_providers" => {
+                for (name, v) in entries(v, "identity_providers", p) {
+                    if let Some(parsed) = lenient::deserialize(v, &format!("identity_providers.{name}"), p) {
+                        raw.identity_providers.insert(name, parsed);
+                    }
+                }
+            }
             "providers" => {
                 for (name, pv) in entries(v, "providers", p) {
                     if let Some(parsed) = lenient::deserialize(pv, &format!("providers.{name}"), p) {

@@ -57,6 +57,7 @@ impl Gateway {
                     credentials: &s.credentials,
                     api_keys: snapshot.api_keys.as_ref(),
                     limit_names: snapshot.limit_policies.named.keys().map(String::as_str).collect(),
+                    identity_providers: &snapshot.identity_providers,
                 };
                 match endpoint {
                     Endpoint::Auth => crate::auth::api::handle(&cx, &api_req).await,

@@ -40,6 +40,8 @@ pub struct Snapshot {
     /// None: API keys are not enabled.
     pub api_keys: Option<ApiKeySettings>,
     pub client_certs: CertMap,
+    /// External identity providers (their keys live in the long-lived `Issuers`).
+    pub identity_providers: Vec<crate::auth::idp::IdpSettings>,
 }
 
 /// `RateLimit-Policy` header values, made at config load.
@@ -73,6 +75,7 @@ pub struct SnapshotParts {
     pub api_keys: Option<ApiKeySettings>,
     pub client_certs: CertMap,
     pub named_limits: HashMap<String, Limit>,
+    pub identity_providers: Vec<crate::auth::idp::IdpSettings>,
 }
 
 impl Snapshot {
@@ -112,6 +115,7 @@ impl Snapshot {
             providers: Arc::new(ProviderSet::new(parts.providers, parts.chains)),
             api_keys: parts.api_keys,
             client_certs: parts.client_certs,
+            identity_providers: parts.identity_providers,
         }
     }
 }

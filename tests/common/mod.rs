@@ -6,11 +6,13 @@
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod idp;
 pub mod redis;
 pub mod upstream;
 
 pub use client::{Connection, Reply, Request};
 pub use gateway::TestGateway;
+pub use idp::TestIdp;
 pub use redis::RedisServer;
 pub use upstream::{Behavior, MockUpstream};
 

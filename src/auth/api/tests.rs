@@ -23,6 +23,7 @@ struct World {
     sessions: Sessions,
     passwords: Passwords,
     credentials: Credentials,
+    issuers: crate::auth::issuers::Issuers,
     api_keys: ApiKeySettings,
     certs: crate::clientcert::CertMap,
 }
@@ -60,6 +61,7 @@ fn world_with(settings: SessionSettings) -> World {
         sessions: Sessions::new(store.clone(), settings),
         passwords,
         credentials: Credentials::new(store, None),
+        issuers: crate::auth::issuers::Issuers::new(Arc::new(pingora::connectors::http::Connector::new(None)), None),
         api_keys: ApiKeySettings { hasher: crate::apikey::KeyHasher::new(&[5; 32]), self_service: false, max_per_user: 3 },
         certs: Default::default(),
     }
@@ -87,6 +89,7 @@ impl World {
             credentials: &self.credentials,
             api_keys: Some(&self.api_keys),
             limit_names: vec!["burst"],
+            identity_providers: &[],
         }
     }
 
@@ -98,7 +101,7 @@ impl World {
 
     /// Admission, then the endpoint: what the proxy does with a request to `/auth` or `/admin`.
     async fn call_raw(&self, method: Method, path: &str, auth: Option<&str>, content_type: Option<&str>, body: &[u8]) -> ApiResponse {
-        let gate = crate::admission::Local { sessions: &self.sessions, credentials: &self.credentials };
+        let gate = crate::admission::Local { sessions: &self.sessions, credentials: &self.credentials, issuers: &self.issuers };
         let verifiers = crate::admission::Verifiers { tokens: &self.tokens, key_hasher: Some(&self.api_keys.hasher), certs: &self.certs };
         let presented = crate::admission::Presented { authorization: auth.map(str::as_bytes), ..Default::default() };
         let admitted = match admit(&self.policy, &verifiers, &gate, &method, path, &presented) {
@@ -375,7 +378,7 @@ async fn one_store_failure_in_an_endpoint_is_counted_once() {
 impl World {
     /// A request that presents an API key in `X-Api-Key`.
     async fn call_with_key(&self, method: Method, path: &str, key: &str) -> ApiResponse {
-        let gate = crate::admission::Local { sessions: &self.sessions, credentials: &self.credentials };
+        let gate = crate::admission::Local { sessions: &self.sessions, credentials: &self.credentials, issuers: &self.issuers };
         let verifiers = crate::admission::Verifiers { tokens: &self.tokens, key_hasher: Some(&self.api_keys.hasher), certs: &self.certs };
         let presented = crate::admission::Presented { api_key: Some(key.as_bytes()), ..Default::default() };
         match admit(&self.policy, &verifiers, &gate, &method, path, &presented) {

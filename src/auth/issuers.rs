@@ -1,0 +1,265 @@
+//! External identity providers at run time: each provider's current keys (fetched at start,
+//! refreshed in the background within the configured bounds, honouring `Cache-Control:
+//! max-age`, kept when a fetch fails), a single-flight refetch for tokens naming an unknown
+//! `kid` (at most one per cooldown, so forged kids cannot flood the provider), and a cache of
+//! verified external tokens. The request path only reads; fetching happens in the background or
+//! in the one request that waits on an unknown `kid`.
+
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::fetch;
+use super::idp::{self, ExternalError, IdpSettings, JwksSource, KeySet};
+use crate::clock::{now_ms, unix_now};
+use crate::metrics::Metrics;
+use crate::policy::{Identity, Roles};
+
+/// How long one fetch may take.
+const FETCH_DEADLINE: Duration = Duration::from_secs(5);
+/// Tokens longer than this are verified every time instead of being cached.
+const MAX_CACHED_TOKEN_BYTES: usize = 4096;
+
+/// What the last fetches of a provider did (for `/readyz` and logs; never a key).
+#[derive(Debug, Clone, Default)]
+struct Status {
+    last_ok: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// One provider: its settings and its current keys.
+pub struct IssuerState {
+    pub settings: IdpSettings,
+    keys: ArcSwap<KeySet>,
+    status: Mutex<Status>,
+    /// When the next background refresh is due (unix ms).
+    next_refresh_ms: AtomicU64,
+    /// When a fetch for an unknown `kid` last started (unix ms).
+    last_kid_fetch_ms: AtomicU64,
+    /// Completed fetches (a waiter knows whether another fetched meanwhile).
+    fetches: AtomicU64,
+    flight: tokio::sync::Mutex<()>,
+}
+
+impl IssuerState {
+    fn new(settings: IdpSettings) -> Self {
+        IssuerState {
+            settings,
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            status: Mutex::new(Status::default()),
+            next_refresh_ms: AtomicU64::new(0),
+            last_kid_fetch_ms: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+            flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A verified external token, remembered under its exact bytes for the key set it was verified
+/// with (a new key set, after any fetch, verifies it again).
+#[derive(Clone)]
+struct Verified {
+    identity: Arc<Identity>,
+    exp: u64,
+    keys: Arc<KeySet>,
+}
+
+/// Every configured provider.
+pub struct Issuers {
+    states: ArcSwap<Vec<Arc<IssuerState>>>,
+    connector: Arc<pingora::connectors::http::Connector>,
+    metrics: Option<Arc<Metrics>>,
+    verified: quick_cache::sync::Cache<Box<str>, Verified>,
+}
+
+impl Issuers {
+    /// No providers yet; [`Self::configure`] sets them.
+    pub fn new(connector: Arc<pingora::connectors::http::Connector>, metrics: Option<Arc<Metrics>>) -> Self {
+        Issuers { states: ArcSwap::from_pointee(Vec::new()), connector, metrics, verified: quick_cache::sync::Cache::new(4096) }
+    }
+
+    /// Makes `wanted` the providers; a provider whose settings did not change keeps its keys.
+    pub fn configure(&self, wanted: &[IdpSettings]) {
+        let current = self.states.load();
+        if current.len() == wanted.len() && current.iter().zip(wanted).all(|(s, w)| s.settings == *w) {
+            return;
+        }
+        let next: Vec<Arc<IssuerState>> = wanted
+            .iter()
+            .map(|w| current.iter().find(|s| s.settings == *w).cloned().unwrap_or_else(|| Arc::new(IssuerState::new(w.clone()))))
+            .collect();
+        if let Some(m) = &self.metrics {
+            for s in &next {
+                m.idp_known(&s.settings.name);
+            }
+        }
+        self.states.store(Arc::new(next));
+        self.verified.clear();
+    }
+
+    /// Whether any provider is configured (else tokens are never inspected for `iss`).
+    pub fn is_empty(&self) -> bool {
+        self.states.load().is_empty()
+    }
+
+    /// Authenticates a bearer token if its (unverified) `iss` names a configured provider; None
+    /// if it does not (then it is the gateway's own to verify).
+    pub fn authenticate(&self, token: &str, roles: &Roles, now: u64) -> Option<Result<Arc<Identity>, (ExternalError, String)>> {
+        let states = self.states.load();
+        if states.is_empty() {
+            return None;
+        }
+        let iss = idp::unverified_issuer(token)?;
+        let state = states.iter().find(|s| s.settings.issuer == iss)?;
+        let keys = state.keys.load_full();
+        let cacheable = token.len() <= MAX_CACHED_TOKEN_BYTES;
+        if let Some(hit) = self.verified.get(token).filter(|h| cacheable && Arc::ptr_eq(&h.keys, &keys)) {
+            if hit.exp.saturating_add(state.settings.leeway_seconds) >= now {
+                return Some(Ok(hit.identity));
+            }
+            self.verified.remove(token);
+        }
+        Some(match idp::verify(token, &state.settings, &keys, roles, now) {
+            Ok((identity, exp)) => {
+                let identity = Arc::new(identity);
+                if cacheable {
+                    self.verified.insert(token.into(), Verified { identity: identity.clone(), exp, keys });
+                }
+                Ok(identity)
+            }
+            Err(e) => Err((e, iss)),
+        })
+    }
+
+    /// For a token naming an unknown `kid` of provider `iss`: one refetch per provider at a
+    /// time, at most once per cooldown. True if the keys may have changed (check the token again).
+    pub async fn refetch_for_unknown_kid(&self, iss: &str) -> bool {
+        let Some(state) = self.states.load().iter().find(|s| s.settings.issuer == iss).cloned() else {
+            return false;
+        };
+        let seen = state.fetches.load(Ordering::Acquire);
+        let _flight = state.flight.lock().await;
+        if state.fetches.load(Ordering::Acquire) != seen {
+            return true; // another request fetched while this one waited
+        }
+        let now = now_ms();
+        let cooldown = state.settings.refresh.unknown_kid_cooldown.as_millis() as u64;
+        let last = state.last_kid_fetch_ms.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < cooldown {
+            return false;
+        }
+        state.last_kid_fetch_ms.store(now, Ordering::Release);
+        self.fetch(&state).await
+    }
+
+    /// Fetches every provider whose refresh is due (the background task calls this each second).
+    pub async fn refresh_due(&self) {
+        let states = self.states.load_full();
+        for state in states.iter() {
+            if now_ms() >= state.next_refresh_ms.load(Ordering::Acquire) {
+                let _flight = state.flight.lock().await;
+                if now_ms() >= state.next_refresh_ms.load(Ordering::Acquire) {
+                    self.fetch(state).await;
+                }
+            }
+        }
+    }
+
+    /// One fetch of a provider's keys (the caller holds its flight): discovery if configured,
+    /// then the JWKS. On failure the last good keys stay (stale-on-error) and the next attempt
+    /// comes after the minimum refresh. True if new keys are in place.
+    async fn fetch(&self, state: &IssuerState) -> bool {
+        let s = &state.settings;
+        let result = async {
+            let jwks_uri = match &s.source {
+                JwksSource::Direct(u) => u.clone(),
+                JwksSource::Discovery(u) => {
+                    let doc = fetch::get(&self.connector, u, FETCH_DEADLINE).await?;
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&doc.body).map_err(|_| "the discovery document is not JSON".to_string())?;
+                    if v.get("issuer").and_then(|i| i.as_str()) != Some(s.issuer.as_str()) {
+                        return Err("the discovery document names another issuer".to_string());
+                    }
+                    let uri = v.get("jwks_uri").and_then(|j| j.as_str()).ok_or("the discovery document has no jwks_uri")?;
+                    let parsed = fetch::parse_url(uri).map_err(|e| format!("its jwks_uri {e}"))?;
+                    if !parsed.tls && !fetch::is_loopback(&parsed.host) {
+                        return Err("its jwks_uri is plain http to another machine".to_string());
+                    }
+                    uri.to_string()
+                }
+            };
+            let doc = fetch::get(&self.connector, &jwks_uri, FETCH_DEADLINE).await?;
+            let (keys, skipped) = idp::parse_jwks(&doc.body, &s.algorithms)?;
+            for why in &skipped {
+                tracing::warn!(provider = %s.name, key = %why, "identity provider key left out");
+            }
+            Ok::<_, String>((keys, idp::refresh_after(doc.cache_control.as_deref(), &s.refresh)))
+        }
+        .await;
+        state.fetches.fetch_add(1, Ordering::AcqRel);
+        match result {
+            Ok((keys, after)) => {
+                let n = keys.len();
+                state.keys.store(Arc::new(keys));
+                state.next_refresh_ms.store(now_ms() + after.as_millis() as u64, Ordering::Release);
+                *state.status() = Status { last_ok: Some(unix_now()), last_error: None };
+                tracing::info!(provider = %s.name, keys = n, next_refresh_seconds = after.as_secs(), "identity provider keys fetched");
+                if let Some(m) = &self.metrics {
+                    m.idp_fetch(&s.name, "ok", n);
+                }
+                true
+            }
+            Err(e) => {
+                state.next_refresh_ms.store(now_ms() + s.refresh.min.as_millis() as u64, Ordering::Release);
+                tracing::warn!(provider = %s.name, error = %e, "identity provider keys could not be fetched; the last good keys stay");
+                state.status().last_error = Some(e);
+                if let Some(m) = &self.metrics {
+                    m.idp_fetch(&s.name, "error", state.keys.load().len());
+                }
+                false
+            }
+        }
+    }
+
+    /// Each provider's state for `/readyz` details: keys held, last good fetch, last error.
+    pub fn report(&self) -> serde_json::Value {
+        let states = self.states.load();
+        let entries = states.iter().map(|s| {
+            let st = s.status().clone();
+            let keys = s.keys.load().len();
+            (
+                s.settings.name.clone(),
+                serde_json::json!({
+                    "keys": keys,
+                    "ready": keys > 0,
+                    "last_fetch_ok_at": st.last_ok.map(crate::timefmt::rfc3339),
+                    "last_error": st.last_error,
+                }),
+            )
+        });
+        serde_json::Value::Object(entries.collect())
+    }
+
+    /// How many fetches a provider has made (tests and the benchmark read it).
+    pub fn fetch_count(&self, name: &str) -> u64 {
+        self.states.load().iter().find(|s| s.settings.name == name).map_or(0, |s| s.fetches.load(Ordering::Acquire))
+    }
+
+    /// Keeps the providers in step with the config and their keys fresh, until shutdown.
+    pub async fn run(&self, wanted: impl Fn() -> Vec<IdpSettings>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            self.configure(&wanted());
+            self.refresh_due().await;
+        }
+    }
+}
