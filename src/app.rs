@@ -238,7 +238,7 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     };
     let tracker = Arc::new(Tracker::new(store.clone(), config.health, metrics.clone()));
     let connector = Arc::new(Connector::new(None));
-    let issuers = Arc::new(Issuers::new(connector.clone(), metrics.clone()));
+    let issuers = Arc::new(Issuers::new(connector.clone(), metrics.clone()).with_store(store.clone()));
     issuers.configure(&config.identity_providers);
     let services = Arc::new(Services {
         sessions: sessions.clone(),

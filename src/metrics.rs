@@ -270,7 +270,7 @@ impl Metrics {
             idp_fetches: counter_vec(
                 &r,
                 "identity_provider_fetches_total",
-                "Fetches of an identity provider's keys, by provider and result (ok, error).",
+                "Fetches of an identity provider's keys, by provider and result (ok, error; shared: taken from another instance's fetch).",
                 &["provider", "result"],
             ),
             requests,
@@ -350,7 +350,7 @@ impl Metrics {
     /// Declares a configured identity provider's series (at 0 until its first fetch).
     pub fn idp_known(&self, provider: &str) {
         self.idp_keys.with_label_values(&[provider]);
-        for result in ["ok", "error"] {
+        for result in ["ok", "error", "shared"] {
             self.idp_fetches.with_label_values(&[provider, result]);
         }
     }

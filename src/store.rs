@@ -250,6 +250,15 @@ pub trait CredentialStore: Backend {
     /// Registries changed on any instance, as they are announced. It ends when the connection
     /// behind it breaks; the caller reconnects and re-reads.
     async fn watch_records(&self) -> Result<BoxStream<'static, Registry>, StoreError>;
+    /// An identity provider's keys as one instance last fetched them (opaque JSON).
+    async fn shared_keys(&self, provider: &str) -> Result<Option<String>, StoreError>;
+    /// Shares a provider's freshly fetched keys (JSON, kept `ttl_ms`), tells every instance, and
+    /// gives up the claim to fetch them.
+    async fn put_shared_keys(&self, provider: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError>;
+    /// Takes the right to fetch a provider's keys for `ttl_ms` if nobody holds it.
+    async fn claim_fetch(&self, provider: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+    /// Names of providers whose shared keys changed, as announced.
+    async fn watch_shared_keys(&self) -> Result<BoxStream<'static, String>, StoreError>;
 }
 
 /// The audit trail as a stream (a Redis stream): appended in batches, trimmed to about

@@ -184,3 +184,41 @@ fn the_denylist_reaches_external_tokens() {
     let r = gw.request("POST", "/admin/revocations").bearer(&admin).json(&json!({"issuer": "nobody", "reason": "x"})).send();
     assert_eq!(r.status, 400, "an issuer that is not configured");
 }
+
+/// Two instances on one Redis: one fetches, the other takes the shared copy; the provider sees
+/// one fetch per refresh however many instances there are.
+#[test]
+fn two_instances_on_one_redis_cost_the_provider_one_fetch_per_refresh() {
+    let redis = common::RedisServer::start();
+    let idp = TestIdp::start(Algorithm::ES256);
+    idp.set_max_age(2);
+    let up = MockUpstream::start();
+    let config = Config::seed(&up.url())
+        .redis(&redis.url())
+        .set("identity_providers", &format!("{{ corp: {} }}", idp.provider_yaml("ES256", 1, 1)))
+        .yaml();
+    let (a, b) = (TestGateway::start(&config), TestGateway::start(&config));
+    wait_for_keys(&a);
+    wait_for_keys(&b);
+    let t = idp.token("k1", "alice", &["gw-user"]);
+    assert_eq!(a.get("/profile").bearer(&t).send().status, 200);
+    assert_eq!(b.get("/profile").bearer(&t).send().status, 200);
+    let (before, started) = (idp.jwks_fetches(), Instant::now());
+    std::thread::sleep(Duration::from_secs(8));
+    let (fetched, seconds) = (idp.jwks_fetches() - before, started.elapsed().as_secs_f64());
+    println!("two instances, max-age 2 s: {fetched} JWKS fetches in {seconds:.1} s");
+    assert!((fetched as f64) <= seconds / 2.0 + 2.0, "{fetched} fetches in {seconds:.1} s: each instance fetched for itself");
+    assert!(fetched >= 2, "the keys were refreshed ({fetched})");
+    let shared =
+        |gw: &TestGateway| gw.metric(r#"portcullis_identity_provider_fetches_total{provider="corp",result="shared"}"#).unwrap_or(0.0);
+    assert!(shared(&a) + shared(&b) >= 2.0, "the instances took each other's fetches");
+    // A new key met first on B is fetched by B and reaches A through the store.
+    idp.set_max_age(3600);
+    std::thread::sleep(Duration::from_secs(3)); // let the last 2 s copy lapse into an hour-long one
+    idp.add_key("k2", Algorithm::ES256, true);
+    let t2 = idp.token("k2", "bob", &["gw-user"]);
+    assert_eq!(b.get("/profile").bearer(&t2).send().status, 200);
+    let after = idp.jwks_fetches();
+    assert_eventually!(a.get("/profile").bearer(&t2).send().status == 200, "A has the new key");
+    assert_eq!(idp.jwks_fetches(), after, "A did not fetch it again");
+}

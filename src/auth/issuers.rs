@@ -15,6 +15,7 @@ use super::idp::{self, ExternalError, IdpSettings, JwksSource, KeySet};
 use crate::clock::{now_ms, unix_now};
 use crate::metrics::Metrics;
 use crate::policy::{Identity, Roles};
+use crate::store::CredentialStore;
 
 /// How long one fetch may take.
 const FETCH_DEADLINE: Duration = Duration::from_secs(5);
@@ -39,6 +40,8 @@ pub struct IssuerState {
     last_kid_fetch_ms: AtomicU64,
     /// Completed fetches (a waiter knows whether another fetched meanwhile).
     fetches: AtomicU64,
+    /// When the keys held were fetched (unix ms), by this instance or another.
+    fetched_at_ms: AtomicU64,
     flight: tokio::sync::Mutex<()>,
 }
 
@@ -51,6 +54,7 @@ impl IssuerState {
             next_refresh_ms: AtomicU64::new(0),
             last_kid_fetch_ms: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
+            fetched_at_ms: AtomicU64::new(0),
             flight: tokio::sync::Mutex::new(()),
         }
     }
@@ -69,18 +73,46 @@ struct Verified {
     keys: Arc<KeySet>,
 }
 
+/// A provider's keys as shared through the store: the JWKS as fetched, when, and when the next
+/// refresh is due.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedKeys {
+    jwks: String,
+    fetched_at_ms: u64,
+    next_refresh_ms: u64,
+}
+
 /// Every configured provider.
 pub struct Issuers {
     states: ArcSwap<Vec<Arc<IssuerState>>>,
     connector: Arc<pingora::connectors::http::Connector>,
     metrics: Option<Arc<Metrics>>,
     verified: quick_cache::sync::Cache<Box<str>, Verified>,
+    /// With a shared store, one instance fetches each provider's keys and the others read them
+    /// from the store: a fleet of any size costs the provider one fetch per refresh.
+    shared: Option<Arc<dyn CredentialStore>>,
+    instance: String,
 }
 
 impl Issuers {
     /// No providers yet; [`Self::configure`] sets them.
     pub fn new(connector: Arc<pingora::connectors::http::Connector>, metrics: Option<Arc<Metrics>>) -> Self {
-        Issuers { states: ArcSwap::from_pointee(Vec::new()), connector, metrics, verified: quick_cache::sync::Cache::new(4096) }
+        Issuers {
+            states: ArcSwap::from_pointee(Vec::new()),
+            connector,
+            metrics,
+            verified: quick_cache::sync::Cache::new(4096),
+            shared: None,
+            instance: crate::ids::new_id(),
+        }
+    }
+
+    /// Shares fetched keys through `store` (when it is shared by several instances).
+    pub fn with_store(mut self, store: Arc<dyn CredentialStore>) -> Self {
+        if !store.is_local() {
+            self.shared = Some(store);
+        }
+        self
     }
 
     /// Makes `wanted` the providers; a provider whose settings did not change keeps its keys.
@@ -154,7 +186,7 @@ impl Issuers {
             return false;
         }
         state.last_kid_fetch_ms.store(now, Ordering::Release);
-        self.fetch(&state).await
+        self.refresh(&state, true).await
     }
 
     /// Fetches every provider whose refresh is due (the background task calls this each second).
@@ -164,16 +196,102 @@ impl Issuers {
             if now_ms() >= state.next_refresh_ms.load(Ordering::Acquire) {
                 let _flight = state.flight.lock().await;
                 if now_ms() >= state.next_refresh_ms.load(Ordering::Acquire) {
-                    self.fetch(state).await;
+                    self.refresh(state, false).await;
                 }
             }
         }
     }
 
-    /// One fetch of a provider's keys (the caller holds its flight): discovery if configured,
-    /// then the JWKS. On failure the last good keys stay (stale-on-error) and the next attempt
-    /// comes after the minimum refresh. True if new keys are in place.
-    async fn fetch(&self, state: &IssuerState) -> bool {
+    /// New keys for a provider (the caller holds its flight): with a shared store, another
+    /// instance's fresh copy if there is one, else this instance fetches (if it gets the claim)
+    /// and shares what it fetched. `newer`: any copy fetched after the keys held will do (a token
+    /// named an unknown kid). True if new keys are in place.
+    async fn refresh(&self, state: &IssuerState, newer: bool) -> bool {
+        let Some(store) = &self.shared else {
+            return self.fetch(state).await.is_some();
+        };
+        let name = &state.settings.name;
+        let usable = |c: &SharedKeys| {
+            if newer {
+                c.fetched_at_ms > state.fetched_at_ms.load(Ordering::Acquire)
+            } else {
+                c.next_refresh_ms > now_ms()
+            }
+        };
+        if let Some(copy) = self.shared_copy(store.as_ref(), name).await.filter(|c| usable(c)) {
+            return self.apply_shared(state, copy);
+        }
+        let deadline_ms = 2 * FETCH_DEADLINE.as_millis() as u64;
+        match store.claim_fetch(name, &self.instance, deadline_ms).await {
+            Ok(true) | Err(_) => {}
+            Ok(false) => {
+                // Another instance is fetching: its copy arrives shortly (by notice, or read here).
+                let until = now_ms() + deadline_ms;
+                while now_ms() < until {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Some(copy) = self
+                        .shared_copy(store.as_ref(), name)
+                        .await
+                        .filter(|c| c.fetched_at_ms > state.fetched_at_ms.load(Ordering::Acquire))
+                    {
+                        return self.apply_shared(state, copy);
+                    }
+                }
+                state.next_refresh_ms.store(now_ms() + 1000, Ordering::Release);
+                return false;
+            }
+        }
+        let Some((jwks, next_ms)) = self.fetch(state).await else { return false };
+        let copy = SharedKeys { jwks, fetched_at_ms: state.fetched_at_ms.load(Ordering::Acquire), next_refresh_ms: next_ms };
+        if let Ok(json) = serde_json::to_string(&copy) {
+            if let Err(e) = store.put_shared_keys(name, &json, next_ms.saturating_sub(now_ms())).await {
+                tracing::debug!(provider = %name, error = %e, "could not share identity provider keys");
+            }
+        }
+        true
+    }
+
+    async fn shared_copy(&self, store: &dyn CredentialStore, name: &str) -> Option<SharedKeys> {
+        let json = store.shared_keys(name).await.ok()??;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// Puts another instance's copy in place; false if it does not parse.
+    fn apply_shared(&self, state: &IssuerState, copy: SharedKeys) -> bool {
+        match idp::parse_jwks(copy.jwks.as_bytes(), &state.settings.algorithms) {
+            Ok((keys, _)) => {
+                let n = keys.len();
+                state.keys.store(Arc::new(keys));
+                state.fetched_at_ms.store(copy.fetched_at_ms, Ordering::Release);
+                state.next_refresh_ms.store(copy.next_refresh_ms, Ordering::Release);
+                state.fetches.fetch_add(1, Ordering::AcqRel);
+                *state.status() = Status { last_ok: Some(copy.fetched_at_ms / 1000), last_error: None };
+                if let Some(m) = &self.metrics {
+                    m.idp_fetch(&state.settings.name, "shared", n);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A shared copy announced by another instance: taken if newer than the keys held.
+    async fn on_notice(&self, name: &str) {
+        let (Some(store), Some(state)) = (&self.shared, self.states.load().iter().find(|s| s.settings.name == name).cloned()) else {
+            return;
+        };
+        if let Some(copy) = self.shared_copy(store.as_ref(), name).await {
+            if copy.fetched_at_ms > state.fetched_at_ms.load(Ordering::Acquire) {
+                self.apply_shared(&state, copy);
+            }
+        }
+    }
+
+    /// One fetch of a provider's keys from the provider: discovery if configured, then the
+    /// JWKS. On failure the last good keys stay (stale-on-error) and the next attempt comes
+    /// after the minimum refresh. The JWKS text and when the next refresh is due, if new keys
+    /// are in place.
+    async fn fetch(&self, state: &IssuerState) -> Option<(String, u64)> {
         let s = &state.settings;
         let result = async {
             let jwks_uri = match &s.source {
@@ -198,21 +316,24 @@ impl Issuers {
             for why in &skipped {
                 tracing::warn!(provider = %s.name, key = %why, "identity provider key left out");
             }
-            Ok::<_, String>((keys, idp::refresh_after(doc.cache_control.as_deref(), &s.refresh)))
+            let text = String::from_utf8(doc.body).map_err(|_| "the JWKS is not UTF-8".to_string())?;
+            Ok::<_, String>((keys, idp::refresh_after(doc.cache_control.as_deref(), &s.refresh), text))
         }
         .await;
         state.fetches.fetch_add(1, Ordering::AcqRel);
         match result {
-            Ok((keys, after)) => {
+            Ok((keys, after, text)) => {
                 let n = keys.len();
+                let next = now_ms() + after.as_millis() as u64;
                 state.keys.store(Arc::new(keys));
-                state.next_refresh_ms.store(now_ms() + after.as_millis() as u64, Ordering::Release);
+                state.fetched_at_ms.store(now_ms(), Ordering::Release);
+                state.next_refresh_ms.store(next, Ordering::Release);
                 *state.status() = Status { last_ok: Some(unix_now()), last_error: None };
                 tracing::info!(provider = %s.name, keys = n, next_refresh_seconds = after.as_secs(), "identity provider keys fetched");
                 if let Some(m) = &self.metrics {
                     m.idp_fetch(&s.name, "ok", n);
                 }
-                true
+                Some((text, next))
             }
             Err(e) => {
                 state.next_refresh_ms.store(now_ms() + s.refresh.min.as_millis() as u64, Ordering::Release);
@@ -221,7 +342,7 @@ impl Issuers {
                 if let Some(m) = &self.metrics {
                     m.idp_fetch(&s.name, "error", state.keys.load().len());
                 }
-                false
+                None
             }
         }
     }
@@ -250,16 +371,38 @@ impl Issuers {
         self.states.load().iter().find(|s| s.settings.name == name).map_or(0, |s| s.fetches.load(Ordering::Acquire))
     }
 
-    /// Keeps the providers in step with the config and their keys fresh, until shutdown.
+    /// Keeps the providers in step with the config and their keys fresh, until shutdown; with
+    /// a shared store, takes other instances' fetches as they are announced.
     pub async fn run(&self, wanted: impl Fn() -> Vec<IdpSettings>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        use futures_util::StreamExt;
+        if let Some(store) = &self.shared {
+            store.prepare();
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut notices: Option<futures_util::stream::BoxStream<'static, String>> = None;
         loop {
+            let notice = async {
+                match notices.as_mut() {
+                    Some(n) => n.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if let (None, Some(store)) = (&notices, &self.shared) {
+                        if !self.states.load().is_empty() {
+                            notices = store.watch_shared_keys().await.ok();
+                        }
+                    }
+                    self.configure(&wanted());
+                    self.refresh_due().await;
+                }
+                n = notice => match n {
+                    Some(name) => self.on_notice(&name).await,
+                    None => notices = None,
+                },
                 _ = shutdown.changed() => return,
             }
-            self.configure(&wanted());
-            self.refresh_due().await;
         }
     }
 }

@@ -86,8 +86,12 @@ async fn create(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
         Some(d) if d < 1 => return Err(ApiError::bad_request("`duration_seconds` must be at least 1")),
         Some(d) => Some(now.saturating_add(d as u64)),
         None => match subject {
-            // Nothing a jti entry matches outlives the longest access-token lifetime.
-            Subject::Jti => Some(now + cx.revocation_ttl),
+            // Nothing a jti entry matches outlives the longest access-token lifetime: the
+            // gateway's own, or a provider's.
+            Subject::Jti => {
+                let external = cx.identity_providers.iter().map(|p| p.max_lifetime.as_secs() + p.leeway_seconds).max().unwrap_or(0);
+                Some(now + cx.revocation_ttl.max(external))
+            }
             // A key's entry is moot once the key has expired.
             Subject::ApiKeyId => cx.credentials.key(&value).await.map_err(|e| store_failed(cx, e))?.and_then(|k| k.expires_at),
             Subject::UserId | Subject::Issuer => None,

@@ -312,4 +312,21 @@ impl CredentialStore for MemoryStore {
         // One process: the writer updates its local view itself.
         Ok(futures_util::stream::pending().boxed())
     }
+
+    // One process: there is nobody to share fetched keys with.
+    async fn shared_keys(&self, _provider: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    async fn put_shared_keys(&self, _provider: &str, _json: &str, _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn claim_fetch(&self, _provider: &str, _owner: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn watch_shared_keys(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
+        Ok(futures_util::stream::pending().boxed())
+    }
 }

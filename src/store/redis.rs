@@ -19,6 +19,9 @@
 //! | `credentials:api-keys` | hash: key id -> the key's record as JSON (its HMAC, never the key) | none (deleted on revoke) |
 //! | `credentials:denylist` | hash: entry id -> the denylist entry as JSON | none (expired entries are removed by whichever instance sees them first) |
 //! | `credentials:key-uses` | hash: key id -> last use (unix seconds) | none (deleted with the key) |
+//! | `idp-keys:{provider}` | string: an identity provider's JWKS as last fetched by any instance, as JSON (body, when the next refresh is due) | until the next refresh is due |
+//! | `lock:idp:{provider}` | string: the instance fetching that provider's keys | the fetch deadline |
+//! | channel `idp-keys` | pub/sub: the name of a provider whose shared keys changed | - |
 //! | channel `credentials` | pub/sub: the registry that changed (`api-keys` or `denylist`) | - |
 //! | channel `provider-health` | pub/sub: the name of a provider whose state changed | - |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
@@ -588,6 +591,44 @@ impl CredentialStore for RedisStore {
 
     async fn key_uses(&self) -> Result<HashMap<String, u64>, StoreError> {
         self.con()?.hgetall(self.key("credentials:key-uses")).await.map_err(unavailable)
+    }
+
+    async fn shared_keys(&self, provider: &str) -> Result<Option<String>, StoreError> {
+        self.con()?.get(self.key(&format!("idp-keys:{provider}"))).await.map_err(unavailable)
+    }
+
+    async fn put_shared_keys(&self, provider: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.key(&format!("idp-keys:{provider}")))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .ignore()
+            .publish(self.key("idp-keys"), provider)
+            .ignore()
+            .del(self.key(&format!("lock:idp:{provider}")))
+            .ignore();
+        pipe.query_async::<()>(&mut self.con()?).await.map_err(unavailable)
+    }
+
+    async fn claim_fetch(&self, provider: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("lock:idp:{provider}")))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn watch_shared_keys(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
+        let pubsub = self.subscribe("idp-keys").await?;
+        Ok(pubsub.into_on_message().map(|msg| String::from_utf8_lossy(msg.get_payload_bytes()).into_owned()).boxed())
     }
 
     async fn watch_records(&self) -> Result<futures_util::stream::BoxStream<'static, Registry>, StoreError> {
