@@ -3,7 +3,7 @@
 //! from the token alone), verifying one of its access tokens, and mapping its claims to the
 //! gateway's user id, role and scopes. No I/O: [`super::issuers`] fetches the keys.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -82,6 +82,14 @@ pub struct VerifyKey {
     algorithms: Vec<Algorithm>,
 }
 
+impl VerifyKey {
+    /// Whether `signature` (base64url) signs `message` under this key with `alg`: false for an
+    /// algorithm the key does not admit, whatever the signature.
+    pub fn verifies(&self, message: &[u8], signature: &str, alg: Algorithm) -> bool {
+        self.algorithms.contains(&alg) && jsonwebtoken::crypto::verify(signature, message, &self.decoding, alg).unwrap_or(false)
+    }
+}
+
 /// A provider's verification keys.
 #[derive(Default)]
 pub struct KeySet {
@@ -97,6 +105,11 @@ impl KeySet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Every key, in JWKS order.
+    pub fn keys(&self) -> &[Arc<VerifyKey>] {
+        &self.keys
     }
 
     /// The key a token's `kid` names (a token without `kid` may use a set's only key).
@@ -123,6 +136,9 @@ fn b64_len(s: &str) -> usize {
 fn key_algorithms(jwk: &Jwk, allowed: &[Algorithm]) -> Result<Vec<Algorithm>, String> {
     if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
         return Err("not a signing key (`use`)".into());
+    }
+    if jwk.common.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify)) {
+        return Err("not a verification key (`key_ops`)".into());
     }
     let by_type: Vec<Algorithm> = match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => {
