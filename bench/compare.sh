@@ -5,6 +5,8 @@
 #   direct (static nginx upstream) | bare Pingora passthrough | Portcullis public route |
 #   Portcullis full auth (memory store) | Portcullis full auth (redis store) |
 #   Portcullis full auth with an API key instead of a JWT (memory and redis store) |
+#   Portcullis full auth with an ES256 token of an external identity provider (JWKS served on
+#   loopback; the key set fetched once, tokens then verified from the cache) |
 #   Portcullis provider chain | HAProxy 2.6 + jwt_verify | HAProxy 2.6 + jwt_verify writing one
 #   log line per request (stdout to a tmpfs file, as Portcullis's audit file) | nginx reverse proxy |
 #   Portcullis doing only HAProxy's work (JWT + role rule; no audit, metrics or limits)
@@ -25,6 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   pkgs=(); for t in "${need[@]}"; do case $t in taskset) pkgs+=(util-linux);; redis-server) pkgs+=(redis-server);; *) pkgs+=("$t");; esac; done
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
+scripts/ensure-deps >/dev/null   # PyJWT makes the external provider's key and token below
 cargo build --release --bin portcullis --example bare_pingora >/dev/null 2>&1
 
 # Scratch (audit files included) on tmpfs when there is one: rounds measure the gateway, not
@@ -87,15 +90,38 @@ YAML
 gw_config 127.0.0.1:8084 127.0.0.1:9184 "store: { backend: memory }" > "$W/mem.yaml"
 gw_config 127.0.0.1:8085 127.0.0.1:9185 "store: { backend: redis, redis_url: \"redis://127.0.0.1:9379\" }" > "$W/redis.yaml"
 gw_config 127.0.0.1:8086 127.0.0.1:9186 "store: { backend: memory }" lean > "$W/lean.yaml"
+# An external identity provider on loopback: discovery and JWKS as static files, an ES256 key
+# and a token made by PyJWT (as a real IdP would make them).
+mkdir -p "$W/idp/.well-known"
+EXT_TOKEN=$(python3 - "$W/idp" <<'PY'
+import json, sys, time, jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+d, iss = sys.argv[1], "http://127.0.0.1:9400"
+key = ec.generate_private_key(ec.SECP256R1())
+jwk = json.loads(ECAlgorithm.to_jwk(key.public_key())); jwk.update(kid="bench", alg="ES256", use="sig")
+json.dump({"keys": [jwk]}, open(f"{d}/jwks", "w"))
+json.dump({"issuer": iss, "jwks_uri": f"{iss}/jwks"}, open(f"{d}/.well-known/openid-configuration", "w"))
+now = int(time.time())
+print(jwt.encode({"iss": iss, "aud": "portcullis", "sub": "bench", "iat": now, "exp": now + 7200, "roles": ["editor"]},
+                 key, algorithm="ES256", headers={"kid": "bench"}))
+PY
+)
+python3 -m http.server 9400 --bind 127.0.0.1 --directory "$W/idp" >/dev/null 2>&1 & PIDS+=($!)
+{ gw_config 127.0.0.1:8088 127.0.0.1:9188 "store: { backend: memory }"
+  echo 'identity_providers: { bench: { issuer: "http://127.0.0.1:9400", audiences: [portcullis], algorithms: [ES256], claims: { user_id: sub, role: roles }, role_map: { editor: editor } } }'
+} > "$W/ext.yaml"
 $PIN_SUT target/release/portcullis run -c "$W/mem.yaml" 2>"$W/mem.log" & MEM_PID=$!; KILL_PIDS+=($MEM_PID)
 sleep 0.3
 $PIN_SUT target/release/portcullis run -c "$W/redis.yaml" 2>"$W/redis.log" & REDIS_GW_PID=$!; KILL_PIDS+=($REDIS_GW_PID)
 sleep 0.3
 $PIN_SUT target/release/portcullis run -c "$W/lean.yaml" 2>"$W/lean.log" & LEAN_PID=$!; KILL_PIDS+=($LEAN_PID)
-for port in 9000 8081 8082 8083 8084 8085 8086 8087; do
+sleep 0.3
+$PIN_SUT target/release/portcullis run -c "$W/ext.yaml" 2>"$W/ext.log" & EXT_PID=$!; KILL_PIDS+=($EXT_PID)
+for port in 9000 8081 8082 8083 8084 8085 8086 8087 8088 9400; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
-for adm in 9184 9185 9186; do for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$adm/readyz" 2>/dev/null && break; sleep 0.1; done; done
+for adm in 9184 9185 9186 9188; do for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$adm/readyz" 2>/dev/null && break; sleep 0.1; done; done
 
 PC="target/release/portcullis"
 TOKEN=$($PC token -c "$W/mem.yaml" --user-id bench --role editor --ttl-seconds 3600)
@@ -134,6 +160,11 @@ for port in 8084 8085; do
   got=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: ${key%?}x" "http://127.0.0.1:$port/api/items"); [ "$got" = 401 ] || { echo "CHECK FAILED: a mistyped API key on $port answered $got"; exit 1; }
   got=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: $key" "http://127.0.0.1:$port/admin/x"); [ "$got" = 403 ] || { echo "CHECK FAILED: an editor's API key on /admin answered $got"; exit 1; }
 done
+for _ in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $EXT_TOKEN" http://127.0.0.1:8088/api/items)" = 200 ] && break; sleep 0.1
+done
+BADEXT="${EXT_TOKEN:0:70}$( [ "${EXT_TOKEN:70:1}" = A ] && echo B || echo A )${EXT_TOKEN:71}"   # a payload byte changed
+check 8088 /api/items 200 "$EXT_TOKEN"; check 8088 /admin/x 403 "$EXT_TOKEN"; check 8088 /api/items 401 "$BADEXT"
 echo "checked: HAProxy and Portcullis both refuse missing, forged, alg=none, expired and refresh tokens (401) and the wrong role (403)"
 
 # --- measurement -------------------------------------------------------------------------------
@@ -148,6 +179,7 @@ SYSTEMS=(
   "Portcullis full auth (redis store)|http://127.0.0.1:8085/api/items|$TOKEN|$REDIS_GW_PID"
   "Portcullis full auth with an API key (memory store)|http://127.0.0.1:8084/api/items|$KEY_MEM|$MEM_PID"
   "Portcullis full auth with an API key (redis store)|http://127.0.0.1:8085/api/items|$KEY_REDIS|$REDIS_GW_PID"
+  "Portcullis full auth with an external ES256 token|http://127.0.0.1:8088/api/items|$EXT_TOKEN|$EXT_PID"
   "Portcullis JWT + role only (HAProxy's work)|http://127.0.0.1:8086/api/items|$TOKEN|$LEAN_PID"
   "Portcullis provider chain|http://127.0.0.1:8084/v1/models|$TOKEN|$MEM_PID"
   "HAProxy 2.6 + jwt_verify|http://127.0.0.1:8083/api/items|$TOKEN|$HAP_PID"

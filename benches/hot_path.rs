@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the request path's pure decisions (criterion):
-//! token verification, path normalization plus route matching (10 and 5,000 routes), the
+//! token verification (the gateway's own and an external provider's, first time and cached),
+//! path normalization plus route matching (10 and 5,000 routes), the
 //! permission decision, and provider ordering.
 //!
 //! cargo bench --bench hot_path
@@ -38,6 +39,66 @@ fn tokens(c: &mut Criterion) {
     c.bench_function("verify an HS256 access token", |b| b.iter(|| tm.verify(black_box(&token), TokenKind::Access).unwrap()));
 }
 
+/// An external provider's token, verified in full (the first time a token is seen: one
+/// signature check plus claims) and then from the verified-token cache.
+fn external(c: &mut Criterion) {
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use portcullis::auth::idp::{self, ClaimPaths, IdpSettings, JwksRefresh, JwksSource};
+    use portcullis::auth::issuers::Issuers;
+    use std::time::Duration;
+    let roles = config(1).policy.roles;
+    for (name, alg) in [("ES256", Algorithm::ES256), ("RS256", Algorithm::RS256)] {
+        let pem = match alg {
+            Algorithm::ES256 => portcullis::auth::keygen::generate_pem(alg).unwrap().expose().to_vec(),
+            _ => {
+                std::process::Command::new("openssl")
+                    .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+                    .output()
+                    .unwrap()
+                    .stdout
+            }
+        };
+        let encoding =
+            if alg == Algorithm::ES256 { EncodingKey::from_ec_pem(&pem).unwrap() } else { EncodingKey::from_rsa_pem(&pem).unwrap() };
+        let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&encoding, alg).unwrap()).unwrap();
+        jwk["kid"] = "k1".into();
+        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+        let settings = IdpSettings {
+            name: "corp".into(),
+            issuer: "https://idp.example".into(),
+            source: JwksSource::Direct("https://idp.example/keys".into()),
+            audiences: vec!["portcullis".into()],
+            algorithms: vec![alg],
+            claims: ClaimPaths { user_id: "sub".into(), role: Some("roles".into()), scopes: Some("scope".into()) },
+            role_map: vec![("gw-user".into(), "user".into())],
+            default_role: None,
+            leeway_seconds: 30,
+            max_lifetime: Duration::from_secs(86_400),
+            refresh: JwksRefresh {
+                min: Duration::from_secs(60),
+                max: Duration::from_secs(3600),
+                unknown_kid_cooldown: Duration::from_secs(10),
+            },
+        };
+        let now = portcullis::clock::unix_now();
+        let claims = serde_json::json!({"iss": "https://idp.example", "aud": "portcullis", "sub": "alice", "iat": now, "exp": now + 3600, "roles": ["gw-user"], "scope": "a b"});
+        let mut header = Header::new(alg);
+        header.kid = Some("k1".into());
+        let token = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+        let (keys, _) = idp::parse_jwks(jwks.as_bytes(), &[alg]).unwrap();
+        c.bench_function(&format!("verify an external {name} token (first time)"), |b| {
+            b.iter(|| idp::verify(black_box(&token), &settings, &keys, &roles, now).unwrap())
+        });
+        let issuers = Issuers::new(std::sync::Arc::new(pingora::connectors::http::Connector::new(None)), None);
+        issuers.configure(std::slice::from_ref(&settings));
+        issuers.load_jwks("corp", jwks.as_bytes()).unwrap();
+        c.bench_function(&format!("authenticate an external {name} token (cached)"), |b| {
+            b.iter(|| issuers.authenticate(black_box(&token), &roles, now).unwrap().unwrap())
+        });
+    }
+}
+
 fn routing(c: &mut Criterion) {
     for n in [10, 5000] {
         let cfg = config(n);
@@ -67,5 +128,5 @@ fn providers(c: &mut Criterion) {
     c.bench_function("order a 4-provider chain", |b| b.iter(|| attempts(black_box(&[0, 1, 2, 3]), |i| &states[i], Order::Latency, 1)));
 }
 
-criterion_group!(benches, tokens, routing, permission, providers);
+criterion_group!(benches, tokens, external, routing, permission, providers);
 criterion_main!(benches);
