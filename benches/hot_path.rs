@@ -99,6 +99,37 @@ fn external(c: &mut Criterion) {
     }
 }
 
+/// An API key: the first check (HMAC-SHA-256 against the local view) and a cached one.
+fn api_keys(c: &mut Criterion) {
+    use portcullis::apikey::{self, KeyHasher};
+    use portcullis::auth::credentials::Credentials;
+    use portcullis::auth::keys::ApiKeyRecord;
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let hasher = KeyHasher::new(&[7; 32]);
+    let creds = Credentials::new(std::sync::Arc::new(portcullis::store::memory::MemoryStore::new()), None);
+    let (key, id) = apikey::generate().unwrap();
+    let record = ApiKeyRecord {
+        id,
+        name: "bench".into(),
+        user_id: "bot".into(),
+        role: "user".into(),
+        scopes: None,
+        hash: apikey::to_hex(&hasher.hash(&key)),
+        last4: apikey::last4(&key).into(),
+        created_at: 0,
+        created_by: "admin".into(),
+        expires_at: None,
+        rate_limit: None,
+    };
+    rt.block_on(creds.add_key(&record)).unwrap();
+    let now = portcullis::clock::unix_now();
+    c.bench_function("parse an API key (format and checksum)", |b| b.iter(|| apikey::parse(black_box(&key)).unwrap().id().len()));
+    c.bench_function("hash-check an API key (first time)", |b| b.iter(|| hasher.verify(black_box(&key), &hasher.hash(&key))));
+    c.bench_function("authenticate an API key (cached)", |b| {
+        b.iter(|| creds.authenticate_key(&hasher, apikey::parse(black_box(&key)).unwrap(), now).unwrap())
+    });
+}
+
 fn routing(c: &mut Criterion) {
     for n in [10, 5000] {
         let cfg = config(n);
@@ -128,5 +159,5 @@ fn providers(c: &mut Criterion) {
     c.bench_function("order a 4-provider chain", |b| b.iter(|| attempts(black_box(&[0, 1, 2, 3]), |i| &states[i], Order::Latency, 1)));
 }
 
-criterion_group!(benches, tokens, external, routing, permission, providers);
+criterion_group!(benches, tokens, external, api_keys, routing, permission, providers);
 criterion_main!(benches);

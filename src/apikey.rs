@@ -141,6 +141,8 @@ pub fn valid_id(id: &str) -> bool {
 #[derive(Clone)]
 pub struct KeyHasher {
     mac: Hmac<Sha256>,
+    /// Tells hashers apart (a verified-key cache must not outlive the secret it checked with).
+    id: u64,
 }
 
 impl fmt::Debug for KeyHasher {
@@ -153,7 +155,13 @@ impl KeyHasher {
     /// A hasher keyed with `secret` (the config requires at least 32 bytes).
     pub fn new(secret: &[u8]) -> Self {
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
-        KeyHasher { mac }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        KeyHasher { mac, id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+    }
+
+    /// This hasher's identity (each one made is distinct).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The keyed hash of a whole key.

@@ -87,6 +87,7 @@ pub struct Metrics {
     idp_fetches: IntCounterVec,
     audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
+    api_key_cache: LabelCache<&'static str, IntCounter>,
     /// The special routes' handles (unmatched, gateway endpoints).
     unmatched: Arc<RouteMetrics>,
     gateway: Arc<RouteMetrics>,
@@ -277,6 +278,7 @@ impl Metrics {
             request_duration,
             authz_denied,
             auth_failure_cache: LabelCache::new(),
+            api_key_cache: LabelCache::new(),
             unmatched,
             gateway,
             registry: r,
@@ -338,7 +340,7 @@ impl Metrics {
 
     /// Counts a request that presented an API key, by outcome (a fixed word).
     pub fn api_key_request(&self, outcome: &'static str) {
-        self.api_key_requests.with_label_values(&[outcome]).inc();
+        self.api_key_cache.get(outcome, || self.api_key_requests.with_label_values(&[outcome])).inc();
     }
 
     /// Sets how many API keys and denylist entries this instance knows.

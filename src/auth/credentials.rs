@@ -26,6 +26,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(5);
 pub struct Credentials {
     store: Arc<dyn CredentialStore>,
     keys: ArcSwap<KeyView>,
+    /// Keys that passed the hash check, by their exact text, with the hasher that checked them:
+    /// a hit skips the HMAC while the key is still the view's (revoking replaces the view).
+    verified: quick_cache::sync::Cache<Box<str>, (Arc<KeyEntry>, u64)>,
     denylist: ArcSwap<Denylist>,
     uses: Activity,
     metrics: Option<Arc<Metrics>>,
@@ -37,6 +40,7 @@ impl Credentials {
         Credentials {
             store,
             keys: ArcSwap::from_pointee(KeyView::default()),
+            verified: quick_cache::sync::Cache::new(4096),
             denylist: ArcSwap::from_pointee(Denylist::default()),
             uses: Activity::default(),
             metrics,
@@ -49,7 +53,16 @@ impl Credentials {
     /// Notes the use (written behind).
     pub fn authenticate_key(&self, hasher: &KeyHasher, key: PresentedKey<'_>, now: u64) -> Result<Arc<KeyEntry>, KeyRefusal> {
         let view = self.keys.load();
+        if let Some((hit, by)) = self.verified.get(key.expose()) {
+            let current = by == hasher.id() && view.get(&hit.record.id).is_some_and(|e| Arc::ptr_eq(e, &hit));
+            if current && hit.record.expires_at.is_none_or(|e| e > now) {
+                self.uses.record(&hit.record.id, now);
+                return Ok(hit);
+            }
+            self.verified.remove(key.expose());
+        }
         let entry = check_key(&view, hasher, key, now)?.clone();
+        self.verified.insert(key.expose().into(), (entry.clone(), hasher.id()));
         self.uses.record(&entry.record.id, now);
         Ok(entry)
     }
@@ -302,6 +315,10 @@ mod tests {
         assert_eq!(listed[0].1, Some(50), "a use not yet flushed is listed");
         c.flush_uses().await.unwrap();
         assert_eq!(store.key_uses().await.unwrap().get(&id), Some(&50));
+        // Cached now: still checked against the view, the hasher and the expiry.
+        assert!(c.authenticate_key(&hasher, parse(&key).unwrap(), 50).is_ok());
+        let other = KeyHasher::new(&[4; 32]);
+        assert_eq!(c.authenticate_key(&other, parse(&key).unwrap(), 50).unwrap_err(), KeyRefusal::Mismatch, "another secret");
         assert!(c.remove_key(&id).await.unwrap());
         assert!(!c.remove_key(&id).await.unwrap());
         assert_eq!(c.authenticate_key(&hasher, parse(&key).unwrap(), 51).unwrap_err(), KeyRefusal::Unknown);
