@@ -402,3 +402,35 @@ fn a_missing_provider_key_is_a_config_error_unless_the_provider_needs_none() {
     assert!(text.contains("providers.openai.api_key_env: environment variable `OPENAI_TEST_KEY` is not set"), "{text}");
     assert!(!text.contains("local"), "{text}");
 }
+
+/// Found by an acceptance run: with failures and no active probe, a degraded primary was never
+/// tried again. Now it is tried in its configured place after `health.degraded_seconds`.
+#[test]
+fn a_primary_degraded_by_a_blip_is_tried_first_again_after_degraded_seconds() {
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
+    let app = MockUpstream::start();
+    let config = format!("{}{}", seed_config(&app.url()), llm_section(&p[0].url(), &p[1].url(), &p[2].url(), ""))
+        .replace("degraded_latency_ms: 2000 }", "degraded_latency_ms: 2000, degraded_seconds: 1 }");
+    let gw = TestGateway::start_with_env(&config, &KEYS);
+    let token = gw.token("u1", "user");
+    let chat = || {
+        let r = gw.request("POST", "/v1/chat/completions").bearer(&token).json(&json!({"model": "m", "messages": []})).send();
+        assert_eq!(r.status, 200);
+        World::provider_of(&r)
+    };
+    assert_eq!(chat(), "p1");
+    p[0].set_behavior(Behavior::Status(500, None));
+    assert_eq!(chat(), "p2", "a blip: failed over");
+    p[0].set_behavior(Behavior::Ok);
+    assert_eq!(chat(), "p2", "the degraded primary goes after the healthy fallback");
+    let blip_hits = p[0].hits();
+    let started = Instant::now();
+    assert_eventually!(chat() == "p1", "the primary is tried first again");
+    assert!(started.elapsed() >= Duration::from_millis(500), "not before degraded_seconds");
+    assert_eq!(p[0].hits(), blip_hits + 1, "tried once, and it answered");
+    let admin = gw.token("root", "admin");
+    let listed = gw.get("/admin/providers").bearer(&admin).send().json();
+    let p1 = listed["providers"].as_array().unwrap().iter().find(|x| x["name"] == "p1").unwrap().clone();
+    assert_eq!(p1["status"], "healthy", "{p1}");
+    drop(app);
+}

@@ -10,13 +10,14 @@ use crate::providers::{Chain, HealthCheck, Provider, ProviderAuth};
 use crate::secret::Secret;
 
 pub(super) fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
-    if raw.failure_threshold == 0 || raw.unhealthy_seconds == 0 {
-        problem(p, "health", "`failure_threshold` and `unhealthy_seconds` must be at least 1");
+    if raw.failure_threshold == 0 || raw.unhealthy_seconds == 0 || raw.degraded_seconds == 0 {
+        problem(p, "health", "`failure_threshold`, `unhealthy_seconds` and `degraded_seconds` must be at least 1");
     }
     Rules {
         failure_threshold: raw.failure_threshold.max(1),
         unhealthy_ms: raw.unhealthy_seconds * 1000,
         degraded_latency_ms: raw.degraded_latency_ms,
+        degraded_ms: raw.degraded_seconds.max(1) * 1000,
     }
 }
 

@@ -594,11 +594,14 @@ pub struct RawHealth {
     pub failure_threshold: u32,
     pub unhealthy_seconds: u64,
     pub degraded_latency_ms: u64,
+    /// A provider degraded by failures is tried again in its place after this long without a
+    /// new failure.
+    pub degraded_seconds: u64,
 }
 
 impl Default for RawHealth {
     fn default() -> Self {
-        RawHealth { failure_threshold: 3, unhealthy_seconds: 300, degraded_latency_ms: 2000 }
+        RawHealth { failure_threshold: 3, unhealthy_seconds: 300, degraded_latency_ms: 2000, degraded_seconds: 30 }
     }
 }
 

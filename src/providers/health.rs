@@ -40,11 +40,14 @@ pub struct Rules {
     pub failure_threshold: u32,
     pub unhealthy_ms: u64,
     pub degraded_latency_ms: u64,
+    /// A provider degraded by failures is tried again in its configured place after this long
+    /// without a new failure.
+    pub degraded_ms: u64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000 }
+        Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 }
     }
 }
 
@@ -69,6 +72,10 @@ pub struct State {
     /// flight when it was set, a probe) do not change the status before.
     #[serde(default)]
     pub manual_until: u64,
+    /// A provider degraded by failures is ordered as healthy again from then on (ms; 0: not
+    /// degraded by failures).
+    #[serde(default)]
+    pub degraded_until: u64,
     /// Bumped on every change (optimistic concurrency in the store).
     pub version: u64,
 }
@@ -93,6 +100,7 @@ impl State {
         self.consecutive_failures = 0;
         self.last_check = now;
         self.unhealthy_until = 0;
+        self.degraded_until = 0;
         let slow = self.response_time_ms.is_some_and(|avg| avg > rules.degraded_latency_ms as f64);
         self.status = if slow { Status::Degraded } else { Status::Healthy };
         self.reason = slow.then(|| "slow responses".to_string());
@@ -118,6 +126,7 @@ impl State {
             self.unhealthy_until = now + rules.unhealthy_ms;
         } else if self.status != Status::Unhealthy {
             self.status = Status::Degraded;
+            self.degraded_until = now.saturating_add(rules.degraded_ms);
         }
         self.version += 1;
     }
@@ -143,6 +152,7 @@ impl State {
             (_, Some(d)) => now.saturating_add(d),
             (_, None) => u64::MAX,
         };
+        self.degraded_until = 0;
         if status == Status::Healthy {
             self.consecutive_failures = 0;
             self.retry_after_until = 0;
@@ -154,6 +164,17 @@ impl State {
     /// is available again: half-open).
     pub fn is_available(&self, now: u64) -> bool {
         now >= self.unhealthy_until && now >= self.retry_after_until
+    }
+
+    /// The class a chain orders this provider in at `now`: its status, except that a provider
+    /// degraded by failures is tried again in its configured place once `degraded_ms` has passed
+    /// without a new failure (its failures still count towards the threshold). A provider
+    /// degraded for slowness, or by an operator, keeps its class.
+    pub fn class(&self, now: u64) -> Status {
+        match self.status {
+            Status::Degraded if self.degraded_until != 0 && now >= self.degraded_until && now >= self.manual_until => Status::Healthy,
+            s => s,
+        }
     }
 
     /// Healthy now.
@@ -172,9 +193,10 @@ pub enum Order {
     Latency,
 }
 
-/// The chain ordered by health: healthy, then degraded, then unhealthy, stable inside each class
-/// (configured order, or latency). `state(i)` gives the i-th provider's state.
-pub fn order<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, mode: Order) -> Vec<usize> {
+/// The chain ordered by health class at `now` ([`State::class`]): healthy, then degraded, then
+/// unhealthy, stable inside each class (configured order, or latency). `state(i)` gives the i-th
+/// provider's state.
+pub fn order<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, mode: Order, now: u64) -> Vec<usize> {
     let mut out = chain.to_vec();
     let key = |i: &usize| {
         let s = state(*i);
@@ -182,7 +204,7 @@ pub fn order<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, mode: Orde
             Order::Config => 0.0,
             Order::Latency => s.response_time_ms.unwrap_or(f64::MAX),
         };
-        (s.status, latency)
+        (s.class(now), latency)
     };
     out.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
     out
@@ -191,7 +213,7 @@ pub fn order<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State, mode: Orde
 /// Which providers to try, in order: the available ones by health; if none is available,
 /// every provider in chain order (panic mode: better to try than to refuse).
 pub fn attempts<'a>(chain: &[usize], state: impl Fn(usize) -> &'a State + Copy, mode: Order, now: u64) -> (Vec<usize>, bool) {
-    let ordered: Vec<usize> = order(chain, state, mode).into_iter().filter(|i| state(*i).is_available(now)).collect();
+    let ordered: Vec<usize> = order(chain, state, mode, now).into_iter().filter(|i| state(*i).is_available(now)).collect();
     if ordered.is_empty() {
         (chain.to_vec(), true)
     } else {
@@ -210,7 +232,7 @@ mod tests {
 
     #[test]
     fn an_operators_override_holds_against_passive_signals_until_it_ends() {
-        let rules = Rules { failure_threshold: 2, unhealthy_ms: 1_000, degraded_latency_ms: 2_000 };
+        let rules = Rules { failure_threshold: 2, unhealthy_ms: 1_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 };
         let mut s = State::default();
         s.mark(Status::Unhealthy, Some("maintenance".into()), Some(60_000), 1_000);
         // A request that was in flight when the override was set succeeds, another fails.
@@ -235,7 +257,7 @@ mod tests {
         assert_eq!(s.status, Status::Degraded, "passive again after an operator's healthy");
     }
 
-    const RULES: Rules = Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000 };
+    const RULES: Rules = Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 };
 
     #[test]
     fn failures_degrade_then_make_unhealthy_for_the_period_and_half_open_recovers() {
@@ -286,7 +308,7 @@ mod tests {
             states[1].record_failure("x", None, 0, &RULES); // unhealthy
         }
         let st = |i: usize| &states[i];
-        assert_eq!(order(&[0, 1, 2, 3], st, Order::Config), vec![2, 3, 0, 1]);
+        assert_eq!(order(&[0, 1, 2, 3], st, Order::Config, 1), vec![2, 3, 0, 1]);
         let (tries, panic) = attempts(&[0, 1, 2, 3], st, Order::Config, 1);
         assert_eq!((tries, panic), (vec![2, 3, 0], false), "the unhealthy one is skipped while its period lasts");
         assert_eq!(pick_healthy(&[0, 1, 2, 3], st, 1), Some(2));
@@ -299,8 +321,41 @@ mod tests {
         states[1].record_success(100.0, 0, &RULES);
         states[2].record_success(500.0, 0, &RULES);
         let st = |i: usize| &states[i];
-        assert_eq!(order(&[0, 1, 2], st, Order::Latency), vec![1, 2, 0]);
-        assert_eq!(order(&[0, 1, 2], st, Order::Config), vec![0, 1, 2]);
+        assert_eq!(order(&[0, 1, 2], st, Order::Latency, 1), vec![1, 2, 0]);
+        assert_eq!(order(&[0, 1, 2], st, Order::Config, 1), vec![0, 1, 2]);
+    }
+
+    /// The state machine of the README's table, step by step on one provider (primary) beside a
+    /// healthy fallback.
+    #[test]
+    fn a_provider_degraded_by_failures_is_tried_again_in_its_place_after_degraded_ms() {
+        let mut states = vec![State::default(); 2];
+        // healthy --failure--> degraded (fallback first)
+        states[0].record_failure("500", None, 1_000, &RULES);
+        let order_at = |states: &Vec<State>, now| order(&[0, 1], |i| &states[i], Order::Config, now);
+        assert_eq!(states[0].status, Status::Degraded);
+        assert_eq!(order_at(&states, 1_000), vec![1, 0]);
+        assert_eq!(order_at(&states, 30_999), vec![1, 0]);
+        // degraded --degraded_ms without a failure--> tried first again (class healthy)
+        assert_eq!(order_at(&states, 31_000), vec![0, 1]);
+        assert_eq!(states[0].class(31_000), Status::Healthy);
+        // tried again --failure--> degraded again, and the failure counts towards the threshold
+        states[0].record_failure("500", None, 31_000, &RULES);
+        assert_eq!((states[0].consecutive_failures, order_at(&states, 31_000)), (2, vec![1, 0]));
+        states[0].record_failure("500", None, 61_000, &RULES);
+        assert_eq!(states[0].status, Status::Unhealthy, "third failure in a row");
+        assert_eq!(states[0].class(61_000 + 40_000), Status::Unhealthy, "unhealthy is not degraded: it waits out its period");
+        // --success--> healthy (failures reset)
+        states[0].record_success(50.0, 400_000, &RULES);
+        assert_eq!((states[0].status, states[0].consecutive_failures, states[0].degraded_until), (Status::Healthy, 0, 0));
+        // Degraded for slowness or by an operator: the class holds.
+        let mut slow = State::default();
+        slow.record_success(5_000.0, 0, &RULES);
+        assert_eq!((slow.status, slow.class(10_000_000)), (Status::Degraded, Status::Degraded));
+        let mut manual = State::default();
+        manual.record_failure("500", None, 0, &RULES);
+        manual.mark(Status::Degraded, Some("canary".into()), None, 1);
+        assert_eq!(manual.class(10_000_000), Status::Degraded);
     }
 
     #[test]
