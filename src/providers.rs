@@ -46,6 +46,10 @@ pub struct Provider {
     pub verify_cert: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Until the response header (a timeout fails over).
+    pub first_byte_timeout: Duration,
+    /// The longest gap between response body chunks (exceeded: the stream ends, a failure).
+    pub stream_idle_timeout: Duration,
     pub auth: ProviderAuth,
     pub health_check: Option<HealthCheck>,
 }

@@ -434,3 +434,31 @@ fn a_primary_degraded_by_a_blip_is_tried_first_again_after_degraded_seconds() {
     assert_eq!(p1["status"], "healthy", "{p1}");
     drop(app);
 }
+
+/// `first_byte_timeout_ms` bounds the wait for a provider's response header (then the chain
+/// fails over) apart from `read_timeout_ms`; `stream_idle_timeout_ms` bounds the gap between
+/// stream chunks (then the client's stream ends and the provider is recorded as failed).
+#[test]
+fn first_byte_and_stream_idle_timeouts_are_the_providers_own() {
+    let w = world_probing("", ", first_byte_timeout_ms: 150, stream_idle_timeout_ms: 150");
+    w.p[0].set_behavior(Behavior::Hang);
+    let started = Instant::now();
+    assert_eq!(World::provider_of(&w.chat()), "p2");
+    // read_timeout_ms is 800 for every provider here: failing over well before it shows the
+    // first-byte bound in effect (generous margin: a functional check, not a speed target).
+    assert!(started.elapsed() < Duration::from_millis(700), "{:?}", started.elapsed());
+    w.heal_all();
+    w.p[0].set_behavior(Behavior::Sse(4, 400));
+    let raw = common::client::send_raw_bytes(
+        w.gw.addr,
+        &w.gw.request("POST", "/v1/chat").bearer(&w.token).json(&json!({"stream": true})).to_bytes(),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("event 0"), "{text}");
+    assert!(!text.contains("event 3"), "the stream was ended at the first long gap: {text}");
+    let admin = w.gw.token("root", "admin");
+    assert_eventually!(
+        w.gw.get("/admin/providers").bearer(&admin).send().json()["providers"][0]["reason"] == "stream idle timeout",
+        "recorded as a failure of p1"
+    );
+}

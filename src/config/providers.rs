@@ -96,6 +96,8 @@ fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p
         verify_cert: r.tls_verify,
         connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
         read_timeout: Duration::from_millis(r.read_timeout_ms.max(1)),
+        first_byte_timeout: Duration::from_millis(r.first_byte_timeout_ms.unwrap_or(r.read_timeout_ms).max(1)),
+        stream_idle_timeout: Duration::from_millis(r.stream_idle_timeout_ms.unwrap_or(r.read_timeout_ms).max(1)),
         auth,
         health_check,
     })

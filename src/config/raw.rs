@@ -564,6 +564,13 @@ pub struct RawProvider {
     /// Waiting for the response header (a timeout fails over).
     #[serde(default = "defaults::read_timeout_ms")]
     pub read_timeout_ms: u64,
+    /// Waiting for the response header, if other than `read_timeout_ms` (a timeout fails over).
+    #[serde(default)]
+    pub first_byte_timeout_ms: Option<u64>,
+    /// The longest gap between two chunks of the response body (default `read_timeout_ms`);
+    /// exceeded, the stream is ended and the provider recorded as failed.
+    #[serde(default)]
+    pub stream_idle_timeout_ms: Option<u64>,
     #[serde(default = "defaults::yes")]
     pub tls_verify: bool,
 }

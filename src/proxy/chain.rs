@@ -109,7 +109,7 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => return fail(format!("connect: {:?}", e.etype()), None),
         };
-        up.set_read_timeout(Some(provider.read_timeout));
+        up.set_read_timeout(Some(provider.first_byte_timeout));
         let req = match provider_request(session.req_header(), path, provider, body, &ctx.request_id) {
             Ok(r) => r,
             Err(_) => return Attempt::Failover("request could not be built".into()),
@@ -136,7 +136,7 @@ impl Gateway {
         if up.finish_request_body().await.is_err() {
             return fail("write error".into(), None);
         }
-        match tokio::time::timeout(provider.read_timeout, up.read_response_header()).await {
+        match tokio::time::timeout(provider.first_byte_timeout, up.read_response_header()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return fail(format!("no response: {:?}", e.etype()), None),
             Err(_) => return fail("timeout before the response header".into(), None),
@@ -183,6 +183,8 @@ impl Gateway {
             self.services.connector.release_http_session(up, peer, peer.idle_timeout()).await;
             return Attempt::Done;
         }
+        // From here on the wait that matters is the gap between chunks.
+        up.set_read_timeout(Some(provider.stream_idle_timeout));
         loop {
             match up.read_response_body().await {
                 Ok(Some(chunk)) => {
@@ -198,8 +200,9 @@ impl Gateway {
                     return Attempt::Done;
                 }
                 Err(e) => {
-                    tracker.record(&name, |s, r, now| s.record_failure("broke mid-stream", None, now, r));
-                    tracing::warn!(provider = %name, request_id = %ctx.request_id, "provider broke mid-stream; ending the client's stream");
+                    let why = if e.etype() == &ErrorType::ReadTimedout { "stream idle timeout" } else { "broke mid-stream" };
+                    tracker.record(&name, move |s, r, now| s.record_failure(why, None, now, r));
+                    tracing::warn!(provider = %name, request_id = %ctx.request_id, reason = why, "provider stream ended; ending the client's stream");
                     return Attempt::Broken(e);
                 }
             }
