@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod models;
 pub mod probes;
 pub mod request;
 pub mod tracker;
@@ -52,6 +53,8 @@ pub struct Provider {
     pub stream_idle_timeout: Duration,
     pub auth: ProviderAuth,
     pub health_check: Option<HealthCheck>,
+    /// Public model name -> this provider's name for it (None: names pass through).
+    pub models: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A fallback chain.
@@ -71,12 +74,14 @@ pub struct ProviderSet {
     pub providers: Vec<Provider>,
     pub chains: Vec<Chain>,
     pub peers: Vec<HttpPeer>,
+    /// Who may use which model (None: `permissions` has no `models` resource).
+    pub model_access: Option<models::ModelAccess>,
 }
 
 impl ProviderSet {
     /// The set for these providers and chains.
-    pub fn new(providers: Vec<Provider>, chains: Vec<Chain>) -> Self {
+    pub fn new(providers: Vec<Provider>, chains: Vec<Chain>, model_access: Option<models::ModelAccess>) -> Self {
         let peers = providers.iter().map(request::provider_peer).collect();
-        ProviderSet { providers, chains, peers }
+        ProviderSet { providers, chains, peers, model_access }
     }
 }

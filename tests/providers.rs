@@ -462,3 +462,63 @@ fn first_byte_and_stream_idle_timeouts_are_the_providers_own() {
         "recorded as a failure of p1"
     );
 }
+
+/// Public model names mapped per provider, model permissions, and `/v1/models` from the gateway.
+#[test]
+fn public_models_are_mapped_per_provider_and_authorized_by_role() {
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2")];
+    let app = MockUpstream::start();
+    let config = common::config::Config::seed(&app.url())
+        .add_route("{ name: llm, path: \"/v1/**\", methods: [POST, GET], require_role: viewer, chain: llm }")
+        .set(
+            "providers",
+            &format!(
+                "{{ p1: {{ url: \"{}\", models: {{ smart: gpt-4o, fast: gpt-4o-mini }} }}, p2: {{ url: \"{}\", models: {{ smart: claude-sonnet-4-5 }} }} }}",
+                p[0].url(),
+                p[1].url()
+            ),
+        )
+        .set("provider_chains", "{ llm: { primary: p1, fallbacks: [p2] } }")
+        .set("permissions.models", "{ admin: [\"*\"], user: [smart, fast], viewer: [fast], guest: [] }");
+    let gw = TestGateway::start(&config.yaml());
+    let (user, viewer, admin) = (gw.token("u", "user"), gw.token("v", "viewer"), gw.token("a", "admin"));
+    let chat = |token: &str, model: &str| {
+        gw.request("POST", "/v1/chat/completions")
+            .bearer(token)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let model_seen =
+        |u: &MockUpstream| serde_json::from_slice::<serde_json::Value>(&u.last().body).unwrap()["model"].as_str().unwrap().to_string();
+    assert_eq!(chat(&user, "smart").status, 200);
+    assert_eq!(model_seen(&p[0]), "gpt-4o");
+    p[0].set_behavior(Behavior::Status(500, None));
+    let r = chat(&user, "smart");
+    assert_eq!((r.status, World::provider_of(&r).as_str()), (200, "p2"));
+    assert_eq!(model_seen(&p[1]), "claude-sonnet-4-5", "each provider receives its own name");
+    let p2_hits = p[1].hits();
+    let r = chat(&user, "fast");
+    assert_eq!(r.status, 502, "p2 does not offer `fast`: skipped, so only p1 was tried");
+    assert_eq!(p[1].hits(), p2_hits);
+    p[0].set_behavior(Behavior::Ok);
+    assert_eq!(chat(&viewer, "fast").status, 200);
+    assert_eq!(model_seen(&p[0]), "gpt-4o-mini");
+    let r = chat(&viewer, "smart");
+    assert_eq!((r.status, r.error_code().as_str()), (403, "model_not_allowed"));
+    let r = chat(&user, "gpt-5");
+    assert_eq!((r.status, r.error_code().as_str()), (400, "unknown_model"));
+    assert!(r.json()["message"].as_str().unwrap().ends_with("you may use: fast, smart"), "{}", r.json());
+    assert_eq!(chat(&admin, "gpt-5").status, 400, "the wildcard allows every model, but nobody offers this one");
+    let ids = |token: &str| {
+        let v = gw.get("/v1/models").bearer(token).send().json();
+        assert_eq!(v["object"], "list");
+        v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&viewer), ["fast"]);
+    assert_eq!(ids(&admin), ["fast", "smart"]);
+    assert_eventually!(
+        gw.metric(r#"portcullis_authz_denied_total{route="llm"}"#) == Some(1.0),
+        "the model denial is counted like any denial"
+    );
+    drop(app);
+}

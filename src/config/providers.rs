@@ -100,6 +100,7 @@ fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p
         stream_idle_timeout: Duration::from_millis(r.stream_idle_timeout_ms.unwrap_or(r.read_timeout_ms).max(1)),
         auth,
         health_check,
+        models: r.models.clone(),
     })
 }
 

@@ -567,6 +567,10 @@ pub struct RawProvider {
     /// Waiting for the response header, if other than `read_timeout_ms` (a timeout fails over).
     #[serde(default)]
     pub first_byte_timeout_ms: Option<u64>,
+    /// Public model name -> this provider's name for it; a provider without it passes the
+    /// client's model name through.
+    #[serde(default)]
+    pub models: Option<BTreeMap<String, String>>,
     /// The longest gap between two chunks of the response body (default `read_timeout_ms`);
     /// exceeded, the stream is ended and the provider recorded as failed.
     #[serde(default)]

@@ -125,6 +125,11 @@ pub fn validate(
     }
     let api_keys = raw.api_keys.as_ref().map(|k| credentials::lower_api_keys(k, env, &mut p));
     let identity_providers = identity::lower_identity_providers(&raw.identity_providers, &roles, &mut p);
+    let model_access = matrix.resources().any(|r| r == "models").then(|| {
+        crate::providers::models::ModelAccess::new(
+            matrix.actions("models").map(|a| (a.to_string(), matrix.min_level("models", a).ok().flatten())).collect::<Vec<_>>(),
+        )
+    });
     let client_certs = raw.client_certs.as_ref().map(|c| credentials::lower_client_certs(c, &roles, &mut p)).unwrap_or_default();
     let client_auth = matches!(&server, Some(Some(s)) if s.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
     if !client_auth && raw.client_certs.as_ref().is_some_and(|c| !c.map.is_empty()) {
@@ -173,6 +178,7 @@ pub fn validate(
             client_certs,
             named_limits: route_limits,
             identity_providers,
+            model_access,
         }),
         _ => Err(p),
     }

@@ -18,6 +18,7 @@ use super::{headers, reply, Answer, Gateway, RequestCtx};
 use crate::admission::Reject;
 use crate::clock::now_ms;
 use crate::providers::health::{self, State};
+use crate::providers::models;
 use crate::providers::request::{provider_request, retry_after_ms, Body};
 use crate::providers::Provider;
 
@@ -60,6 +61,42 @@ impl Gateway {
         if panic {
             tracing::warn!(chain = %chain.name, "every provider is unhealthy: trying them all in chain order");
         }
+        let level = ctx.identity.as_ref().and_then(|i| i.role.as_deref()).and_then(|r| snapshot.policy.roles.level(r));
+        let offered = models::offered(chain.providers.iter().map(|i| set.providers[*i].models.as_ref()));
+        let may_use = |m: &str| set.model_access.as_ref().is_none_or(|a| a.allows(m, level));
+        if !offered.is_empty() && session.req_header().method == http::Method::GET && path.ends_with("/models") {
+            // The chain's public models this caller may use, in OpenAI's list format.
+            let data: Vec<serde_json::Value> = offered
+                .iter()
+                .filter(|m| may_use(m))
+                .map(|m| serde_json::json!({ "id": m, "object": "model", "created": 0, "owned_by": "portcullis" }))
+                .collect();
+            let answer = crate::api::answer(Ok((200, serde_json::json!({ "object": "list", "data": data }))));
+            reply::send(session, ctx, answer.into()).await;
+            return Ok(());
+        }
+        // Each provider receives its own name for the public model; one that lacks it is skipped.
+        let mut bodies: Vec<Option<Body>> = (0..set.providers.len()).map(|_| None).collect();
+        if let Some(model) = (!body.more).then(|| models::requested_model(&body.bytes)).flatten() {
+            tries.retain(|&pi| match models::provider_model(set.providers[pi].models.as_ref(), &model) {
+                None => false,
+                Some(own) if own == model => true,
+                Some(own) => {
+                    bodies[pi] = models::with_model(&body.bytes, &own).map(|b| Body { bytes: b.into(), more: false });
+                    true
+                }
+            });
+            if tries.is_empty() {
+                let usable: Vec<&str> = offered.iter().map(String::as_str).filter(|m| may_use(m)).collect();
+                let message = format!("the model `{model}` is not offered here; you may use: {}", usable.join(", "));
+                return self.refuse_chain(session, ctx, Reject::new(400, "unknown_model", message, "unknown_model")).await;
+            }
+            if !may_use(&model) {
+                let reject =
+                    Reject::new(403, "model_not_allowed", format!("your role may not use the model `{model}`"), "model_not_allowed");
+                return self.refuse_chain(session, ctx, reject).await;
+            }
+        }
         if body.more {
             // Too large to resend: one provider only.
             tries.truncate(1);
@@ -67,11 +104,12 @@ impl Gateway {
         let mut tried: Vec<&str> = Vec::new();
         for &pi in tries.iter() {
             let provider = &set.providers[pi];
+            let body = bodies[pi].as_ref().unwrap_or(&body);
             if let (Some(m), Some(prev)) = (&self.services.metrics, tried.last()) {
                 m.failover(&chain.name, prev, &provider.name);
             }
             tried.push(&provider.name);
-            match self.attempt(session, ctx, provider, &set.peers[pi], &body, path, &chain.failover_on).await {
+            match self.attempt(session, ctx, provider, &set.peers[pi], body, path, &chain.failover_on).await {
                 Attempt::Done => return Ok(()),
                 Attempt::Failover(why) => {
                     tracing::info!(chain = %chain.name, provider = %provider.name, reason = %why, request_id = %ctx.request_id, "provider failed; trying the next");
@@ -81,6 +119,16 @@ impl Gateway {
         }
         let reject =
             Reject::new(502, "all_providers_failed", format!("all providers failed: {}", tried.join(", ")), "all_providers_failed");
+        ctx.answer = Answer::Refused { status: reject.status, reason: reject.reason };
+        reply::send(session, ctx, reply::Reply::from(&reject)).await;
+        Ok(())
+    }
+
+    /// Refuses a chain request after admission (a model the caller may not use, or none offered).
+    async fn refuse_chain(&self, session: &mut Session, ctx: &mut RequestCtx, reject: Reject) -> Result<()> {
+        if let (Some(r), 403) = (&ctx.route_metrics, reject.status) {
+            r.denied.inc();
+        }
         ctx.answer = Answer::Refused { status: reject.status, reason: reject.reason };
         reply::send(session, ctx, reply::Reply::from(&reject)).await;
         Ok(())
