@@ -522,3 +522,51 @@ fn public_models_are_mapped_per_provider_and_authorized_by_role() {
     );
     drop(app);
 }
+
+/// A stream whose session is revoked ends within a second, and the audit log says why.
+#[test]
+fn a_stream_ends_when_its_session_is_revoked() {
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
+    let app = MockUpstream::start();
+    let config = common::config::Config::from_yaml(&format!(
+        "{}{}",
+        seed_config(&app.url()),
+        llm_section(&p[0].url(), &p[1].url(), &p[2].url(), "")
+    ))
+    .set("audit", "{ sink: file, file: audit.log }")
+    .set("providers.p1.stream_idle_timeout_ms", "5000")
+    .yaml();
+    let gw = TestGateway::start_with_env(&config, &KEYS);
+    gw.create_user("streamer@example.com", "demo-password-123", "user");
+    let login = gw.request("POST", "/auth/login").json(&json!({"email": "streamer@example.com", "password": "demo-password-123"})).send();
+    let access = login.json()["access_token"].as_str().unwrap().to_string();
+    p[0].set_behavior(Behavior::Sse(20, 300)); // six seconds of events
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(gw.addr).unwrap();
+    let body = r#"{"stream":true}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {access}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("event 1") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(gw.request("POST", "/auth/logout").bearer(&access).send().status, 200);
+    let revoked_at = Instant::now();
+    let _ = stream.read_to_end(&mut got);
+    let took = revoked_at.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    println!("stream ended {took:?} after the logout");
+    assert!(took < Duration::from_millis(1500), "the stream went on {took:?} after the logout");
+    assert!(!text.contains("event 19"), "the stream did not run to its end");
+    assert_eventually!(
+        gw.audit_events().iter().any(|e| e["event"] == "llm.stream_ended" && e["details"]["reason"] == "session_revoked"),
+        "the audit log says why"
+    );
+    drop(app);
+}

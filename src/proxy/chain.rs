@@ -124,6 +124,32 @@ impl Gateway {
         Ok(())
     }
 
+    /// Why an open stream must end now: its session revoked (logout, reuse, an admin) or its
+    /// credential put on the denylist.
+    fn stream_cut_off(&self, ctx: &RequestCtx) -> Option<&'static str> {
+        let identity = ctx.identity.as_deref()?;
+        let now = crate::clock::unix_now();
+        if identity.session_id().is_some_and(|sid| self.services.sessions.revocations.is_revoked(sid, now)) {
+            return Some("session_revoked");
+        }
+        self.services.credentials.denies(identity, now).map(|_| "denylisted")
+    }
+
+    /// `llm.stream_ended`: a stream cut off, with why.
+    fn audit_stream_ended(&self, session: &Session, ctx: &RequestCtx, provider: &str, why: &'static str) {
+        let Some(audit) = &self.services.audit else { return };
+        let ua = session.req_header().headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let origin = crate::audit::Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: ua };
+        let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
+        audit.emit(crate::audit::Event::new(
+            "llm.stream_ended",
+            "revoked",
+            user,
+            origin,
+            serde_json::json!({ "reason": why, "provider": provider }),
+        ));
+    }
+
     /// Refuses a chain request after admission (a model the caller may not use, or none offered).
     async fn refuse_chain(&self, session: &mut Session, ctx: &mut RequestCtx, reject: Reject) -> Result<()> {
         if let (Some(r), 403) = (&ctx.route_metrics, reject.status) {
@@ -233,8 +259,28 @@ impl Gateway {
         }
         // From here on the wait that matters is the gap between chunks.
         up.set_read_timeout(Some(provider.stream_idle_timeout));
+        // A stream outlives no revocation: its credential is checked again every 250 ms.
+        let mut recheck = tokio::time::interval(std::time::Duration::from_millis(250));
+        recheck.tick().await;
         loop {
-            match up.read_response_body().await {
+            // The same read is polled across ticks (never cancelled unless the stream ends).
+            let read = {
+                let pending = up.read_response_body();
+                tokio::pin!(pending);
+                loop {
+                    tokio::select! {
+                        read = &mut pending => break read,
+                        _ = recheck.tick() => {
+                            if let Some(why) = self.stream_cut_off(ctx) {
+                                tracing::info!(provider = %name, request_id = %ctx.request_id, reason = why, "stream ended: its credential was revoked");
+                                self.audit_stream_ended(session, ctx, &name, why);
+                                return Attempt::Broken(Error::explain(ErrorType::InternalError, "the stream's credential was revoked"));
+                            }
+                        }
+                    }
+                }
+            };
+            match read {
                 Ok(Some(chunk)) => {
                     if session.write_response_body(Some(chunk), false).await.is_err() {
                         return Attempt::Done; // the client went away
