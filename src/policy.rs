@@ -27,21 +27,40 @@ pub struct Identity {
 /// The credential behind an [`Identity`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// A gateway access token of a login session.
-    Session { session_id: String, jti: String },
+    /// A gateway access token of a login session (`exp`: when it expires; u64::MAX unknown).
+    Session { session_id: String, jti: String, exp: u64 },
     /// An API key (its public id).
     ApiKey { id: String },
     /// A verified TLS client certificate (its subject).
     Certificate { subject: String },
     /// An access token of an external identity provider (its name in `identity_providers`).
-    External { provider: String, jti: Option<String> },
+    External { provider: String, jti: Option<String>, exp: u64 },
 }
 
 impl Identity {
     /// The identity of a session's access token.
     pub fn session(user_id: impl Into<String>, role: Option<String>, session_id: impl Into<String>, jti: impl Into<String>) -> Self {
-        let credential = Credential::Session { session_id: session_id.into(), jti: jti.into() };
+        Self::session_until(user_id, role, session_id, jti, u64::MAX)
+    }
+
+    /// The identity of a session's access token that expires at `exp` (unix seconds).
+    pub fn session_until(
+        user_id: impl Into<String>,
+        role: Option<String>,
+        session_id: impl Into<String>,
+        jti: impl Into<String>,
+        exp: u64,
+    ) -> Self {
+        let credential = Credential::Session { session_id: session_id.into(), jti: jti.into(), exp };
         Identity { user_id: user_id.into(), role, credential, scopes: None }
+    }
+
+    /// When the token behind the identity expires, if it is a token.
+    pub fn expires_at(&self) -> Option<u64> {
+        match &self.credential {
+            Credential::Session { exp, .. } | Credential::External { exp, .. } => Some(*exp),
+            _ => None,
+        }
     }
 
     /// The login session behind the identity, if it is one.

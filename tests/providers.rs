@@ -570,3 +570,41 @@ fn a_stream_ends_when_its_session_is_revoked() {
     );
     drop(app);
 }
+
+/// With `sessions.end_streams_at_expiry`, a stream ends when the token it started with expires.
+#[test]
+fn a_stream_ends_when_its_token_expires_if_asked() {
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
+    let app = MockUpstream::start();
+    let config = common::config::Config::from_yaml(&format!(
+        "{}{}",
+        seed_config(&app.url()),
+        llm_section(&p[0].url(), &p[1].url(), &p[2].url(), "")
+    ))
+    .set("sessions.end_streams_at_expiry", "true")
+    .set("audit", "{ sink: file, file: audit.log }")
+    .yaml();
+    let gw = TestGateway::start_with_env(&config, &KEYS);
+    let spec = portcullis::auth::TokenSpec {
+        user_id: "u1",
+        role: Some("user"),
+        kind: portcullis::auth::TokenKind::Access,
+        session_id: "s-short",
+        ttl: Some(Duration::from_secs(2)),
+        jti: None,
+    };
+    let short = gw.tokens().create_token(&spec).unwrap();
+    p[0].set_behavior(Behavior::Sse(20, 300)); // six seconds of events
+    let started = Instant::now();
+    let raw =
+        common::client::send_raw_bytes(gw.addr, &gw.request("POST", "/v1/chat").bearer(&short).json(&json!({"stream": true})).to_bytes());
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("event 0"), "{text}");
+    assert!(!text.contains("event 19"), "the stream was ended at the token's expiry");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eventually!(
+        gw.audit_events().iter().any(|e| e["event"] == "llm.stream_ended" && e["details"]["reason"] == "token_expired"),
+        "the audit log says why"
+    );
+    drop(app);
+}

@@ -168,7 +168,7 @@ mod tests {
         let external = |provider: &str, jti: Option<&str>| Identity {
             user_id: "ext".into(),
             role: None,
-            credential: Credential::External { provider: provider.into(), jti: jti.map(str::to_string) },
+            credential: Credential::External { provider: provider.into(), jti: jti.map(str::to_string), exp: u64::MAX },
             scopes: None,
         };
         assert_eq!(list.denies(&session("mallory", "x"), 10), Some(Subject::UserId));

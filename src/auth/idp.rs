@@ -278,7 +278,7 @@ pub fn verify(token: &str, idp: &IdpSettings, keys: &KeySet, roles: &Roles, now:
     let identity = Identity {
         user_id,
         role: Some(role),
-        credential: Credential::External { provider: idp.name.clone(), jti },
+        credential: Credential::External { provider: idp.name.clone(), jti, exp },
         // A provider's token is limited to its scopes (none listed: none held).
         scopes: Some(scopes.unwrap_or_default()),
     };

@@ -50,6 +50,8 @@ pub struct SessionSettings {
     pub activity_flush: Duration,
     /// How often the revocation view is reconciled with the store.
     pub reconcile_every: Duration,
+    /// End a provider stream when the access token it started with expires.
+    pub end_streams_at_expiry: bool,
 }
 
 impl Default for SessionSettings {
@@ -61,6 +63,7 @@ impl Default for SessionSettings {
             on_role_change: RoleChange::Refresh,
             activity_flush: Duration::from_secs(5),
             reconcile_every: Duration::from_secs(5),
+            end_streams_at_expiry: false,
         }
     }
 }

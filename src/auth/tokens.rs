@@ -237,7 +237,7 @@ impl Identity {
         if !header_safe(&claims.jti) {
             return Err(TokenError::Malformed);
         }
-        Ok(Identity::session(claims.user_id, claims.role, claims.sid, claims.jti))
+        Ok(Identity::session_until(claims.user_id, claims.role, claims.sid, claims.jti, claims.exp))
     }
 }
 

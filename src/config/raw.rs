@@ -280,6 +280,8 @@ pub struct RawSessions {
     pub on_store_outage: String,
     pub on_role_change: String,
     pub activity_flush_seconds: u64,
+    /// End a provider stream when the access token it started with expires.
+    pub end_streams_at_expiry: bool,
 }
 
 impl Default for RawSessions {
@@ -290,6 +292,7 @@ impl Default for RawSessions {
             on_store_outage: "serve_cached".into(),
             on_role_change: "refresh".into(),
             activity_flush_seconds: 5,
+            end_streams_at_expiry: false,
         }
     }
 }

@@ -39,6 +39,7 @@ pub(super) fn lower_sessions(s: &RawSessions, p: &mut Vec<Problem>) -> Option<Se
         on_store_outage: on_store_outage?,
         on_role_change: on_role_change?,
         activity_flush: flush,
+        end_streams_at_expiry: s.end_streams_at_expiry,
         reconcile_every: flush,
     })
 }

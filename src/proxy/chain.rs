@@ -124,13 +124,17 @@ impl Gateway {
         Ok(())
     }
 
-    /// Why an open stream must end now: its session revoked (logout, reuse, an admin) or its
-    /// credential put on the denylist.
+    /// Why an open stream must end now: its session revoked (logout, reuse, an admin), its
+    /// token expired (with `sessions.end_streams_at_expiry`), or its credential put on the
+    /// denylist.
     fn stream_cut_off(&self, ctx: &RequestCtx) -> Option<&'static str> {
         let identity = ctx.identity.as_deref()?;
         let now = crate::clock::unix_now();
         if identity.session_id().is_some_and(|sid| self.services.sessions.revocations.is_revoked(sid, now)) {
             return Some("session_revoked");
+        }
+        if self.services.sessions.settings.end_streams_at_expiry && identity.expires_at().is_some_and(|exp| exp <= now) {
+            return Some("token_expired");
         }
         self.services.credentials.denies(identity, now).map(|_| "denylisted")
     }
@@ -143,7 +147,7 @@ impl Gateway {
         let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
         audit.emit(crate::audit::Event::new(
             "llm.stream_ended",
-            "revoked",
+            "ended",
             user,
             origin,
             serde_json::json!({ "reason": why, "provider": provider }),
@@ -272,7 +276,7 @@ impl Gateway {
                         read = &mut pending => break read,
                         _ = recheck.tick() => {
                             if let Some(why) = self.stream_cut_off(ctx) {
-                                tracing::info!(provider = %name, request_id = %ctx.request_id, reason = why, "stream ended: its credential was revoked");
+                                tracing::info!(provider = %name, request_id = %ctx.request_id, reason = why, "stream ended: its access ended");
                                 self.audit_stream_ended(session, ctx, &name, why);
                                 return Attempt::Broken(Error::explain(ErrorType::InternalError, "the stream's credential was revoked"));
                             }

@@ -88,7 +88,7 @@ fn tokens_of_each_algorithm_verify_and_map_to_an_identity() {
         let (id, exp) = verify(&sign(&s, alg, Some("k1"), &claims(now())), &idp(all.clone()), &keys, &roles(), now()).unwrap();
         assert_eq!((id.user_id.as_str(), id.role.as_deref(), id.provider()), ("alice", Some("admin"), Some("corp")), "{alg:?}");
         assert_eq!(id.scopes, Some(vec!["openid".to_string(), "projects.read".to_string()]));
-        assert_eq!(id.credential, Credential::External { provider: "corp".into(), jti: Some("ext-1".into()) });
+        assert_eq!(id.credential, Credential::External { provider: "corp".into(), jti: Some("ext-1".into()), exp });
         assert!(exp > now());
     }
 }
