@@ -24,6 +24,12 @@ pub struct Identity {
     pub scopes: Option<Vec<String>>,
 }
 
+/// Whether `s` may be an identity value the gateway sends upstream as a header (a user id, role,
+/// session, key or jti): 1-256 printable ASCII characters, no spaces.
+pub fn header_word(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The credential behind an [`Identity`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -285,6 +291,14 @@ pub const GATEWAY_ROUTE: &str = "_gateway";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_words_are_printable_ascii_without_spaces() {
+        assert!(header_word("u-42") && header_word(&"x".repeat(256)));
+        for bad in ["", "a b", "a\nb", "é", &"x".repeat(257)] {
+            assert!(!header_word(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn unknown_roles_are_no_role_at_all() {

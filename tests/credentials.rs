@@ -320,3 +320,27 @@ fn api_keys_need_their_secret_configured() {
     let line = said.lines().find(|l| l.contains("api_keys.secret_env")).unwrap();
     assert!(line.starts_with(&path.display().to_string()), "file and line named: {line}");
 }
+
+/// Redis down: keys and denylist entries cannot be created, listed or lifted (503, nothing
+/// half-done), while proxied requests keep being judged on the last known views; back up, the
+/// gateway carries on by itself.
+#[test]
+fn a_redis_outage_refuses_credential_changes_and_keeps_serving_known_keys() {
+    let mut redis = RedisServer::start();
+    let up = MockUpstream::start();
+    let gw = start(&config(&up, Some(&redis), false));
+    let key = create_key(&gw, json!({"name": "k", "user_id": "bot", "role": "user"}))["key"].as_str().unwrap().to_string();
+    redis.kill();
+    let r = gw.request("POST", "/admin/api-keys").bearer(&admin(&gw)).json(&json!({"name": "x", "user_id": "b", "role": "user"})).send();
+    assert_eq!((r.status, r.error_code().as_str()), (503, "store_unavailable"));
+    let r = gw.request("POST", "/admin/revocations").bearer(&admin(&gw)).json(&json!({"user_id": "bot", "reason": "r"})).send();
+    assert_eq!((r.status, r.error_code().as_str()), (503, "store_unavailable"));
+    assert_eq!(gw.get("/admin/api-keys").bearer(&admin(&gw)).send().status, 503);
+    assert_eq!(with_key(&gw, "GET", "/profile", &key).status, 200, "the key still works on the local view");
+    redis.restart();
+    assert_eventually!(
+        gw.request("POST", "/admin/revocations").bearer(&admin(&gw)).json(&json!({"user_id": "bot", "reason": "r"})).send().status == 201,
+        "changes work again once Redis is back"
+    );
+    assert_eventually!(with_key(&gw, "GET", "/profile", &key).error_code() == "revoked", "and reach the request path");
+}

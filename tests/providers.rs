@@ -523,9 +523,8 @@ fn public_models_are_mapped_per_provider_and_authorized_by_role() {
     drop(app);
 }
 
-/// A stream whose session is revoked ends within a second, and the audit log says why.
-#[test]
-fn a_stream_ends_when_its_session_is_revoked() {
+/// The three-provider chain with an audit file and one more setting (`key` = `value`).
+fn streaming_world(key: &str, value: &str) -> (TestGateway, [MockUpstream; 3], MockUpstream) {
     let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
     let app = MockUpstream::start();
     let config = common::config::Config::from_yaml(&format!(
@@ -534,9 +533,15 @@ fn a_stream_ends_when_its_session_is_revoked() {
         llm_section(&p[0].url(), &p[1].url(), &p[2].url(), "")
     ))
     .set("audit", "{ sink: file, file: audit.log }")
-    .set("providers.p1.stream_idle_timeout_ms", "5000")
+    .set(key, value)
     .yaml();
-    let gw = TestGateway::start_with_env(&config, &KEYS);
+    (TestGateway::start_with_env(&config, &KEYS), p, app)
+}
+
+/// A stream whose session is revoked ends within a second, and the audit log says why.
+#[test]
+fn a_stream_ends_when_its_session_is_revoked() {
+    let (gw, p, app) = streaming_world("providers.p1.stream_idle_timeout_ms", "5000");
     gw.create_user("streamer@example.com", "demo-password-123", "user");
     let login = gw.request("POST", "/auth/login").json(&json!({"email": "streamer@example.com", "password": "demo-password-123"})).send();
     let access = login.json()["access_token"].as_str().unwrap().to_string();
@@ -574,17 +579,7 @@ fn a_stream_ends_when_its_session_is_revoked() {
 /// With `sessions.end_streams_at_expiry`, a stream ends when the token it started with expires.
 #[test]
 fn a_stream_ends_when_its_token_expires_if_asked() {
-    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
-    let app = MockUpstream::start();
-    let config = common::config::Config::from_yaml(&format!(
-        "{}{}",
-        seed_config(&app.url()),
-        llm_section(&p[0].url(), &p[1].url(), &p[2].url(), "")
-    ))
-    .set("sessions.end_streams_at_expiry", "true")
-    .set("audit", "{ sink: file, file: audit.log }")
-    .yaml();
-    let gw = TestGateway::start_with_env(&config, &KEYS);
+    let (gw, p, app) = streaming_world("sessions.end_streams_at_expiry", "true");
     let spec = portcullis::auth::TokenSpec {
         user_id: "u1",
         role: Some("user"),

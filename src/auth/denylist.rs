@@ -22,9 +22,6 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// Every subject, in the order the API names them.
-    pub const ALL: [Subject; 4] = [Subject::UserId, Subject::Jti, Subject::ApiKeyId, Subject::Issuer];
-
     /// The field name in the API and the store.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tokens::{check_header, TokenError};
-use crate::policy::{Credential, Identity, Roles};
+use crate::policy::{header_word as header_safe, Credential, Identity, Roles};
 
 /// Where a provider's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,10 +228,6 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
 fn at_path<'v>(claims: &'v Value, path: &str) -> Option<&'v Value> {
     // A claim whose own name has dots (`https://example.com/roles`) is read whole first.
     claims.get(path).or_else(|| path.split('.').try_fold(claims, |v, k| v.get(k)))
-}
-
-fn header_safe(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Verifies a token of `idp` with its `keys` and maps it to an identity; `now` for the lifetime

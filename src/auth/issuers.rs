@@ -227,8 +227,9 @@ impl Issuers {
         match store.claim_fetch(name, &self.instance, deadline_ms).await {
             Ok(true) | Err(_) => {}
             Ok(false) => {
-                // Another instance is fetching: its copy arrives shortly (by notice, or read here).
-                let until = now_ms() + deadline_ms;
+                // Another instance is fetching: its copy arrives within its fetch deadline (read
+                // here); a request waiting on an unknown kid waits no longer than that.
+                let until = now_ms() + FETCH_DEADLINE.as_millis() as u64;
                 while now_ms() < until {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     if let Some(copy) = self
@@ -377,11 +378,6 @@ impl Issuers {
             )
         });
         serde_json::Value::Object(entries.collect())
-    }
-
-    /// How many fetches a provider has made (tests and the benchmark read it).
-    pub fn fetch_count(&self, name: &str) -> u64 {
-        self.states.load().iter().find(|s| s.settings.name == name).map_or(0, |s| s.fetches.load(Ordering::Acquire))
     }
 
     /// Keeps the providers in step with the config and their keys fresh, until shutdown; with

@@ -11,7 +11,7 @@ use super::keys::{ApiKeyRecord, ApiKeySettings};
 use crate::api::{json_body, ApiError, ApiRequest, Reply};
 use crate::apikey;
 use crate::clock::unix_now;
-use crate::policy::{Credential, Identity};
+use crate::policy::{header_word, Credential, Identity};
 use crate::timefmt::rfc3339;
 
 /// The longest lifetime a key may be given.
@@ -70,11 +70,6 @@ struct NewKey {
     expires_in_days: Option<i64>,
     #[serde(default)]
     rate_limit: Option<String>,
-}
-
-/// 1-256 printable ASCII characters without spaces: what may become a header value.
-fn header_word(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Checks a new key's fields against the caller; the first problem names its field.

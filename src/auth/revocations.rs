@@ -70,7 +70,7 @@ async fn create(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
         return Err(ApiError::bad_request("give exactly one of `user_id`, `jti`, `api_key_id` or `issuer`"));
     };
     let (subject, value) = (*subject, value.trim().to_string());
-    if value.is_empty() || value.len() > 256 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+    if !crate::policy::header_word(&value) {
         return Err(ApiError::bad_request(format!("`{}` must be 1-256 printable ASCII characters without spaces", subject.as_str())));
     }
     let reason = body.reason.trim().to_string();

@@ -230,7 +230,7 @@ impl Identity {
     /// The identity an access token's claims name. Its values become upstream request headers,
     /// so anything that is not a plain header-safe word is refused as malformed.
     fn from_claims(claims: Claims) -> Result<Self, TokenError> {
-        let header_safe = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+        use crate::policy::header_word as header_safe;
         if !header_safe(&claims.user_id) || !header_safe(&claims.sid) || !claims.role.as_deref().is_none_or(header_safe) {
             return Err(TokenError::Malformed);
         }

@@ -50,8 +50,7 @@ pub(super) fn lower_client_certs(raw: &RawClientCerts, roles: &Roles, p: &mut Ve
             problem(p, &at, "a certificate subject or SAN URI cannot be empty");
             continue;
         }
-        let header_safe = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
-        if !header_safe(&who.user_id) {
+        if !crate::policy::header_word(&who.user_id) {
             problem(p, &format!("{at}.user_id"), "a user id is 1-256 printable ASCII characters without spaces");
             continue;
         }
