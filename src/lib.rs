@@ -19,6 +19,7 @@ pub mod timefmt;
 
 // Pure decisions and counters.
 pub mod cors;
+pub mod llm;
 pub mod metrics;
 pub mod policy;
 
