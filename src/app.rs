@@ -251,6 +251,10 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         audit: audit.clone(),
         tracker: tracker.clone(),
         connector: connector.clone(),
+        budgets: Arc::new(crate::providers::budget::Budgets::new(
+            store.clone(),
+            config.sessions.on_store_outage == crate::auth::sessions::OutageMode::Deny,
+        )),
     });
     let tls = config.server.tls.clone();
 

@@ -80,8 +80,8 @@ pub struct Config {
     pub named_limits: std::collections::HashMap<String, crate::limits::Limit>,
     /// External identity providers (`identity_providers`).
     pub identity_providers: Vec<crate::auth::idp::IdpSettings>,
-    /// Who may use which LLM model (`permissions.models`), if configured.
-    pub model_access: Option<crate::providers::models::ModelAccess>,
+    /// Model access, token budgets and prices for LLM calls.
+    pub llm: crate::providers::LlmSettings,
 }
 
 /// Listeners and Pingora process settings (changing these needs a restart).

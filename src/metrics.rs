@@ -9,7 +9,7 @@
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -85,6 +85,11 @@ pub struct Metrics {
     denylist_entries: IntGauge,
     idp_keys: IntGaugeVec,
     idp_fetches: IntCounterVec,
+    llm_tokens: IntCounterVec,
+    llm_requests: IntCounterVec,
+    llm_ttft: HistogramVec,
+    llm_budget_rejections: IntCounter,
+    llm_cost: CounterVec,
     audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
     api_key_cache: LabelCache<&'static str, IntCounter>,
@@ -274,6 +279,46 @@ impl Metrics {
                 "Fetches of an identity provider's keys, by provider and result (ok, error; shared: taken from another instance's fetch).",
                 &["provider", "result"],
             ),
+            llm_tokens: counter_vec(
+                &r,
+                "llm_tokens_total",
+                "LLM tokens used, by provider, public model (`other` for names the config does not mention) and kind (prompt, completion).",
+                &["provider", "model", "kind"],
+            ),
+            llm_requests: counter_vec(
+                &r,
+                "llm_requests_total",
+                "LLM calls by provider, public model and outcome (ok, error, failover, broken, cut_off, client_closed).",
+                &["provider", "model", "outcome"],
+            ),
+            llm_ttft: {
+                let v = HistogramVec::new(
+                    HistogramOpts::new("llm_time_to_first_token_seconds", "Time from forwarding an LLM call to the first byte of its answer's body.")
+                        .namespace("portcullis")
+                        .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
+                    &["provider"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(v.clone())).expect("metric registered once");
+                v
+            },
+            llm_budget_rejections: {
+                let c = IntCounter::with_opts(
+                    Opts::new("llm_budget_rejections_total", "LLM calls refused before forwarding: over a token budget.").namespace("portcullis"),
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
+            llm_cost: {
+                let v = CounterVec::new(
+                    Opts::new("llm_cost_total", "What LLM tokens cost at `models_pricing`, by public model.").namespace("portcullis"),
+                    &["model"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(v.clone())).expect("metric registered once");
+                v
+            },
             requests,
             request_duration,
             authz_denied,
@@ -415,6 +460,28 @@ impl Metrics {
     /// Counts a failover from one provider to the next.
     pub fn failover(&self, chain: &str, from: &str, to: &str) {
         self.failovers.with_label_values(&[chain, from, to]).inc();
+    }
+
+    /// Counts one LLM call's outcome and tokens (and their cost, if priced).
+    pub fn llm_call(&self, provider: &str, model: &str, outcome: &str, prompt: u64, completion: u64, cost: Option<f64>) {
+        self.llm_requests.with_label_values(&[provider, model, outcome]).inc();
+        if prompt + completion > 0 {
+            self.llm_tokens.with_label_values(&[provider, model, "prompt"]).inc_by(prompt);
+            self.llm_tokens.with_label_values(&[provider, model, "completion"]).inc_by(completion);
+        }
+        if let Some(c) = cost {
+            self.llm_cost.with_label_values(&[model]).inc_by(c);
+        }
+    }
+
+    /// Observes the time to an LLM answer's first body byte.
+    pub fn llm_first_token(&self, provider: &str, seconds: f64) {
+        self.llm_ttft.with_label_values(&[provider]).observe(seconds);
+    }
+
+    /// Counts a call refused for its token budget.
+    pub fn llm_budget_rejected(&self) {
+        self.llm_budget_rejections.inc();
     }
 
     /// The Prometheus text exposition of every series.

@@ -165,6 +165,8 @@ pub enum Endpoint {
     Revocations,
     /// `/.well-known/jwks.json` and `/.well-known/openid-configuration`.
     WellKnown,
+    /// `/auth/usage`: the caller's LLM token use.
+    Usage,
 }
 
 /// Which table a matched route came from, and where in it.
@@ -202,7 +204,7 @@ pub struct Policy {
 /// The gateway's own endpoints as routes, in match order: who may call what. A path under an
 /// endpoint family that names no endpoint is public, and the endpoint answers 404; methods are
 /// the endpoint's to check (405), so every method matches here.
-const ENDPOINTS: [(&str, Endpoint, Need); 24] = [
+const ENDPOINTS: [(&str, Endpoint, Need); 25] = [
     ("/.well-known/jwks.json", Endpoint::WellKnown, Need::Nothing),
     ("/.well-known/openid-configuration", Endpoint::WellKnown, Need::Nothing),
     ("/auth/login", Endpoint::Auth, Need::Nothing),
@@ -214,6 +216,7 @@ const ENDPOINTS: [(&str, Endpoint, Need); 24] = [
     ("/auth/sessions/{id}", Endpoint::Auth, Need::Token),
     ("/auth/api-keys", Endpoint::ApiKeys, Need::Token),
     ("/auth/api-keys/{id}", Endpoint::ApiKeys, Need::Token),
+    ("/auth/usage", Endpoint::Usage, Need::Token),
     ("/auth/**", Endpoint::Auth, Need::Nothing),
     ("/admin/users", Endpoint::Users, Need::Admin),
     ("/admin/users/{id}", Endpoint::Users, Need::Admin),

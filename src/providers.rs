@@ -5,6 +5,7 @@
 //! provider's state, refreshed from the store every second and on a pub/sub notice.
 
 pub mod admin;
+pub mod budget;
 pub mod health;
 pub mod models;
 pub mod probes;
@@ -39,6 +40,8 @@ pub struct HealthCheck {
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
+    /// The API it speaks.
+    pub api: crate::llm::Api,
     pub address: SocketAddr,
     pub tls: bool,
     /// `host[:port]` for the Host header; the host alone for SNI.
@@ -68,20 +71,54 @@ pub struct Chain {
     pub max_retry_body_bytes: usize,
 }
 
+/// What a model's tokens cost, per million.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub prompt_per_million: f64,
+    pub completion_per_million: f64,
+}
+
+impl Price {
+    /// The cost of one call's tokens.
+    pub fn cost(&self, prompt: u64, completion: u64) -> f64 {
+        (prompt as f64 * self.prompt_per_million + completion as f64 * self.completion_per_million) / 1_000_000.0
+    }
+}
+
+/// Who may use which model, token budgets and prices.
+#[derive(Debug, Clone, Default)]
+pub struct LlmSettings {
+    /// Who may use which model (None: `permissions` has no `models` resource).
+    pub model_access: Option<models::ModelAccess>,
+    /// `llm_limits` (None: token use is counted, not limited).
+    pub budgets: Option<crate::llm::budget::BudgetRules>,
+    /// `models_pricing`.
+    pub prices: std::collections::HashMap<String, Price>,
+    /// Every model name the config mentions: the only values the `model` metric label takes
+    /// (others are counted as `other`).
+    pub known_models: std::collections::BTreeSet<String>,
+}
+
+impl LlmSettings {
+    /// The `model` label for a requested model.
+    pub fn model_label<'a>(&'a self, model: Option<&str>) -> &'a str {
+        model.and_then(|m| self.known_models.get(m)).map_or("other", String::as_str)
+    }
+}
+
 /// The configured providers and chains, with each provider's Pingora peer (same order). Built
 /// once per config; swapped whole on reload.
 pub struct ProviderSet {
     pub providers: Vec<Provider>,
     pub chains: Vec<Chain>,
     pub peers: Vec<HttpPeer>,
-    /// Who may use which model (None: `permissions` has no `models` resource).
-    pub model_access: Option<models::ModelAccess>,
+    pub llm: LlmSettings,
 }
 
 impl ProviderSet {
     /// The set for these providers and chains.
-    pub fn new(providers: Vec<Provider>, chains: Vec<Chain>, model_access: Option<models::ModelAccess>) -> Self {
+    pub fn new(providers: Vec<Provider>, chains: Vec<Chain>, llm: LlmSettings) -> Self {
         let peers = providers.iter().map(request::provider_peer).collect();
-        ProviderSet { providers, chains, peers, model_access }
+        ProviderSet { providers, chains, peers, llm }
     }
 }

@@ -23,6 +23,7 @@ mod guard;
 pub mod headers;
 mod limits;
 pub mod reply;
+mod relay;
 mod snapshot;
 pub mod upstream;
 
@@ -64,6 +65,7 @@ pub struct Services {
     pub audit: Option<Audit>,
     pub tracker: Arc<Tracker>,
     pub connector: Arc<pingora::connectors::http::Connector>,
+    pub budgets: Arc<crate::providers::budget::Budgets>,
 }
 
 /// The proxy service.

@@ -49,7 +49,7 @@ pub fn snapshot(c: Config, metrics: Option<&Metrics>) -> Snapshot {
         client_certs: c.client_certs,
         named_limits: c.named_limits,
         identity_providers: c.identity_providers,
-        model_access: c.model_access,
+        llm: c.llm,
     };
     Snapshot::new(parts, metrics)
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
+use crate::llm::budget::Window;
 use crate::secret::redact_url;
 
 /// Batches of revoked sessions, as they are announced.
@@ -261,6 +262,29 @@ pub trait CredentialStore: Backend {
     async fn watch_shared_keys(&self) -> Result<BoxStream<'static, String>, StoreError>;
 }
 
+/// How long a token window's counters outlive the window (late settlements still land).
+pub const TOKEN_WINDOW_GRACE_SECONDS: u64 = 120;
+
+/// One window's token use: its total (reservations in flight included) and settled use by model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowUse {
+    pub total: u64,
+    pub by_model: std::collections::BTreeMap<String, u64>,
+}
+
+/// Token budgets: one user's counters in fixed windows, reserved atomically before an LLM call
+/// and settled to its real usage after it.
+#[async_trait]
+pub trait UsageStore: Backend {
+    /// Reserves `amount` tokens in every window, if each stays within its limit: all or none.
+    /// None when reserved; else the first window that would go over, and its use.
+    async fn reserve_tokens(&self, user: &str, windows: &[Window], amount: u64) -> Result<Option<(usize, u64)>, StoreError>;
+    /// Settles a reservation of `reserved` in `windows` to `used`, and counts `used` for `model`.
+    async fn settle_tokens(&self, user: &str, windows: &[Window], reserved: u64, used: u64, model: &str) -> Result<(), StoreError>;
+    /// Each window's use.
+    async fn token_use(&self, user: &str, windows: &[Window]) -> Result<Vec<WindowUse>, StoreError>;
+}
+
 /// The audit trail as a stream (a Redis stream): appended in batches, trimmed to about
 /// `max_len` entries.
 #[async_trait]
@@ -276,6 +300,6 @@ pub fn audit_stream(url: &str) -> Result<Arc<dyn AuditStream>, StoreError> {
 }
 
 /// Every role at once: what a backend implements.
-pub trait Store: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore {}
+pub trait Store: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore + UsageStore {}
 
-impl<T: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore> Store for T {}
+impl<T: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore + UsageStore> Store for T {}

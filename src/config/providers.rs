@@ -3,10 +3,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::raw::{RawAuth, RawChain, RawHealth, RawProvider};
+use super::raw::{RawAuth, RawChain, RawHealth, RawLlmLimits, RawPrice, RawProvider, RawTokenLimits};
 use super::{did_you_mean, problem, Problem};
 use crate::providers::health::{Order, Rules};
-use crate::providers::{Chain, HealthCheck, Provider, ProviderAuth};
+use crate::llm::budget::{BudgetRules, TokenLimits};
+use crate::llm::Api;
+use crate::policy::Roles;
+use crate::providers::models::ModelAccess;
+use crate::providers::{Chain, HealthCheck, LlmSettings, Price, Provider, ProviderAuth};
 use crate::secret::Secret;
 
 pub(super) fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
@@ -32,6 +36,14 @@ pub(super) fn providers(
 fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<Provider> {
     let at = |k: &str| format!("providers.{name}.{k}");
     let target = super::upstreams::parse_url(&r.url, &at("url"), p)?;
+    let api = match r.api.as_str() {
+        "openai" => Api::OpenAi,
+        "anthropic" => Api::Anthropic,
+        other => {
+            problem(p, &at("api"), format!("unknown API `{other}`: use `openai` or `anthropic`"));
+            return None;
+        }
+    };
     let wants_key = !matches!(&r.auth, Some(RawAuth::Kind(k)) if k == "none") && (r.auth.is_some() || r.api_key_env.is_some());
     let key = if wants_key {
         match &r.api_key_env {
@@ -53,6 +65,8 @@ fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p
     let auth = match (&r.auth, key) {
         (Some(RawAuth::Kind(k)), _) if k == "none" => ProviderAuth::None,
         (Some(RawAuth::Kind(k)), Some(key)) if k == "bearer" => ProviderAuth::Bearer(key),
+        // Anthropic takes its key in `x-api-key`.
+        (None, Some(key)) if api == Api::Anthropic => ProviderAuth::Header("x-api-key".into(), key),
         (None, Some(key)) => ProviderAuth::Bearer(key),
         (None, None) => ProviderAuth::None,
         (Some(RawAuth::Header(h)), Some(key)) => match http::HeaderName::from_bytes(h.header.as_bytes()) {
@@ -89,6 +103,7 @@ fn provider(name: &str, r: &RawProvider, env: &dyn Fn(&str) -> Option<String>, p
     };
     Some(Provider {
         name: name.to_string(),
+        api,
         address: target.address,
         tls: target.tls,
         host_header: target.host_header,
@@ -140,4 +155,52 @@ pub(super) fn chains(raw: &BTreeMap<String, RawChain>, provider_names: &[&str], 
         });
     }
     out
+}
+
+/// `llm_limits` and `models_pricing`, with the model access `permissions.models` gave; the
+/// model names metrics may carry are every name the config mentions.
+pub(super) fn llm(
+    limits: Option<&RawLlmLimits>,
+    pricing: &BTreeMap<String, RawPrice>,
+    roles: &Roles,
+    model_access: Option<ModelAccess>,
+    providers: &[Option<Provider>],
+    p: &mut Vec<Problem>,
+) -> LlmSettings {
+    let budgets = limits.map(|l| {
+        let default = token_limits(&l.default, "llm_limits.default", p);
+        let mut by_role = std::collections::HashMap::new();
+        for (role, r) in &l.roles {
+            if roles.level(role).is_none() {
+                problem(p, &format!("llm_limits.roles.{role}"), format!("unknown role `{role}`{}", did_you_mean(role, roles.names())));
+            }
+            by_role.insert(role.clone(), default.overlaid(token_limits(r, &format!("llm_limits.roles.{role}"), p)));
+        }
+        if l.reserve_tokens == 0 {
+            problem(p, "llm_limits.reserve_tokens", "must be at least 1");
+        }
+        BudgetRules { default, roles: by_role, reserve_tokens: l.reserve_tokens.max(1) }
+    });
+    let mut prices = std::collections::HashMap::new();
+    for (model, price) in pricing {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        if !ok(price.prompt_per_million) || !ok(price.completion_per_million) {
+            problem(p, &format!("models_pricing.{model}"), "prices must be numbers of at least 0");
+            continue;
+        }
+        prices.insert(model.clone(), Price { prompt_per_million: price.prompt_per_million, completion_per_million: price.completion_per_million });
+    }
+    let mut known_models: std::collections::BTreeSet<String> = prices.keys().cloned().collect();
+    known_models.extend(providers.iter().flatten().filter_map(|p| p.models.as_ref()).flat_map(|m| m.keys().cloned()));
+    if let Some(a) = &model_access {
+        known_models.extend(a.models().filter(|m| *m != "*").map(str::to_string));
+    }
+    LlmSettings { model_access, budgets, prices, known_models }
+}
+
+fn token_limits(r: &RawTokenLimits, at: &str, p: &mut Vec<Problem>) -> TokenLimits {
+    if r.tokens_per_minute == Some(0) || r.tokens_per_day == Some(0) {
+        problem(p, at, "`tokens_per_minute` and `tokens_per_day` must be at least 1 (leave one out for no limit)");
+    }
+    TokenLimits { per_minute: r.tokens_per_minute, per_day: r.tokens_per_day, unlimited: r.unlimited }
 }

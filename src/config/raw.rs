@@ -555,6 +555,10 @@ impl Default for RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub url: String,
+    /// The API it speaks: `openai` (default; OpenAI-compatible) or `anthropic` (Messages API:
+    /// OpenAI chat requests are translated, its key goes in `x-api-key`).
+    #[serde(default = "defaults::api")]
+    pub api: String,
     /// The environment variable holding the API key (keys never live in the file).
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -580,6 +584,48 @@ pub struct RawProvider {
     pub stream_idle_timeout_ms: Option<u64>,
     #[serde(default = "defaults::yes")]
     pub tls_verify: bool,
+}
+
+/// `llm_limits:`: token budgets per user, enforced before a request starts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlmLimits {
+    /// Every role's limits unless `roles` says otherwise.
+    #[serde(default)]
+    pub default: RawTokenLimits,
+    /// Role -> limits overlaid on the default.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawTokenLimits>,
+    /// Completion tokens reserved when a request names no `max_tokens`.
+    #[serde(default = "defaults::reserve_tokens")]
+    pub reserve_tokens: u64,
+}
+
+impl Default for RawLlmLimits {
+    fn default() -> Self {
+        RawLlmLimits { default: RawTokenLimits::default(), roles: BTreeMap::new(), reserve_tokens: defaults::reserve_tokens() }
+    }
+}
+
+/// One role's token limits.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenLimits {
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    /// No token limit at all.
+    #[serde(default)]
+    pub unlimited: bool,
+}
+
+/// `models_pricing.MODEL:`: what a model's tokens cost (for `portcullis_llm_cost_total`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub prompt_per_million: f64,
+    pub completion_per_million: f64,
 }
 
 /// `provider_chains.NAME:`.
@@ -634,6 +680,12 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn api() -> String {
+        "openai".into()
+    }
+    pub fn reserve_tokens() -> u64 {
+        1024
     }
     pub fn idp_leeway() -> u64 {
         30
@@ -721,6 +773,12 @@ pub struct RawGatewayFile {
     /// Provider health rules.
     #[serde(default)]
     pub health: Option<RawHealth>,
+    /// Token budgets for LLM calls.
+    #[serde(default)]
+    pub llm_limits: Option<RawLlmLimits>,
+    /// Public model -> price per million tokens (adds `portcullis_llm_cost_total`).
+    #[serde(default)]
+    pub models_pricing: Option<BTreeMap<String, RawPrice>>,
     /// API keys for machine clients.
     #[serde(default)]
     pub api_keys: Option<RawApiKeys>,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::raw::{
-    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawIdentityProvider, RawLockout, RawLogging, RawMetrics,
-    RawPasswords, RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
+    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawIdentityProvider, RawLlmLimits, RawLockout, RawLogging, RawMetrics,
+    RawPasswords, RawPrice, RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
 };
 use super::{
     audit, cors, credentials, identity, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams,
@@ -63,6 +63,8 @@ struct Raw {
     providers: BTreeMap<String, RawProvider>,
     chains: BTreeMap<String, RawChain>,
     health: Option<RawHealth>,
+    llm_limits: Option<RawLlmLimits>,
+    models_pricing: BTreeMap<String, RawPrice>,
     api_keys: Option<RawApiKeys>,
     client_certs: Option<RawClientCerts>,
     identity_providers: BTreeMap<String, RawIdentityProvider>,
@@ -130,6 +132,7 @@ pub fn validate(
             matrix.actions("models").map(|a| (a.to_string(), matrix.min_level("models", a).ok().flatten())).collect::<Vec<_>>(),
         )
     });
+    let llm = providers::llm(raw.llm_limits.as_ref(), &raw.models_pricing, &roles, model_access, &providers, &mut p);
     let client_certs = raw.client_certs.as_ref().map(|c| credentials::lower_client_certs(c, &roles, &mut p)).unwrap_or_default();
     let client_auth = matches!(&server, Some(Some(s)) if s.tls.as_ref().is_some_and(|t| t.client_auth.is_some()));
     if !client_auth && raw.client_certs.as_ref().is_some_and(|c| !c.map.is_empty()) {
@@ -178,7 +181,7 @@ pub fn validate(
             client_certs,
             named_limits: route_limits,
             identity_providers,
-            model_access,
+            llm,
         }),
         _ => Err(p),
     }
@@ -226,6 +229,14 @@ fn split_sections(value: Value, p: &mut Vec<Problem>) -> Raw {
             "audit" => raw.audit = section(v, "audit", p),
             "cors" => raw.cors = section(v, "cors", p),
             "health" => raw.health = section(v, "health", p),
+            "llm_limits" => raw.llm_limits = section(v, "llm_limits", p),
+            "models_pricing" => {
+                for (name, pv) in entries(v, "models_pricing", p) {
+                    if let Some(parsed) = lenient::deserialize(pv, &format!("models_pricing.{name}"), p) {
+                        raw.models_pricing.insert(name, parsed);
+                    }
+                }
+            }
             "api_keys" => raw.api_keys = section(v, "api_keys", p),
             "client_certs" => raw.client_certs = section(v, "client_certs", p),
             "identity_providers" => {

@@ -98,15 +98,25 @@ impl Window {
     }
 }
 
-/// The windows a caller with `limits` counts against at `now` (none when unlimited).
-pub fn windows(limits: TokenLimits, now: u64) -> Vec<Window> {
-    if limits.unlimited {
-        return Vec::new();
+/// The limit of a window that is counted but not limited (the largest a Lua number holds exactly
+/// enough for a comparison).
+pub const UNLIMITED: u64 = i64::MAX as u64;
+
+impl Window {
+    /// Whether it limits (or only counts).
+    pub fn limits(&self) -> bool {
+        self.limit < UNLIMITED
     }
-    [(Span::Minute, limits.per_minute), (Span::Day, limits.per_day)]
-        .into_iter()
-        .filter_map(|(span, limit)| Some(Window { span, index: now / span.seconds(), limit: limit? }))
-        .collect()
+}
+
+/// The minute and the day window a caller with `limits` counts against at `now`; a window
+/// without a limit (or every window, when unlimited) only counts.
+pub fn windows(limits: TokenLimits, now: u64) -> [Window; 2] {
+    let limit = |l: Option<u64>| if limits.unlimited { UNLIMITED } else { l.unwrap_or(UNLIMITED).min(UNLIMITED) };
+    [
+        Window { span: Span::Minute, index: now / 60, limit: limit(limits.per_minute) },
+        Window { span: Span::Day, index: now / 86_400, limit: limit(limits.per_day) },
+    ]
 }
 
 #[cfg(test)]
@@ -154,8 +164,9 @@ mod tests {
         let last = Window { span: Span::Minute, index: 10, limit: 1 };
         assert_eq!(last.reset_in(659), 1);
         assert_eq!(last.reset_in(700), 1);
-        assert!(windows(rules().limits(Some("admin")), now).is_empty());
-        let day_only = TokenLimits { per_day: Some(5), ..Default::default() };
-        assert_eq!(windows(day_only, now).len(), 1);
+        assert!(w.iter().all(Window::limits));
+        assert!(!windows(rules().limits(Some("admin")), now).iter().any(Window::limits));
+        let day_only = windows(TokenLimits { per_day: Some(5), ..Default::default() }, now);
+        assert_eq!((day_only[0].limits(), day_only[1].limits(), day_only[1].limit), (false, true, 5));
     }
 }

@@ -29,6 +29,11 @@ impl ModelAccess {
         access
     }
 
+    /// Every model named (and `*` if granted).
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.by_model.keys().map(String::as_str).chain(self.any.map(|_| "*"))
+    }
+
     /// Whether a caller whose role has `level` (None: unknown role) may use `model`.
     pub fn allows(&self, model: &str, level: Option<u32>) -> bool {
         let Some(level) = level else { return false };

@@ -4,33 +4,31 @@
 //! prompts are often larger; so chain routes read the request body themselves (up to the chain's
 //! `max_retry_body_bytes`), try providers in health order, and fail over on a connect error, a
 //! timeout before the response header, or a status in `failover_on`, as long as no byte has
-//! reached the client. Once a response is chosen it streams through unbuffered. A chain is the
-//! operator's explicit consent to resend a (non-idempotent) request to another provider.
+//! reached the client. A chain is the operator's explicit consent to resend a (non-idempotent)
+//! request to another provider.
+//!
+//! An LLM call (`POST .../chat/completions` or `.../messages`) is read once ([`llm::Call`]):
+//! its public model picks and renames providers, its token budget is reserved before the first
+//! attempt (one store round trip), each provider receives it in its own API, and the answer is
+//! relayed ([`relay`]) reading its usage on the way; the call is then counted (metrics, the
+//! `llm.call` audit event) and its reservation settled. Anything else on a chain route passes
+//! through byte for byte.
 //!
 //! The provider's key replaces the client's credentials; keys never reach a log, metric or error.
 
 use pingora::prelude::*;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::Peer;
-use std::time::Instant;
 
-use super::{headers, reply, Answer, Gateway, RequestCtx};
+use super::relay::{Attempt, Plan, Served};
+use super::{reply, Answer, Gateway, RequestCtx};
 use crate::admission::Reject;
-use crate::clock::now_ms;
+use crate::clock::{now_ms, unix_now};
+use crate::llm::{self, usage::Usage, Api, Call};
+use crate::providers::budget::{limit_headers, Reservation, Verdict};
 use crate::providers::health::{self, State};
 use crate::providers::models;
-use crate::providers::request::{provider_request, retry_after_ms, Body};
-use crate::providers::Provider;
-
-/// What one attempt came to.
-enum Attempt {
-    /// The response was relayed (or the client went away).
-    Done,
-    /// Nothing reached the client: the next provider may be tried.
-    Failover(String),
-    /// Bytes already reached the client and the provider broke: the stream must end abruptly.
-    Broken(Box<Error>),
-}
+use crate::providers::request::Body;
+use crate::providers::ProviderSet;
 
 async fn read_prefix(session: &mut Session, limit: usize) -> Result<Body> {
     let mut buf = Vec::new();
@@ -41,6 +39,21 @@ async fn read_prefix(session: &mut Session, limit: usize) -> Result<Body> {
         }
     }
     Ok(Body { bytes: buf.into(), more: true })
+}
+
+/// An LLM call on its way through a chain: what it asked, under which public model it is
+/// counted, and its reservation.
+pub(super) struct LlmCall {
+    pub api: Api,
+    /// None when the body was too large to read whole (passed through unread).
+    pub call: Option<Call>,
+    /// The `model` label (a name from the config, or `other`).
+    pub model_label: String,
+    /// The public model the client named.
+    pub model: Option<String>,
+    pub reservation: Option<Reservation>,
+    /// Prompt tokens estimated from the request (for answers that report no usage).
+    pub prompt_estimate: u64,
 }
 
 impl Gateway {
@@ -63,8 +76,9 @@ impl Gateway {
         }
         let level = ctx.identity.as_ref().and_then(|i| i.role.as_deref()).and_then(|r| snapshot.policy.roles.level(r));
         let offered = models::offered(chain.providers.iter().map(|i| set.providers[*i].models.as_ref()));
-        let may_use = |m: &str| set.model_access.as_ref().is_none_or(|a| a.allows(m, level));
-        if !offered.is_empty() && session.req_header().method == http::Method::GET && path.ends_with("/models") {
+        let may_use = |m: &str| set.llm.model_access.as_ref().is_none_or(|a| a.allows(m, level));
+        let method = session.req_header().method.clone();
+        if !offered.is_empty() && method == http::Method::GET && path.ends_with("/models") {
             // The chain's public models this caller may use, in OpenAI's list format.
             let data: Vec<serde_json::Value> = offered
                 .iter()
@@ -75,14 +89,29 @@ impl Gateway {
             reply::send(session, ctx, answer.into()).await;
             return Ok(());
         }
+        // An LLM call is read once; a body that is not JSON never reaches a provider.
+        let api = llm::endpoint_api(path).filter(|_| method == http::Method::POST);
+        let call = match api {
+            Some(api) if !body.more => match Call::parse(api, &body.bytes) {
+                Ok(c) => Some(c),
+                Err(_) => {
+                    let reject = Reject::new(400, "invalid_request", "the request body must be a JSON object", "invalid_body");
+                    return self.refuse_chain(session, ctx, reject).await;
+                }
+            },
+            _ => None,
+        };
+        let model = match &call {
+            Some(c) => c.model.clone(),
+            None => (!body.more).then(|| models::requested_model(&body.bytes)).flatten(),
+        };
         // Each provider receives its own name for the public model; one that lacks it is skipped.
-        let mut bodies: Vec<Option<Body>> = (0..set.providers.len()).map(|_| None).collect();
-        if let Some(model) = (!body.more).then(|| models::requested_model(&body.bytes)).flatten() {
-            tries.retain(|&pi| match models::provider_model(set.providers[pi].models.as_ref(), &model) {
+        let mut own_model: Vec<Option<String>> = vec![None; set.providers.len()];
+        if let Some(model) = &model {
+            tries.retain(|&pi| match models::provider_model(set.providers[pi].models.as_ref(), model) {
                 None => false,
-                Some(own) if own == model => true,
                 Some(own) => {
-                    bodies[pi] = models::with_model(&body.bytes, &own).map(|b| Body { bytes: b.into(), more: false });
+                    own_model[pi] = Some(own);
                     true
                 }
             });
@@ -91,30 +120,85 @@ impl Gateway {
                 let message = format!("the model `{model}` is not offered here; you may use: {}", usable.join(", "));
                 return self.refuse_chain(session, ctx, Reject::new(400, "unknown_model", message, "unknown_model")).await;
             }
-            if !may_use(&model) {
+            if !may_use(model) {
                 let reject =
                     Reject::new(403, "model_not_allowed", format!("your role may not use the model `{model}`"), "model_not_allowed");
                 return self.refuse_chain(session, ctx, reject).await;
+            }
+        }
+        // A provider serves a call in its own API when the gateway can translate it; a body
+        // too large to read whole goes only to providers of the client's API.
+        if let Some(api) = api {
+            tries.retain(|&pi| {
+                let theirs = set.providers[pi].api;
+                if body.more {
+                    theirs == api
+                } else {
+                    llm::serves(api, theirs)
+                }
+            });
+            if tries.is_empty() {
+                let message = format!("no provider of this chain serves {} requests", api.as_str());
+                return self.refuse_chain(session, ctx, Reject::new(400, "api_not_served", message, "api_not_served")).await;
             }
         }
         if body.more {
             // Too large to resend: one provider only.
             tries.truncate(1);
         }
+        let mut llm_call = match api {
+            Some(api) => {
+                let prompt_estimate = match &call {
+                    Some(c) => c.prompt_estimate,
+                    None => super::headers::content_length(session.req_header()).map_or(0, |n| n / 4),
+                };
+                let model_label = set.llm.model_label(model.as_deref()).to_string();
+                Some(LlmCall { api, call, model_label, model: model.clone(), reservation: None, prompt_estimate })
+            }
+            None => None,
+        };
+        if let Some(lc) = &mut llm_call {
+            if let Err(reject) = self.reserve(set, ctx, lc).await {
+                return self.refuse_chain(session, ctx, reject).await;
+            }
+        }
         let mut tried: Vec<&str> = Vec::new();
         for &pi in tries.iter() {
             let provider = &set.providers[pi];
-            let body = bodies[pi].as_ref().unwrap_or(&body);
+            let plan = match Plan::new(llm_call.as_ref(), provider, own_model[pi].as_deref(), &body, path, set) {
+                Ok(p) => p,
+                Err(message) => {
+                    // The client's messages cannot be put in this provider's API: its own mistake.
+                    self.account(set, ctx, llm_call.take(), &provider.name, Served::nothing("invalid_request"));
+                    let reject = Reject::new(400, "invalid_request", message, "invalid_body");
+                    return self.refuse_chain(session, ctx, reject).await;
+                }
+            };
             if let (Some(m), Some(prev)) = (&self.services.metrics, tried.last()) {
                 m.failover(&chain.name, prev, &provider.name);
             }
             tried.push(&provider.name);
-            match self.attempt(session, ctx, provider, &set.peers[pi], body, path, &chain.failover_on).await {
-                Attempt::Done => return Ok(()),
+            match self.attempt(session, ctx, provider, &set.peers[pi], &plan, &chain.failover_on).await {
+                Attempt::Done(served) => {
+                    self.account(set, ctx, llm_call.take(), &provider.name, served);
+                    return Ok(());
+                }
                 Attempt::Failover(why) => {
                     tracing::info!(chain = %chain.name, provider = %provider.name, reason = %why, request_id = %ctx.request_id, "provider failed; trying the next");
+                    if let (Some(m), Some(lc)) = (&self.services.metrics, &llm_call) {
+                        m.llm_call(&provider.name, &lc.model_label, "failover", 0, 0, None);
+                    }
                 }
-                Attempt::Broken(e) => return Err(e),
+                Attempt::Broken(e, served) => {
+                    self.account(set, ctx, llm_call.take(), &provider.name, served);
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(lc) = llm_call.take() {
+            // Nothing was produced: the whole reservation comes back.
+            if let Some(r) = lc.reservation {
+                self.services.budgets.settle(r, 0, &lc.model_label);
             }
         }
         let reject =
@@ -124,10 +208,70 @@ impl Gateway {
         Ok(())
     }
 
+    /// Reserves an LLM call's tokens (with `llm_limits`): 429 `token_budget_exceeded` over a
+    /// window's limit, 503 when the store cannot be asked and outages deny.
+    async fn reserve(&self, set: &ProviderSet, ctx: &RequestCtx, lc: &mut LlmCall) -> Result<(), Reject> {
+        let (Some(rules), Some(identity)) = (&set.llm.budgets, ctx.identity.as_deref()) else { return Ok(()) };
+        let max_tokens = lc.call.as_ref().and_then(|c| c.max_tokens);
+        let now = unix_now();
+        match self.services.budgets.reserve(rules, &identity.user_id, identity.role.as_deref(), max_tokens, lc.prompt_estimate, now).await {
+            Verdict::Go(r) => {
+                lc.reservation = r;
+                Ok(())
+            }
+            Verdict::Over { window, used } => {
+                if let Some(m) = &self.services.metrics {
+                    m.llm_budget_rejected();
+                }
+                let reset = window.reset_in(now);
+                let message = format!(
+                    "this call needs more tokens than remain in your {} budget ({} of {} used); it resets in {reset} s",
+                    window.span.as_str(),
+                    used.min(window.limit),
+                    window.limit
+                );
+                let mut reject = Reject::new(429, "token_budget_exceeded", message, "token_budget_exceeded");
+                reject.headers.push(("Retry-After", reset.to_string()));
+                reject.headers.extend(limit_headers(&window, used, now));
+                Err(reject)
+            }
+            Verdict::Unavailable => Err(Reject::new(503, "store_unavailable", "token budgets cannot be checked right now; try again shortly", "store_unavailable")),
+        }
+    }
+
+    /// Counts an LLM call that was answered (or broke): metrics, the `llm.call` audit event, and
+    /// its reservation settled to what it used.
+    fn account(&self, set: &ProviderSet, ctx: &RequestCtx, lc: Option<LlmCall>, provider: &str, served: Served) {
+        let Some(lc) = lc else { return };
+        let usage = served.usage.unwrap_or(Usage { prompt: lc.prompt_estimate, completion: 0, estimated: true });
+        let usage = if served.outcome == "invalid_request" { Usage::default() } else { usage };
+        if let Some(m) = &self.services.metrics {
+            let cost = lc.model.as_deref().and_then(|name| set.llm.prices.get(name)).map(|p| p.cost(usage.prompt, usage.completion));
+            m.llm_call(provider, &lc.model_label, served.outcome, usage.prompt, usage.completion, cost);
+        }
+        if let Some(r) = lc.reservation {
+            self.services.budgets.settle(r, usage.total(), &lc.model_label);
+        }
+        if let Some(audit) = &self.services.audit {
+            let origin = crate::audit::Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: None };
+            let user = ctx.identity.as_ref().map(|i| i.user_id.as_str());
+            audit.emit(crate::audit::Event::new(
+                "llm.call",
+                served.outcome,
+                user,
+                origin,
+                serde_json::json!({
+                    "model": lc.model_label, "provider": provider, "api": lc.api.as_str(), "status": served.status,
+                    "prompt_tokens": usage.prompt, "completion_tokens": usage.completion, "estimated": usage.estimated,
+                }),
+            ));
+        }
+    }
+
     /// Why an open stream must end now: its session revoked (logout, reuse, an admin), its
     /// token expired (with `sessions.end_streams_at_expiry`), or its credential put on the
     /// denylist.
-    fn stream_cut_off(&self, ctx: &RequestCtx) -> Option<&'static str> {
+    pub(super) fn stream_cut_off(&self, ctx: &RequestCtx) -> Option<&'static str> {
         let identity = ctx.identity.as_deref()?;
         let now = crate::clock::unix_now();
         if identity.session_id().is_some_and(|sid| self.services.sessions.revocations.is_revoked(sid, now)) {
@@ -140,7 +284,7 @@ impl Gateway {
     }
 
     /// `llm.stream_ended`: a stream cut off, with why.
-    fn audit_stream_ended(&self, session: &Session, ctx: &RequestCtx, provider: &str, why: &'static str) {
+    pub(super) fn audit_stream_ended(&self, session: &Session, ctx: &RequestCtx, provider: &str, why: &'static str) {
         let Some(audit) = &self.services.audit else { return };
         let ua = session.req_header().headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
         let origin = crate::audit::Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: ua };
@@ -162,148 +306,5 @@ impl Gateway {
         ctx.answer = Answer::Refused { status: reject.status, reason: reject.reason };
         reply::send(session, ctx, reply::Reply::from(&reject)).await;
         Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        provider: &Provider,
-        peer: &HttpPeer,
-        body: &Body,
-        path: &str,
-        failover_on: &[u16],
-    ) -> Attempt {
-        let tracker = &self.services.tracker;
-        let name = provider.name.clone();
-        let fail = |why: String, rt: Option<f64>| {
-            let w = why.clone();
-            tracker.record(&name, move |s, r, now| s.record_failure(&w, rt, now, r));
-            Attempt::Failover(why)
-        };
-        let started = Instant::now();
-        let (mut up, _reused) = match self.services.connector.get_http_session(peer).await {
-            Ok(s) => s,
-            Err(e) => return fail(format!("connect: {:?}", e.etype()), None),
-        };
-        up.set_read_timeout(Some(provider.first_byte_timeout));
-        let req = match provider_request(session.req_header(), path, provider, body, &ctx.request_id) {
-            Ok(r) => r,
-            Err(_) => return Attempt::Failover("request could not be built".into()),
-        };
-        if up.write_request_header(Box::new(req)).await.is_err() {
-            return fail("write error".into(), None);
-        }
-        if !body.bytes.is_empty() && up.write_request_body(body.bytes.clone(), !body.more).await.is_err() {
-            return fail("write error".into(), None);
-        }
-        if body.more {
-            loop {
-                match session.read_request_body().await {
-                    Ok(Some(chunk)) => {
-                        if up.write_request_body(chunk, false).await.is_err() {
-                            return fail("write error".into(), None);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => return Attempt::Broken(e),
-                }
-            }
-        }
-        if up.finish_request_body().await.is_err() {
-            return fail("write error".into(), None);
-        }
-        match tokio::time::timeout(provider.first_byte_timeout, up.read_response_header()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return fail(format!("no response: {:?}", e.etype()), None),
-            Err(_) => return fail("timeout before the response header".into(), None),
-        }
-        let rt = started.elapsed().as_secs_f64() * 1000.0;
-        let Some(resp) = up.response_header().cloned() else {
-            return fail("no response header".into(), Some(rt));
-        };
-        let status = resp.status.as_u16();
-        let provider_fault = status == 429 || resp.status.is_server_error();
-        if failover_on.contains(&status) {
-            if status == 429 {
-                let pause = retry_after_ms(&resp);
-                tracker.record(&name, move |s, r, now| s.record_rate_limited(pause, now, r));
-                return Attempt::Failover(format!("status {status}"));
-            }
-            return fail(format!("status {status}"), Some(rt));
-        }
-        // This response is the one the client gets.
-        if status == 429 {
-            let pause = retry_after_ms(&resp);
-            tracker.record(&name, move |s, r, now| s.record_rate_limited(pause, now, r));
-        } else if provider_fault {
-            let w = format!("status {status}");
-            tracker.record(&name, move |s, r, now| s.record_failure(&w, Some(rt), now, r));
-        } else {
-            tracker.record(&name, move |s, r, now| s.record_success(rt, now, r));
-        }
-        let mut down = resp;
-        let finished = headers::edit_response(&mut down, |parts| {
-            for h in ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"] {
-                parts.headers.remove(h);
-            }
-            headers::finish(&mut parts.headers, &ctx.finishing())
-        });
-        if finished.is_err() {
-            return fail("response headers could not be finished".into(), Some(rt));
-        }
-        let done = up.response_done();
-        if session.write_response_header(Box::new(down), done).await.is_err() {
-            return Attempt::Done;
-        }
-        if done {
-            self.services.connector.release_http_session(up, peer, peer.idle_timeout()).await;
-            return Attempt::Done;
-        }
-        // From here on the wait that matters is the gap between chunks.
-        up.set_read_timeout(Some(provider.stream_idle_timeout));
-        // A stream outlives no revocation: its credential is checked again every 250 ms.
-        let mut recheck = tokio::time::interval(std::time::Duration::from_millis(250));
-        recheck.tick().await;
-        loop {
-            // The same read is polled across ticks (never cancelled unless the stream ends).
-            let read = {
-                let pending = up.read_response_body();
-                tokio::pin!(pending);
-                loop {
-                    tokio::select! {
-                        read = &mut pending => break read,
-                        _ = recheck.tick() => {
-                            if let Some(why) = self.stream_cut_off(ctx) {
-                                tracing::info!(provider = %name, request_id = %ctx.request_id, reason = why, "stream ended: its access ended");
-                                self.audit_stream_ended(session, ctx, &name, why);
-                                return Attempt::Broken(Error::explain(ErrorType::InternalError, "the stream's credential was revoked"));
-                            }
-                        }
-                    }
-                }
-            };
-            match read {
-                Ok(Some(chunk)) => {
-                    if session.write_response_body(Some(chunk), false).await.is_err() {
-                        return Attempt::Done; // the client went away
-                    }
-                }
-                Ok(None) => {
-                    let _ = session.write_response_body(None, true).await;
-                    if up.response_done() {
-                        self.services.connector.release_http_session(up, peer, peer.idle_timeout()).await;
-                    }
-                    return Attempt::Done;
-                }
-                Err(e) => {
-                    let why = if e.etype() == &ErrorType::ReadTimedout { "stream idle timeout" } else { "broke mid-stream" };
-                    tracker.record(&name, move |s, r, now| s.record_failure(why, None, now, r));
-                    tracing::warn!(provider = %name, request_id = %ctx.request_id, reason = why, "provider stream ended; ending the client's stream");
-                    return Attempt::Broken(e);
-                }
-            }
-        }
     }
 }

@@ -71,6 +71,7 @@ impl Gateway {
                 let base = format!("{}://{host}", if ctx.tls { "https" } else { "http" });
                 crate::auth::wellknown::handle(&snapshot.tokens, &api_req, &base)
             }
+            Endpoint::Usage => self.usage(&snapshot, &api_req).await,
             Endpoint::Providers => {
                 let cx = ProvidersContext {
                     tracker: &s.tracker,
@@ -84,6 +85,24 @@ impl Gateway {
         };
         let answer: ApiResponse = api::answer(result);
         reply::send(session, ctx, answer.into()).await;
+    }
+}
+
+impl Gateway {
+    /// `GET /auth/usage`: the caller's LLM tokens in each window, by model.
+    async fn usage(&self, snapshot: &super::Snapshot, req: &ApiRequest<'_>) -> api::Reply {
+        if req.method != http::Method::GET {
+            return Err(ApiError::method_not_allowed("GET"));
+        }
+        let identity = req.caller()?;
+        let Some(rules) = &snapshot.providers.llm.budgets else {
+            return Ok((200, serde_json::json!({ "user_id": identity.user_id, "windows": [], "note": "token use is not counted: `llm_limits` is not configured" })));
+        };
+        let now = crate::clock::unix_now();
+        match self.services.budgets.report(rules, &identity.user_id, identity.role.as_deref(), now).await {
+            Ok(report) => Ok((200, report)),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -76,7 +76,7 @@ pub struct SnapshotParts {
     pub client_certs: CertMap,
     pub named_limits: HashMap<String, Limit>,
     pub identity_providers: Vec<crate::auth::idp::IdpSettings>,
-    pub model_access: Option<crate::providers::models::ModelAccess>,
+    pub llm: crate::providers::LlmSettings,
 }
 
 impl Snapshot {
@@ -113,7 +113,7 @@ impl Snapshot {
             route_metrics,
             upstream_metrics,
             guards: parts.guards,
-            providers: Arc::new(ProviderSet::new(parts.providers, parts.chains, parts.model_access)),
+            providers: Arc::new(ProviderSet::new(parts.providers, parts.chains, parts.llm)),
             api_keys: parts.api_keys,
             client_certs: parts.client_certs,
             identity_providers: parts.identity_providers,

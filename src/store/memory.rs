@@ -12,8 +12,9 @@ use crate::limits::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
     Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError,
-    UserRecord, UserStore,
+    UsageStore, UserRecord, UserStore, WindowUse, TOKEN_WINDOW_GRACE_SECONDS,
 };
+use crate::llm::budget::Window;
 
 #[derive(Default)]
 struct Inner {
@@ -31,6 +32,8 @@ struct Inner {
     /// Credential registries: id -> JSON.
     records: HashMap<Registry, HashMap<String, String>>,
     key_uses: HashMap<String, u64>,
+    /// Token windows by "user\0window": (use, when it may be dropped, unix s).
+    token_windows: HashMap<String, (WindowUse, u64)>,
 }
 
 /// An in-process store.
@@ -328,5 +331,48 @@ impl CredentialStore for MemoryStore {
 
     async fn watch_shared_keys(&self) -> Result<futures_util::stream::BoxStream<'static, String>, StoreError> {
         Ok(futures_util::stream::pending().boxed())
+    }
+}
+
+fn token_key(user: &str, w: &Window) -> String {
+    format!("{user}\0{}", w.key())
+}
+
+#[async_trait]
+impl UsageStore for MemoryStore {
+    async fn reserve_tokens(&self, user: &str, windows: &[Window], amount: u64) -> Result<Option<(usize, u64)>, StoreError> {
+        let now = unix_now();
+        let mut inner = self.lock();
+        if inner.token_windows.len() > 10_000 {
+            inner.token_windows.retain(|_, (_, until)| *until > now);
+        }
+        for (i, w) in windows.iter().enumerate() {
+            let used = inner.token_windows.get(&token_key(user, w)).map_or(0, |(u, _)| u.total);
+            if used.saturating_add(amount) > w.limit {
+                return Ok(Some((i, used)));
+            }
+        }
+        for w in windows {
+            let until = w.ends_at() + TOKEN_WINDOW_GRACE_SECONDS;
+            let entry = inner.token_windows.entry(token_key(user, w)).or_insert_with(|| (WindowUse::default(), until));
+            entry.0.total = entry.0.total.saturating_add(amount);
+        }
+        Ok(None)
+    }
+
+    async fn settle_tokens(&self, user: &str, windows: &[Window], reserved: u64, used: u64, model: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for w in windows {
+            if let Some((u, _)) = inner.token_windows.get_mut(&token_key(user, w)) {
+                u.total = (u.total + used).saturating_sub(reserved);
+                *u.by_model.entry(model.to_string()).or_default() += used;
+            }
+        }
+        Ok(())
+    }
+
+    async fn token_use(&self, user: &str, windows: &[Window]) -> Result<Vec<WindowUse>, StoreError> {
+        let inner = self.lock();
+        Ok(windows.iter().map(|w| inner.token_windows.get(&token_key(user, w)).map(|(u, _)| u.clone()).unwrap_or_default()).collect())
     }
 }

@@ -19,6 +19,7 @@
 //! | `credentials:api-keys` | hash: key id -> the key's record as JSON (its HMAC, never the key) | none (deleted on revoke) |
 //! | `credentials:denylist` | hash: entry id -> the denylist entry as JSON | none (expired entries are removed by whichever instance sees them first) |
 //! | `credentials:key-uses` | hash: key id -> last use (unix seconds) | none (deleted with the key) |
+//! | `tokens:{user}:m:{minute}`, `tokens:{user}:d:{day}` | hash: `total` (tokens used and reserved in that fixed window), `model:{model}` (tokens settled per model) | the window's end plus two minutes |
 //! | `idp-keys:{provider}` | string: an identity provider's JWKS as last fetched by any instance, as JSON (body, when the next refresh is due) | until the next refresh is due |
 //! | `lock:idp:{provider}` | string: the instance fetching that provider's keys | the fetch deadline |
 //! | channel `idp-keys` | pub/sub: the name of a provider whose shared keys changed | - |
@@ -43,8 +44,9 @@ use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
     session_ttl, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord,
-    SessionStore, StoreError, UserRecord, UserStore,
+    SessionStore, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
 };
+use crate::llm::budget::Window;
 
 // The atomic operations, one Lua script each (src/store/lua/, loaded by SHA after the first
 // use). Each file says what its KEYS and ARGV are.
@@ -56,6 +58,8 @@ const GCRA: &str = include_str!("lua/gcra.lua");
 const LOGIN_FAILED: &str = include_str!("lua/login_failed.lua");
 const PROVIDER_CAS: &str = include_str!("lua/provider_cas.lua");
 const TOUCH_KEYS: &str = include_str!("lua/touch_keys.lua");
+const RESERVE_TOKENS: &str = include_str!("lua/reserve_tokens.lua");
+const SETTLE_TOKENS: &str = include_str!("lua/settle_tokens.lua");
 
 /// How long a provider's state is kept after its last change.
 const PROVIDER_STATE_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -73,6 +77,8 @@ pub struct RedisStore {
     login_failed: Script,
     provider_cas: Script,
     touch_keys: Script,
+    reserve_tokens: Script,
+    settle_tokens: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -99,6 +105,8 @@ impl RedisStore {
             login_failed: Script::new(LOGIN_FAILED),
             provider_cas: Script::new(PROVIDER_CAS),
             touch_keys: Script::new(TOUCH_KEYS),
+            reserve_tokens: Script::new(RESERVE_TOKENS),
+            settle_tokens: Script::new(SETTLE_TOKENS),
         })
     }
 
@@ -637,6 +645,70 @@ impl CredentialStore for RedisStore {
             .into_on_message()
             .filter_map(|msg| async move { Registry::parse(&String::from_utf8_lossy(msg.get_payload_bytes())) })
             .boxed())
+    }
+}
+
+impl RedisStore {
+    /// One user's window hashes: `{user}` is their hash tag, so a script touching all of them
+    /// runs on one Cluster node.
+    fn token_keys(&self, user: &str, windows: &[Window]) -> Vec<String> {
+        windows.iter().map(|w| self.key(&format!("tokens:{{{user}}}:{}", w.key()))).collect()
+    }
+}
+
+#[async_trait]
+impl UsageStore for RedisStore {
+    async fn reserve_tokens(&self, user: &str, windows: &[Window], amount: u64) -> Result<Option<(usize, u64)>, StoreError> {
+        if windows.is_empty() {
+            return Ok(None);
+        }
+        let mut inv = self.reserve_tokens.prepare_invoke();
+        for k in self.token_keys(user, windows) {
+            inv.key(k);
+        }
+        inv.arg(amount);
+        for w in windows {
+            inv.arg(w.limit);
+        }
+        for w in windows {
+            inv.arg((w.ends_at() + super::TOKEN_WINDOW_GRACE_SECONDS) * 1000);
+        }
+        let (over, used): (i64, i64) = inv.invoke_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok((over > 0).then(|| ((over - 1) as usize, used.max(0) as u64)))
+    }
+
+    async fn settle_tokens(&self, user: &str, windows: &[Window], reserved: u64, used: u64, model: &str) -> Result<(), StoreError> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.settle_tokens.prepare_invoke();
+        for k in self.token_keys(user, windows) {
+            inv.key(k);
+        }
+        inv.arg(used as i64 - reserved as i64).arg(format!("model:{model}")).arg(used);
+        let _: i64 = inv.invoke_async(&mut self.con()?).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn token_use(&self, user: &str, windows: &[Window]) -> Result<Vec<WindowUse>, StoreError> {
+        let hashes = self.hashes(&self.token_keys(user, windows)).await?;
+        Ok(hashes
+            .into_iter()
+            .map(|h| {
+                let mut u = WindowUse::default();
+                for (field, value) in h {
+                    let n = value.parse::<i64>().unwrap_or(0).max(0) as u64;
+                    match field.strip_prefix("model:") {
+                        Some(model) => {
+                            u.by_model.insert(model.to_string(), n);
+                        }
+                        None if field == "total" => u.total = n,
+                        None => {}
+                    }
+                }
+                u
+            })
+            .collect())
     }
 }
 

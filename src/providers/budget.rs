@@ -1,0 +1,170 @@
+//! Token budgets at run time (`llm_limits`): one atomic store operation reserves a call's tokens
+//! in the caller's minute and day windows before it is forwarded; after the answer the
+//! reservation is settled to the real usage (off the request path). `GET /auth/usage` reads the
+//! windows back. Every instance shares the windows through the store.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use crate::llm::budget::{self, BudgetRules, Window};
+use crate::store::{StoreError, UsageStore};
+
+/// A call's tokens, reserved in its windows until it is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    user: String,
+    windows: [Window; 2],
+    amount: u64,
+}
+
+/// What the budget says of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead (the reservation to settle, if the tokens could be reserved).
+    Go(Option<Reservation>),
+    /// Over this window's limit, which holds `used` tokens.
+    Over { window: Window, used: u64 },
+    /// The store could not be asked, and `sessions.on_store_outage` is `deny`.
+    Unavailable,
+}
+
+/// The budget service.
+pub struct Budgets {
+    store: Arc<dyn UsageStore>,
+    /// Refuse calls when the store cannot be asked (else they go ahead uncounted).
+    deny_on_outage: bool,
+}
+
+impl Budgets {
+    pub fn new(store: Arc<dyn UsageStore>, deny_on_outage: bool) -> Self {
+        Budgets { store, deny_on_outage }
+    }
+
+    /// Reserves a call's tokens: its completion allowance (`max_tokens` or `reserve_tokens`)
+    /// and its prompt estimate, at most a whole window (a call asking for more may still run
+    /// in an unused window; its real use is counted when it is settled).
+    pub async fn reserve(&self, rules: &BudgetRules, user: &str, role: Option<&str>, max_tokens: Option<u64>, prompt: u64, now: u64) -> Verdict {
+        let windows = budget::windows(rules.limits(role), now);
+        let smallest = windows.iter().map(|w| w.limit).min().unwrap_or(budget::UNLIMITED);
+        let amount = rules.reservation(max_tokens, prompt).min(smallest);
+        match self.store.reserve_tokens(user, &windows, amount).await {
+            Ok(None) => Verdict::Go(Some(Reservation { user: user.to_string(), windows, amount })),
+            Ok(Some((i, used))) => Verdict::Over { window: windows[i.min(1)], used },
+            Err(e) => {
+                tracing::warn!(error = %e, "token budget: the store could not reserve; {}", if self.deny_on_outage { "refusing" } else { "the call goes ahead uncounted" });
+                if self.deny_on_outage {
+                    Verdict::Unavailable
+                } else {
+                    Verdict::Go(None)
+                }
+            }
+        }
+    }
+
+    /// Settles a reservation to the tokens really used (in the background: the answer is
+    /// already on its way).
+    pub fn settle(self: &Arc<Self>, r: Reservation, used: u64, model: &str) {
+        let this = Arc::clone(self);
+        let model = model.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.store.settle_tokens(&r.user, &r.windows, r.amount, used, &model).await {
+                tracing::warn!(error = %e, "token budget: a settlement was lost; the reservation stays counted");
+            }
+        });
+    }
+
+    /// The caller's windows: limit, used (reservations in flight included), remaining, reset,
+    /// and settled use by model.
+    pub async fn report(&self, rules: &BudgetRules, user: &str, role: Option<&str>, now: u64) -> Result<Value, StoreError> {
+        let limits = rules.limits(role);
+        let windows = budget::windows(limits, now);
+        let uses = self.store.token_use(user, &windows).await?;
+        let report: Vec<Value> = windows.iter().zip(uses).map(|(w, u)| window_report(w, u.total, &u.by_model, now)).collect();
+        Ok(json!({ "user_id": user, "unlimited": limits.unlimited, "windows": report }))
+    }
+}
+
+/// One window as `/auth/usage` shows it.
+pub fn window_report(w: &Window, used: u64, by_model: &std::collections::BTreeMap<String, u64>, now: u64) -> Value {
+    let (limit, remaining) = if w.limits() { (json!(w.limit), json!(w.limit.saturating_sub(used))) } else { (Value::Null, Value::Null) };
+    json!({
+        "window": w.span.as_str(),
+        "limit": limit,
+        "used": used,
+        "remaining": remaining,
+        "resets_in_seconds": w.reset_in(now),
+        "by_model": by_model,
+    })
+}
+
+/// `RateLimit-Policy` and `RateLimit` for a window a call went over.
+pub fn limit_headers(w: &Window, used: u64, now: u64) -> [(&'static str, String); 2] {
+    let name = format!("tokens_{}", w.span.as_str());
+    [
+        ("RateLimit-Policy", format!("\"{name}\";q={};w={}", w.limit, w.span.seconds())),
+        ("RateLimit", format!("\"{name}\";r={};t={}", w.limit.saturating_sub(used), w.reset_in(now))),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::budget::TokenLimits;
+    use crate::store::memory::MemoryStore;
+
+    fn rules() -> BudgetRules {
+        let default = TokenLimits { per_minute: Some(100), per_day: Some(1000), unlimited: false };
+        let admin = TokenLimits { unlimited: true, ..default };
+        BudgetRules { default, roles: [("admin".to_string(), admin)].into(), reserve_tokens: 40 }
+    }
+
+    #[tokio::test]
+    async fn reservations_stop_at_the_limit_and_settle_to_real_use() {
+        let b = Arc::new(Budgets::new(Arc::new(MemoryStore::new()), false));
+        let r = rules();
+        let now = 1_764_400_000;
+        // 40 + 10 reserved twice = 100: the third does not fit this minute.
+        let first = match b.reserve(&r, "u", Some("user"), None, 10, now).await {
+            Verdict::Go(Some(res)) => res,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(b.reserve(&r, "u", Some("user"), None, 10, now).await, Verdict::Go(Some(_))));
+        match b.reserve(&r, "u", Some("user"), None, 10, now).await {
+            Verdict::Over { window, used } => assert_eq!((window.span.as_str(), used), ("minute", 100)),
+            other => panic!("{other:?}"),
+        }
+        // Settling the first to 20 tokens refunds 30: a call of 30 now fits.
+        b.store.settle_tokens(&first.user, &first.windows, first.amount, 20, "smart").await.unwrap();
+        assert!(matches!(b.reserve(&r, "u", Some("user"), Some(20), 10, now).await, Verdict::Go(Some(_))));
+        let report = b.report(&r, "u", Some("user"), now).await.unwrap();
+        assert_eq!(report["windows"][0]["used"], 100);
+        assert_eq!(report["windows"][0]["remaining"], 0);
+        assert_eq!(report["windows"][0]["by_model"]["smart"], 20);
+        assert_eq!(report["windows"][1]["limit"], 1000);
+        // The next minute starts empty; the day still counts.
+        assert!(matches!(b.reserve(&r, "u", Some("user"), None, 10, now + 60).await, Verdict::Go(Some(_))));
+        // Other users and unlimited roles are not affected.
+        assert!(matches!(b.reserve(&r, "v", Some("user"), None, 10, now).await, Verdict::Go(Some(_))));
+        for _ in 0..5 {
+            assert!(matches!(b.reserve(&r, "boss", Some("admin"), Some(1_000_000), 0, now).await, Verdict::Go(Some(_))));
+        }
+        let boss = b.report(&r, "boss", Some("admin"), now).await.unwrap();
+        assert_eq!((boss["unlimited"].as_bool(), boss["windows"][0]["limit"].is_null()), (Some(true), true));
+    }
+
+    #[tokio::test]
+    async fn a_call_larger_than_a_window_runs_only_in_an_unused_one() {
+        let b = Budgets::new(Arc::new(MemoryStore::new()), false);
+        let r = rules();
+        assert!(matches!(b.reserve(&r, "u", None, Some(5000), 0, 0).await, Verdict::Go(Some(Reservation { amount: 100, .. }))));
+        assert!(matches!(b.reserve(&r, "u", None, Some(5000), 0, 0).await, Verdict::Over { .. }));
+    }
+
+    #[test]
+    fn refusals_carry_ratelimit_headers() {
+        let w = Window { span: crate::llm::budget::Span::Minute, index: 10, limit: 100 };
+        let [policy, state] = limit_headers(&w, 130, 630);
+        assert_eq!(policy.1, "\"tokens_minute\";q=100;w=60");
+        assert_eq!(state.1, "\"tokens_minute\";r=0;t=30");
+    }
+}
