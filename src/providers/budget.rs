@@ -101,8 +101,8 @@ pub fn window_report(w: &Window, used: u64, by_model: &std::collections::BTreeMa
 pub fn limit_headers(w: &Window, used: u64, now: u64) -> [(&'static str, String); 2] {
     let name = format!("tokens_{}", w.span.as_str());
     [
-        ("RateLimit-Policy", format!("\"{name}\";q={};w={}", w.limit, w.span.seconds())),
-        ("RateLimit", format!("\"{name}\";r={};t={}", w.limit.saturating_sub(used), w.reset_in(now))),
+        ("ratelimit-policy", format!("\"{name}\";q={};w={}", w.limit, w.span.seconds())),
+        ("ratelimit", format!("\"{name}\";r={};t={}", w.limit.saturating_sub(used), w.reset_in(now))),
     ]
 }
 

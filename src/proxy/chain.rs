@@ -231,7 +231,7 @@ impl Gateway {
                     window.limit
                 );
                 let mut reject = Reject::new(429, "token_budget_exceeded", message, "token_budget_exceeded");
-                reject.headers.push(("Retry-After", reset.to_string()));
+                reject.headers.push(("retry-after", reset.to_string()));
                 reject.headers.extend(limit_headers(&window, used, now));
                 Err(reject)
             }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod idp;
+pub mod llm;
 pub mod redis;
 pub mod upstream;
 
