@@ -20,13 +20,12 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// The words of every answer.
 pub const WORDS: [&str; 5] = ["Hello", " from", " the", " mock", " provider."];
@@ -46,13 +45,21 @@ pub struct Mock {
     pub fail_with: AtomicU16,
     /// (path, model) of every completion/message request.
     pub seen: Mutex<Vec<(String, String)>>,
+    /// Non-zero: a streamed answer breaks (the connection drops) after this many events.
+    pub cut_after: AtomicUsize,
     /// Pause between streamed events.
     pub pace: Duration,
 }
 
 impl Mock {
     pub fn new(mode: Mode) -> Arc<Self> {
-        Arc::new(Mock { mode, fail_with: AtomicU16::new(0), seen: Mutex::new(Vec::new()), pace: Duration::from_millis(20) })
+        Arc::new(Mock {
+            mode,
+            fail_with: AtomicU16::new(0),
+            seen: Mutex::new(Vec::new()),
+            cut_after: AtomicUsize::new(0),
+            pace: Duration::from_millis(20),
+        })
     }
 }
 
@@ -60,7 +67,7 @@ fn json_reply(status: u16, v: Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(v.to_string())).boxed())
+        .body(Full::new(Bytes::from(v.to_string())).map_err(|never| match never {}).boxed())
         .unwrap_or_default()
 }
 
@@ -72,10 +79,14 @@ fn anthropic_error(status: u16, kind: &str, message: &str) -> Response<Body> {
     json_reply(status, json!({"type": "error", "error": {"type": kind, "message": message}}))
 }
 
-fn sse_reply(events: Vec<Vec<u8>>, pace: Duration) -> Response<Body> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+fn sse_reply(events: Vec<Vec<u8>>, pace: Duration, cut_after: usize) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     tokio::spawn(async move {
-        for e in events {
+        for (i, e) in events.into_iter().enumerate() {
+            if cut_after > 0 && i == cut_after {
+                let _ = tx.send(Err(std::io::Error::other("the mock provider breaks the stream on purpose"))).await;
+                return;
+            }
             if tx.send(Ok(Frame::data(Bytes::from(e)))).await.is_err() {
                 return;
             }
@@ -103,7 +114,7 @@ fn prompt_tokens(asked: &Value) -> u64 {
     (["messages", "system"].iter().map(|k| chars(&asked[*k])).sum::<usize>() as u64).div_ceil(4).max(1)
 }
 
-fn openai(asked: &Value, pace: Duration) -> Response<Body> {
+fn openai(asked: &Value, pace: Duration, cut_after: usize) -> Response<Body> {
     let model = asked["model"].as_str().unwrap_or("mock-1").to_string();
     let prompt = prompt_tokens(asked);
     let completion = WORDS.len() as u64;
@@ -127,14 +138,15 @@ fn openai(asked: &Value, pace: Duration) -> Response<Body> {
     events.extend(WORDS.iter().map(|w| chunk(json!({"content": w}), Value::Null)));
     events.push(chunk(json!({}), json!("stop")));
     if asked["stream_options"]["include_usage"] == true {
-        let c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage});
+        let c =
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage});
         events.push(format!("data: {c}\n\n").into_bytes());
     }
     events.push(b"data: [DONE]\n\n".to_vec());
-    sse_reply(events, pace)
+    sse_reply(events, pace, cut_after)
 }
 
-fn anthropic(asked: &Value, pace: Duration) -> Response<Body> {
+fn anthropic(asked: &Value, pace: Duration, cut_after: usize) -> Response<Body> {
     let model = asked["model"].as_str().unwrap_or("claude-mock").to_string();
     if asked["max_tokens"].as_u64().is_none() {
         return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
@@ -161,13 +173,11 @@ fn anthropic(asked: &Value, pace: Duration) -> Response<Body> {
         );
     }
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
-    let mut events = vec![
-        event(
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+    let mut events = vec![event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                    "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": prompt, "output_tokens": 1}}}),
-        ),
-    ];
+    )];
     match &tool {
         Some(name) => {
             events.push(event(
@@ -202,7 +212,7 @@ fn anthropic(asked: &Value, pace: Duration) -> Response<Body> {
         json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": completion}}),
     ));
     events.push(event("message_stop", json!({"type": "message_stop"})));
-    sse_reply(events, pace)
+    sse_reply(events, pace, cut_after)
 }
 
 /// Answers one request.
@@ -225,7 +235,7 @@ pub async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<
             note();
             match failing {
                 0 if !asked.is_object() => openai_error(400, "the body must be a JSON object"),
-                0 => openai(&asked, mock.pace),
+                0 => openai(&asked, mock.pace, mock.cut_after.load(Ordering::Relaxed)),
                 status => openai_error(status, "the mock provider is failing on purpose"),
             }
         }
@@ -234,7 +244,7 @@ pub async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<
             match failing {
                 _ if !anthropic_key => anthropic_error(401, "authentication_error", "x-api-key header is required"),
                 _ if !anthropic_version => anthropic_error(400, "invalid_request_error", "anthropic-version header is required"),
-                0 => anthropic(&asked, mock.pace),
+                0 => anthropic(&asked, mock.pace, mock.cut_after.load(Ordering::Relaxed)),
                 status => anthropic_error(status, "overloaded_error", "Overloaded"),
             }
         }

@@ -9,7 +9,8 @@
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -293,9 +294,12 @@ impl Metrics {
             ),
             llm_ttft: {
                 let v = HistogramVec::new(
-                    HistogramOpts::new("llm_time_to_first_token_seconds", "Time from forwarding an LLM call to the first byte of its answer's body.")
-                        .namespace("portcullis")
-                        .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
+                    HistogramOpts::new(
+                        "llm_time_to_first_token_seconds",
+                        "Time from forwarding an LLM call to the first byte of its answer's body.",
+                    )
+                    .namespace("portcullis")
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
                     &["provider"],
                 )
                 .expect("valid metric definition");
@@ -304,7 +308,8 @@ impl Metrics {
             },
             llm_budget_rejections: {
                 let c = IntCounter::with_opts(
-                    Opts::new("llm_budget_rejections_total", "LLM calls refused before forwarding: over a token budget.").namespace("portcullis"),
+                    Opts::new("llm_budget_rejections_total", "LLM calls refused before forwarding: over a token budget.")
+                        .namespace("portcullis"),
                 )
                 .expect("valid metric definition");
                 r.register(Box::new(c.clone())).expect("metric registered once");

@@ -22,8 +22,8 @@ mod endpoints;
 mod guard;
 pub mod headers;
 mod limits;
-pub mod reply;
 mod relay;
+pub mod reply;
 mod snapshot;
 pub mod upstream;
 

@@ -106,10 +106,18 @@ models_pricing: { smart: { prompt_per_million: 2.5, completion_per_million: 10 }
     // The primary breaks: every call fails over to the Anthropic provider, translated.
     oa.fail_with(503);
     let r = sdk.call("smart", false, json!({}));
-    assert_eq!((r["content"].as_str(), r["finish_reason"].as_str(), r["model"].as_str()), (Some(hello.as_str()), Some("stop"), Some("smart")), "{r}");
+    assert_eq!(
+        (r["content"].as_str(), r["finish_reason"].as_str(), r["model"].as_str()),
+        (Some(hello.as_str()), Some("stop"), Some("smart")),
+        "{r}"
+    );
     assert_eq!(r["usage"]["completion_tokens"], 5, "{r}");
     let r = sdk.call("smart", true, json!({}));
-    assert_eq!((r["content"].as_str(), r["finish_reason"].as_str(), r["usage"].is_null()), (Some(hello.as_str()), Some("stop"), true), "{r}");
+    assert_eq!(
+        (r["content"].as_str(), r["finish_reason"].as_str(), r["usage"].is_null()),
+        (Some(hello.as_str()), Some("stop"), true),
+        "{r}"
+    );
     let r = sdk.call("fast", true, json!({"stream_options": {"include_usage": true}, "max_tokens": 64}));
     assert_eq!((r["usage"]["completion_tokens"].as_u64(), r["content"].as_str()), (Some(5), Some(hello.as_str())), "{r}");
     // Tool calls, both ways.
@@ -123,13 +131,10 @@ models_pricing: { smart: { prompt_per_million: 2.5, completion_per_million: 10 }
     let an_seen = an.seen();
     assert_eq!(an_seen.len(), 5);
     assert!(an_seen.iter().all(|(path, _)| path == "/v1/messages"), "{an_seen:?}");
-    assert_eq!(an_seen.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(), [
-        "claude-sonnet-4-5",
-        "claude-sonnet-4-5",
-        "claude-haiku-4-5",
-        "claude-sonnet-4-5",
-        "claude-sonnet-4-5"
-    ]);
+    assert_eq!(
+        an_seen.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
+        ["claude-sonnet-4-5", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4-5", "claude-sonnet-4-5"]
+    );
 
     // An Anthropic error that is not failed over reaches the SDK in OpenAI's shape, same status.
     an.fail_with(529);
@@ -151,8 +156,14 @@ models_pricing: { smart: { prompt_per_million: 2.5, completion_per_million: 10 }
     assert!(minute["by_model"]["smart"].as_u64().unwrap() > 0 && minute["by_model"]["fast"].as_u64().unwrap() > 0, "{usage}");
     assert_eq!(minute["used"], usage["windows"][1]["used"]);
     assert_eq!(minute["remaining"].as_u64().unwrap(), 100_000 - minute["used"].as_u64().unwrap());
-    assert_eventually!(gw.metric(r#"portcullis_llm_tokens_total{kind="completion",model="smart",provider="an"}"#) == Some(20.0), "tokens counted");
-    assert!(gw.metric(r#"portcullis_llm_requests_total{model="smart",outcome="failover",provider="oa"}"#) >= Some(1.0), "the failing primary was tried first, then demoted");
+    assert_eventually!(
+        gw.metric(r#"portcullis_llm_tokens_total{kind="completion",model="smart",provider="an"}"#) == Some(20.0),
+        "tokens counted"
+    );
+    assert!(
+        gw.metric(r#"portcullis_llm_requests_total{model="smart",outcome="failover",provider="oa"}"#) >= Some(1.0),
+        "the failing primary was tried first, then demoted"
+    );
     assert_eq!(gw.metric(r#"portcullis_llm_requests_total{model="smart",outcome="ok",provider="oa"}"#), Some(2.0));
     assert_eq!(gw.metric(r#"portcullis_llm_requests_total{model="smart",outcome="error",provider="an"}"#), Some(1.0));
     assert!(gw.metric(r#"portcullis_llm_time_to_first_token_seconds_count{provider="an"}"#) >= Some(5.0));
@@ -161,7 +172,11 @@ models_pricing: { smart: { prompt_per_million: 2.5, completion_per_million: 10 }
     let calls: Vec<Value> = gw.audit_events().into_iter().filter(|e| e["event"] == "llm.call").collect();
     assert_eq!(calls.len(), 9, "one llm.call per answered call");
     let last = calls.last().unwrap();
-    assert_eq!((last["user_id"].as_str(), last["details"]["provider"].as_str(), last["details"]["model"].as_str()), (Some("sdk-user"), Some("an"), Some("smart")), "{last}");
+    assert_eq!(
+        (last["user_id"].as_str(), last["details"]["provider"].as_str(), last["details"]["model"].as_str()),
+        (Some("sdk-user"), Some("an"), Some("smart")),
+        "{last}"
+    );
     let log = std::fs::read_to_string(gw.dir().join("audit.log")).unwrap() + &gw.log();
     assert!(!log.contains("sk-oa-secret-key") && !log.contains("sk-ant-secret-key") && !log.contains(&token));
     drop(app);
@@ -176,7 +191,8 @@ fn anthropic_clients_pass_through_and_bad_bodies_never_reach_a_provider() {
     let app = MockUpstream::start();
     let gw = TestGateway::start_with_env(&llm_config(seed_config(&app.url()), "an", "oa", &oa, &an, ""), &KEYS);
     let token = gw.token("u", "user");
-    let messages = |stream: bool| json!({"model": "smart", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
+    let messages =
+        |stream: bool| json!({"model": "smart", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
     let r = gw.request("POST", "/v1/messages").bearer(&token).header("anthropic-version", "2023-06-01").json(&messages(false)).send();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!((r.json()["type"].as_str(), r.json()["usage"]["output_tokens"].as_u64()), (Some("message"), Some(5)));
@@ -275,10 +291,12 @@ fn parallel_calls_at_a_shared_budgets_edge_overshoot_by_at_most_one_reservation_
     ];
     let token = gws[0].token("edge", "user");
     let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..20).map(|i| {
-            let (gw, token) = (&gws[i % 2], &token);
-            s.spawn(move || chat(gw, token).status)
-        }).collect();
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (gw, token) = (&gws[i % 2], &token);
+                s.spawn(move || chat(gw, token).status)
+            })
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let ok = statuses.iter().filter(|s| **s == 200).count() as u64;
@@ -292,4 +310,37 @@ fn parallel_calls_at_a_shared_budgets_edge_overshoot_by_at_most_one_reservation_
     eprintln!("budget edge: {ok} of 20 parallel calls served, {} tokens used of 100, overshoot {overshoot}", used());
     assert_eq!(gws[0].get("/auth/usage").bearer(&token).send().json()["windows"][1]["used"].as_u64(), Some(ok * 7));
     drop(app);
+}
+
+/// A stream that breaks, and a client that goes away, are still counted with what was produced:
+/// estimated from the streamed text, and marked as estimated.
+#[test]
+fn broken_streams_are_counted_with_what_they_produced() {
+    let (oa, an) = (MockLlm::start(Mode::OpenAi), MockLlm::start(Mode::Anthropic));
+    let app = MockUpstream::start();
+    let limits = "{ default: { tokens_per_day: 100000 } }";
+    let gw = TestGateway::start_with_env(&budget_config(seed_config(&app.url()), &oa, &an, limits), &KEYS);
+    let token = gw.token("u", "user");
+    // The role chunk and two words ("Hello from": 10 characters, 3 tokens), then the break.
+    oa.cut_after(3);
+    let req = gw
+        .request("POST", "/v1/chat/completions")
+        .bearer(&token)
+        .json(&json!({"model": "fast", "stream": true, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}));
+    let raw = common::client::send_raw_bytes(gw.addr, &req.to_bytes());
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("\"Hello\"") && !text.contains("[DONE]"), "{text}");
+    let call = || gw.audit_events().into_iter().find(|e| e["event"] == "llm.call");
+    assert_eventually!(call().is_some(), "the call is audited");
+    let d = call().unwrap()["details"].clone();
+    assert_eq!(
+        (d["estimated"].as_bool(), d["completion_tokens"].as_u64(), d["prompt_tokens"].as_u64()),
+        (Some(true), Some(3), Some(6)),
+        "{d}"
+    );
+    assert_eq!(call().unwrap()["status"], "broken");
+    // Its reservation (50 + 6) is settled to the estimate (9), not kept and not dropped.
+    assert_eventually!(gw.get("/auth/usage").bearer(&token).send().json()["windows"][1]["used"] == 9, "settled to the estimate");
+    assert_eq!(gw.metric(r#"portcullis_llm_requests_total{model="fast",outcome="broken",provider="oa"}"#), Some(1.0));
+    drop((app, an));
 }

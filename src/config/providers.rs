@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::raw::{RawAuth, RawChain, RawHealth, RawLlmLimits, RawPrice, RawProvider, RawTokenLimits};
 use super::{did_you_mean, problem, Problem};
-use crate::providers::health::{Order, Rules};
 use crate::llm::budget::{BudgetRules, TokenLimits};
 use crate::llm::Api;
 use crate::policy::Roles;
+use crate::providers::health::{Order, Rules};
 use crate::providers::models::ModelAccess;
 use crate::providers::{Chain, HealthCheck, LlmSettings, Price, Provider, ProviderAuth};
 use crate::secret::Secret;
@@ -188,7 +188,10 @@ pub(super) fn llm(
             problem(p, &format!("models_pricing.{model}"), "prices must be numbers of at least 0");
             continue;
         }
-        prices.insert(model.clone(), Price { prompt_per_million: price.prompt_per_million, completion_per_million: price.completion_per_million });
+        prices.insert(
+            model.clone(),
+            Price { prompt_per_million: price.prompt_per_million, completion_per_million: price.completion_per_million },
+        );
     }
     let mut known_models: std::collections::BTreeSet<String> = prices.keys().cloned().collect();
     known_models.extend(providers.iter().flatten().filter_map(|p| p.models.as_ref()).flat_map(|m| m.keys().cloned()));

@@ -250,3 +250,45 @@ fn api_keys_client_certs_and_scopes_are_checked_with_their_place() {
     assert!(c.api_keys.is_some_and(|k| !k.self_service && k.max_per_user == 100));
     assert!(c.named_limits.contains_key("ci"));
 }
+
+#[test]
+fn llm_settings_are_checked_and_lowered() {
+    let env = |k: &str| (k == "JWT_SECRET_KEY" || k == "K").then(|| "0123456789abcdef0123456789abcdef".to_string());
+    let text = format!(
+        "{SEED}providers: {{ a: {{ url: \"http://127.0.0.1:9\", api: anthropic, api_key_env: K, models: {{ smart: claude }} }}, b: {{ url: \"http://127.0.0.1:9\", api: gemini }} }}
+llm_limits: {{ default: {{ tokens_per_minute: 0 }}, roles: {{ wizard: {{ unlimited: true }} }}, reserve_tokens: 0 }}
+models_pricing: {{ smart: {{ prompt_per_million: -1, completion_per_million: 1 }} }}
+"
+    );
+    let problems: String = match parse(&text, Path::new("gw.yaml"), &env) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"),
+    };
+    for expected in [
+        "providers.b.api: unknown API `gemini`",
+        "llm_limits.default: `tokens_per_minute` and `tokens_per_day` must be at least 1",
+        "llm_limits.roles.wizard: unknown role `wizard`",
+        "llm_limits.reserve_tokens: must be at least 1",
+        "models_pricing.smart: prices must be numbers of at least 0",
+    ] {
+        assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+    }
+    let good = format!(
+        "{SEED}providers: {{ a: {{ url: \"http://127.0.0.1:9\", api: anthropic, api_key_env: K, models: {{ smart: claude }} }} }}
+llm_limits: {{ default: {{ tokens_per_minute: 100, tokens_per_day: 1000 }}, roles: {{ viewer: {{ tokens_per_day: 10 }}, admin: {{ unlimited: true }} }} }}
+models_pricing: {{ smart: {{ prompt_per_million: 2.5, completion_per_million: 10 }} }}
+"
+    );
+    let c = parse(&good, Path::new("gw.yaml"), &env).unwrap();
+    let a = &c.providers[0];
+    assert_eq!(a.api, crate::llm::Api::Anthropic);
+    assert!(matches!(&a.auth, crate::providers::ProviderAuth::Header(h, _) if h == "x-api-key"), "Anthropic keys go in x-api-key");
+    let rules = c.llm.budgets.clone().unwrap();
+    assert_eq!(rules.reserve_tokens, 1024);
+    assert_eq!(rules.limits(Some("viewer")).per_day, Some(10));
+    assert_eq!(rules.limits(Some("viewer")).per_minute, Some(100), "a role's entry overlays the default");
+    assert!(rules.limits(Some("admin")).unlimited);
+    assert_eq!(c.llm.model_label(Some("smart")), "smart");
+    assert_eq!(c.llm.model_label(Some("gpt-9")), "other", "labels stay within the config's names");
+    assert!((c.llm.prices["smart"].cost(1_000_000, 100_000) - 3.5).abs() < 1e-9);
+}

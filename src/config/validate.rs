@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::raw::{
-    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawIdentityProvider, RawLlmLimits, RawLockout, RawLogging, RawMetrics,
-    RawPasswords, RawPrice, RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore, RawTokens, RawUpstream, RawUsers,
+    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawIdentityProvider, RawLlmLimits, RawLockout,
+    RawLogging, RawMetrics, RawPasswords, RawPrice, RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore,
+    RawTokens, RawUpstream, RawUsers,
 };
 use super::{
     audit, cors, credentials, identity, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams,
@@ -17,8 +18,10 @@ use crate::limits::Limit;
 use crate::policy::{Policy, RouteTable};
 use crate::store::StoreSettings;
 
-pub(crate) const SECTIONS: [&str; 22] = [
+pub(crate) const SECTIONS: [&str; 24] = [
     "api_keys",
+    "llm_limits",
+    "models_pricing",
     "identity_providers",
     "client_certs",
     "providers",

@@ -78,7 +78,8 @@ pub fn request_from_openai(body: &Value, default_max_tokens: u64) -> Result<Valu
             .filter(|t| t["type"] == "function")
             .map(|t| {
                 let f = &t["function"];
-                let mut tool = json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
+                let mut tool =
+                    json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
                 if let Some(d) = f.get("description") {
                     tool["description"] = d.clone();
                 }
@@ -138,9 +139,12 @@ fn part(p: &Value, i: usize) -> Result<Value, String> {
     match p.get("type").and_then(Value::as_str) {
         Some("text") => Ok(json!({"type": "text", "text": p["text"]})),
         Some("image_url") => {
-            let url = p["image_url"]["url"].as_str().or(p["image_url"].as_str()).ok_or_else(|| format!("messages[{i}]: an image has no url"))?;
+            let url =
+                p["image_url"]["url"].as_str().or(p["image_url"].as_str()).ok_or_else(|| format!("messages[{i}]: an image has no url"))?;
             match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
-                Some((media_type, data)) => Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})),
+                Some((media_type, data)) => {
+                    Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}))
+                }
                 None => Ok(json!({"type": "image", "source": {"type": "url", "url": url}})),
             }
         }
@@ -207,10 +211,7 @@ pub fn error_to_openai(body: &[u8], status: u16) -> Value {
         429 => "rate_limit_error",
         _ => "api_error",
     });
-    let message = err
-        .and_then(|e| e["message"].as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("the provider answered {status}"));
+    let message = err.and_then(|e| e["message"].as_str()).map(str::to_string).unwrap_or_else(|| format!("the provider answered {status}"));
     json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
 }
 
@@ -382,7 +383,8 @@ mod tests {
         assert!(request_from_openai(&json!({"messages": [{"content": "x"}]}), 1).unwrap_err().contains("role"));
         assert!(request_from_openai(&json!({"messages": [{"role": "wizard", "content": "x"}]}), 1).unwrap_err().contains("wizard"));
         assert!(request_from_openai(&json!({"messages": [{"role": "user", "content": 5}]}), 1).is_err());
-        let bad_args = json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{"}}]}]});
+        let bad_args =
+            json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{"}}]}]});
         assert!(request_from_openai(&bad_args, 1).unwrap_err().contains("arguments"));
         assert!(request_from_openai(&json!({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}), 1).is_err());
     }
@@ -435,8 +437,14 @@ mod tests {
         assert_eq!(parsed[0]["choices"][0]["delta"]["role"], "assistant");
         assert!(parsed.iter().all(|p| p["object"] == "chat.completion.chunk" && p["id"] == "chatcmpl-msg_9" && p["model"] == "smart"));
         assert_eq!(parsed[1]["choices"][0]["delta"]["content"], "Hi");
-        assert_eq!(parsed[2]["choices"][0]["delta"]["tool_calls"][0], json!({"index": 0, "id": "tu_1", "type": "function", "function": {"name": "f", "arguments": ""}}));
-        let args: String = parsed[3..5].iter().map(|p| p["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_string()).collect();
+        assert_eq!(
+            parsed[2]["choices"][0]["delta"]["tool_calls"][0],
+            json!({"index": 0, "id": "tu_1", "type": "function", "function": {"name": "f", "arguments": ""}})
+        );
+        let args: String = parsed[3..5]
+            .iter()
+            .map(|p| p["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(args, "{\"a\":1}");
         assert_eq!(parsed[5]["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(parsed[6]["choices"], json!([]));

@@ -15,11 +15,7 @@ pub struct TokenLimits {
 impl TokenLimits {
     /// `self` with `over`'s settings where it has them (a role's entry over the default).
     pub fn overlaid(self, over: TokenLimits) -> TokenLimits {
-        TokenLimits {
-            per_minute: over.per_minute.or(self.per_minute),
-            per_day: over.per_day.or(self.per_day),
-            unlimited: over.unlimited,
-        }
+        TokenLimits { per_minute: over.per_minute.or(self.per_minute), per_day: over.per_day.or(self.per_day), unlimited: over.unlimited }
     }
 }
 

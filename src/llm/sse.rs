@@ -35,8 +35,7 @@ impl Parser {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
         let mut start = 0;
-        loop {
-            let Some((line_end, next)) = line_at(&self.buf, self.scanned) else { break };
+        while let Some((line_end, next)) = line_at(&self.buf, self.scanned) {
             let blank = line_end == self.scanned;
             self.scanned = next;
             if blank {
@@ -135,11 +134,8 @@ mod tests {
     #[test]
     fn events_split_anywhere_come_out_whole() {
         let stream = b"event: message_start\ndata: {\"a\":1}\n\n: comment\n\ndata: x\ndata: y\n\ndata:[DONE]\n\n";
-        let expected = vec![
-            (Some("message_start".to_string()), "{\"a\":1}".to_string()),
-            (None, "x\ny".to_string()),
-            (None, "[DONE]".to_string()),
-        ];
+        let expected =
+            vec![(Some("message_start".to_string()), "{\"a\":1}".to_string()), (None, "x\ny".to_string()), (None, "[DONE]".to_string())];
         for cut in 0..stream.len() {
             let mut p = Parser::new(1 << 20);
             assert_eq!(all(&mut p, &[&stream[..cut], &stream[cut..]]), expected, "cut at {cut}");

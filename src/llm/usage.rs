@@ -142,10 +142,7 @@ mod tests {
     fn broken_streams_are_estimated_from_their_text() {
         let mut s = StreamUsage::default();
         s.observe(Api::OpenAi, &json!({"choices": [{"delta": {"content": "abcdefghi"}}]}));
-        s.observe(
-            Api::OpenAi,
-            &json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]}),
-        );
+        s.observe(Api::OpenAi, &json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]}));
         assert_eq!(s.finish(40), Usage { prompt: 40, completion: 3, estimated: true });
         // Anthropic's message_start gives the prompt; the completion is estimated.
         let mut a = StreamUsage::default();

@@ -43,7 +43,15 @@ impl Budgets {
     /// Reserves a call's tokens: its completion allowance (`max_tokens` or `reserve_tokens`)
     /// and its prompt estimate, at most a whole window (a call asking for more may still run
     /// in an unused window; its real use is counted when it is settled).
-    pub async fn reserve(&self, rules: &BudgetRules, user: &str, role: Option<&str>, max_tokens: Option<u64>, prompt: u64, now: u64) -> Verdict {
+    pub async fn reserve(
+        &self,
+        rules: &BudgetRules,
+        user: &str,
+        role: Option<&str>,
+        max_tokens: Option<u64>,
+        prompt: u64,
+        now: u64,
+    ) -> Verdict {
         let windows = budget::windows(rules.limits(role), now);
         let smallest = windows.iter().map(|w| w.limit).min().unwrap_or(budget::UNLIMITED);
         let amount = rules.reservation(max_tokens, prompt).min(smallest);

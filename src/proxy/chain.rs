@@ -235,7 +235,12 @@ impl Gateway {
                 reject.headers.extend(limit_headers(&window, used, now));
                 Err(reject)
             }
-            Verdict::Unavailable => Err(Reject::new(503, "store_unavailable", "token budgets cannot be checked right now; try again shortly", "store_unavailable")),
+            Verdict::Unavailable => Err(Reject::new(
+                503,
+                "store_unavailable",
+                "token budgets cannot be checked right now; try again shortly",
+                "store_unavailable",
+            )),
         }
     }
 

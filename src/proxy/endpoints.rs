@@ -96,7 +96,10 @@ impl Gateway {
         }
         let identity = req.caller()?;
         let Some(rules) = &snapshot.providers.llm.budgets else {
-            return Ok((200, serde_json::json!({ "user_id": identity.user_id, "windows": [], "note": "token use is not counted: `llm_limits` is not configured" })));
+            return Ok((
+                200,
+                serde_json::json!({ "user_id": identity.user_id, "windows": [], "note": "token use is not counted: `llm_limits` is not configured" }),
+            ));
         };
         let now = crate::clock::unix_now();
         match self.services.budgets.report(rules, &identity.user_id, identity.role.as_deref(), now).await {

@@ -58,7 +58,14 @@ pub(super) struct Plan {
 
 impl Plan {
     /// The plan for `provider`; Err when the client's call cannot be put in its API.
-    pub fn new(lc: Option<&LlmCall>, provider: &Provider, own_model: Option<&str>, body: &Body, path: &str, set: &ProviderSet) -> Result<Plan, String> {
+    pub fn new(
+        lc: Option<&LlmCall>,
+        provider: &Provider,
+        own_model: Option<&str>,
+        body: &Body,
+        path: &str,
+        set: &ProviderSet,
+    ) -> Result<Plan, String> {
         let anthropic = provider.api == Api::Anthropic;
         let renamed = || -> Body {
             match own_model.and_then(|m| models::with_model(&body.bytes, m)).filter(|_| !body.more) {
@@ -67,7 +74,14 @@ impl Plan {
             }
         };
         let Some(lc) = lc else {
-            return Ok(Plan { body: renamed(), path: path.to_string(), relay: Relay::Raw, anthropic, model: String::new(), prompt_estimate: 0 });
+            return Ok(Plan {
+                body: renamed(),
+                path: path.to_string(),
+                relay: Relay::Raw,
+                anthropic,
+                model: String::new(),
+                prompt_estimate: 0,
+            });
         };
         let model = lc.model.clone().unwrap_or_default();
         let Some(call) = &lc.call else {
@@ -80,10 +94,9 @@ impl Plan {
         let bytes = serde_json::to_vec(&json).map_err(|e| e.to_string())?;
         let relay = match (call.api, provider.api) {
             (Api::OpenAi, Api::Anthropic) => Relay::Translate { include_usage: call.wants_stream_usage },
-            (client, theirs) => Relay::Observe {
-                api: theirs,
-                strip_usage: client == Api::OpenAi && call.stream && !call.wants_stream_usage,
-            },
+            (client, theirs) => {
+                Relay::Observe { api: theirs, strip_usage: client == Api::OpenAi && call.stream && !call.wants_stream_usage }
+            }
         };
         Ok(Plan {
             body: Body { bytes: bytes.into(), more: false },
@@ -174,7 +187,10 @@ impl Gateway {
         if plan.relay != Relay::Raw {
             // The answer is read: it must come uncompressed.
             req.remove_header("accept-encoding");
-            if plan.anthropic && !req.headers.contains_key("anthropic-version") && req.insert_header("anthropic-version", anthropic::VERSION).is_err() {
+            if plan.anthropic
+                && !req.headers.contains_key("anthropic-version")
+                && req.insert_header("anthropic-version", anthropic::VERSION).is_err()
+            {
                 return Attempt::Failover("request could not be built".into());
             }
         }
@@ -234,7 +250,8 @@ impl Gateway {
         up.set_read_timeout(Some(provider.stream_idle_timeout));
         let mut recheck = tokio::time::interval(std::time::Duration::from_millis(250));
         recheck.tick().await;
-        let stream = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
+        let stream =
+            resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
         let ok = resp.status.is_success();
         let mut answer = Answer { up, provider, started, status, recheck, first_byte_seen: false, llm: plan.relay != Relay::Raw };
         let outcome = match plan.relay {
@@ -311,7 +328,14 @@ impl Gateway {
 
     /// Relays the body byte for byte; with `usage_of`, keeps a copy to read the usage of a
     /// whole answer in that API (a successful one).
-    async fn relay_bytes(&self, session: &mut Session, ctx: &RequestCtx, a: &mut Answer<'_>, resp: ResponseHeader, usage_of: Option<(Api, bool, u64)>) -> Attempt {
+    async fn relay_bytes(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        a: &mut Answer<'_>,
+        resp: ResponseHeader,
+        usage_of: Option<(Api, bool, u64)>,
+    ) -> Attempt {
         let status = a.status;
         let done = a.up.response_done();
         if !self.send_header(session, ctx, resp, done).await {
@@ -320,7 +344,9 @@ impl Gateway {
         let mut copy: Option<Vec<u8>> = usage_of.map(|_| Vec::new());
         let served = |copy: &Option<Vec<u8>>, outcome: &'static str| {
             let usage = match (usage_of, copy) {
-                (Some((api, true, _)), Some(bytes)) => serde_json::from_slice::<Value>(bytes).ok().and_then(|v| usage::from_answer(api, &v)),
+                (Some((api, true, _)), Some(bytes)) => {
+                    serde_json::from_slice::<Value>(bytes).ok().and_then(|v| usage::from_answer(api, &v))
+                }
                 (Some((_, false, _)), _) => Some(Usage::default()),
                 _ => None,
             };
@@ -403,7 +429,15 @@ impl Gateway {
 
     /// Reads an Anthropic answer whole and sends it translated: a message as a chat
     /// completion, an error in OpenAI's shape with the same status.
-    async fn relay_translated(&self, session: &mut Session, ctx: &RequestCtx, a: &mut Answer<'_>, resp: ResponseHeader, model: &str, ok: bool) -> Attempt {
+    async fn relay_translated(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        a: &mut Answer<'_>,
+        resp: ResponseHeader,
+        model: &str,
+        ok: bool,
+    ) -> Attempt {
         let status = a.status;
         let mut body = Vec::new();
         if !a.up.response_done() {
@@ -432,7 +466,9 @@ impl Gateway {
         let bytes = Bytes::from(json.to_string());
         let mut down = resp;
         down.remove_header("content-encoding");
-        if down.insert_header("content-type", "application/json").is_err() || down.insert_header("content-length", bytes.len().to_string()).is_err() {
+        if down.insert_header("content-type", "application/json").is_err()
+            || down.insert_header("content-length", bytes.len().to_string()).is_err()
+        {
             return Attempt::Broken(cut_off(), Served::nothing("broken"));
         }
         let served = Served { usage, outcome, status };

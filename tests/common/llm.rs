@@ -41,6 +41,11 @@ impl MockLlm {
         self.mock.fail_with.store(status, Ordering::Relaxed);
     }
 
+    /// Break streamed answers after `events` events (0: never).
+    pub fn cut_after(&self, events: usize) {
+        self.mock.cut_after.store(events, Ordering::Relaxed);
+    }
+
     /// (path, model) of every completion request seen.
     pub fn seen(&self) -> Vec<(String, String)> {
         self.mock.seen.lock().unwrap().clone()
