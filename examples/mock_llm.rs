@@ -4,14 +4,15 @@
 //!   `chat.completion.chunk` events ending in `data: [DONE]` (with a final usage chunk when the
 //!   request asks for `stream_options.include_usage`), as OpenAI does.
 //! - Anthropic: `POST /v1/messages` (it requires `x-api-key` and `anthropic-version`, as the real
-//!   API does) answers a message, or the real event sequence: `message_start`,
+//!   API does; the demo's keyless provider runs it without `--require-key`) answers a message, or the real event sequence: `message_start`,
 //!   `content_block_start`, `ping`, `content_block_delta`..., `content_block_stop`,
 //!   `message_delta`, `message_stop`. A request with tools is answered with a `tool_use` block.
 //!
 //! Every answer names the model the request named and reports usage (prompt: about four
 //! characters a token; completion: one token a word). Errors take each API's own shape.
 //!
-//! cargo run --example mock_llm -- [ADDR] [--api openai|anthropic|both]    (default 127.0.0.1:8000, both)
+//! cargo run --example mock_llm -- [ADDR] [--api openai|anthropic|both] [--require-key]
+//! (default 127.0.0.1:8000, both APIs, no key required)
 
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
@@ -45,6 +46,8 @@ pub struct Mock {
     pub fail_with: AtomicU16,
     /// (path, model) of every completion/message request.
     pub seen: Mutex<Vec<(String, String)>>,
+    /// Refuse Anthropic requests without `x-api-key` (401), as the real API does.
+    pub require_key: bool,
     /// Non-zero: a streamed answer breaks (the connection drops) after this many events.
     pub cut_after: AtomicUsize,
     /// Pause between streamed events.
@@ -55,6 +58,7 @@ impl Mock {
     pub fn new(mode: Mode) -> Arc<Self> {
         Arc::new(Mock {
             mode,
+            require_key: true,
             fail_with: AtomicU16::new(0),
             seen: Mutex::new(Vec::new()),
             cut_after: AtomicUsize::new(0),
@@ -242,7 +246,7 @@ pub async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<
         ("POST", "/v1/messages") if serves(Mode::Anthropic) => {
             note();
             match failing {
-                _ if !anthropic_key => anthropic_error(401, "authentication_error", "x-api-key header is required"),
+                _ if mock.require_key && !anthropic_key => anthropic_error(401, "authentication_error", "x-api-key header is required"),
                 _ if !anthropic_version => anthropic_error(400, "invalid_request_error", "anthropic-version header is required"),
                 0 => anthropic(&asked, mock.pace, mock.cut_after.load(Ordering::Relaxed)),
                 status => anthropic_error(status, "overloaded_error", "Overloaded"),
@@ -268,6 +272,7 @@ pub async fn serve(listener: TcpListener, mock: Arc<Mock>) -> std::io::Result<()
 async fn main() -> std::io::Result<()> {
     let mut addr = "127.0.0.1:8000".to_string();
     let mut mode = Mode::Both;
+    let mut require_key = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -282,10 +287,15 @@ async fn main() -> std::io::Result<()> {
                     }
                 }
             }
+            "--require-key" => require_key = true,
             other => addr = other.to_string(),
         }
     }
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("mock LLM provider ({mode:?}) listening on http://{addr}");
-    serve(listener, Mock::new(mode)).await
+    let mut mock = Mock::new(mode);
+    if let Some(m) = Arc::get_mut(&mut mock) {
+        m.require_key = require_key;
+    }
+    serve(listener, mock).await
 }
