@@ -12,7 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"
-for t in wrk nginx redis-server taskset; do command -v "$t" >/dev/null || { echo "chain.sh: $t is missing (bench/compare.sh installs it)"; exit 1; }; done
+need=()
+for t in wrk nginx redis-server taskset; do command -v "$t" >/dev/null || need+=("$t"); done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=(); for t in "${need[@]}"; do case $t in taskset) pkgs+=(util-linux);; redis-server) pkgs+=(redis-server);; *) pkgs+=("$t");; esac; done
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
 cargo build --release --bin portcullis >/dev/null 2>&1
 W=$(mktemp -d -p "$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo /tmp)"); PIDS=(); KILL_PIDS=()
 cleanup() { for p in "${KILL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
@@ -47,14 +52,15 @@ LIMITS='llm_limits: { default: { tokens_per_minute: 1000000000000, tokens_per_da
 config 127.0.0.1:8185 127.0.0.1:9285 "store: { backend: memory }" "" > "$W/after.yaml"
 config 127.0.0.1:8186 127.0.0.1:9286 "store: { backend: memory }" "$LIMITS" > "$W/budget-mem.yaml"
 config 127.0.0.1:8187 127.0.0.1:9287 "store: { backend: redis, redis_url: \"redis://127.0.0.1:9479\" }" "$LIMITS" > "$W/budget-redis.yaml"
-start() { $PIN_SUT "$1" run -c "$2" 2>"$2.log" & local pid=$!; KILL_PIDS+=($pid); echo $pid; }
-AFTER=$(start target/release/portcullis "$W/after.yaml")
-MEM=$(start target/release/portcullis "$W/budget-mem.yaml")
-RED=$(start target/release/portcullis "$W/budget-redis.yaml")
+# start BIN CONFIG: runs a gateway; its pid in STARTED.
+start() { $PIN_SUT "$1" run -c "$2" >/dev/null 2>"$2.log" & STARTED=$!; KILL_PIDS+=("$STARTED"); }
+start target/release/portcullis "$W/after.yaml"; AFTER=$STARTED
+start target/release/portcullis "$W/budget-mem.yaml"; MEM=$STARTED
+start target/release/portcullis "$W/budget-redis.yaml"; RED=$STARTED
 SYSTEMS=()
 if [ -n "${BEFORE:-}" ]; then
   config 127.0.0.1:8184 127.0.0.1:9284 "store: { backend: memory }" "" > "$W/before.yaml"
-  OLD=$(start "$BEFORE" "$W/before.yaml")
+  start "$BEFORE" "$W/before.yaml"; OLD=$STARTED
   SYSTEMS+=("chain GET /v1/models, before|http://127.0.0.1:8184/v1/models|GET|$OLD")
 fi
 SYSTEMS+=("chain GET /v1/models, after|http://127.0.0.1:8185/v1/models|GET|$AFTER")
@@ -95,7 +101,7 @@ for round in $(seq 1 "$ROUNDS"); do
     reqs=$(awk '/requests in/ {print $1}' "$W/wrk.out"); rps=$(awk '/Requests\/sec/ {print $2}' "$W/wrk.out")
     non2xx=$(awk '/Non-2xx/ {print $5}' "$W/wrk.out"); non2xx=${non2xx:-0}
     cpu=$(awk -v d=$((c1 - c0)) -v t="$TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / t / n * 1e6}')
-    echo "$name,$round,$rps,$(lat 50%),$(lat 99%),$cpu,$non2xx" >> "$W/chain.csv"
+    echo "\"$name\",$round,$rps,$(lat 50%),$(lat 99%),$cpu,$non2xx" >> "$W/chain.csv"
     echo "round $round: $name: $rps req/s, p99 $(lat 99%) ms, $cpu us CPU/req, non-2xx $non2xx" >&2
   done
 done

@@ -272,6 +272,16 @@ pub struct WindowUse {
     pub by_model: std::collections::BTreeMap<String, u64>,
 }
 
+/// Reservations settled to real use, summed per user, windows and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub user: String,
+    pub windows: [Window; 2],
+    pub model: String,
+    pub delta: i64,
+    pub used: u64,
+}
+
 /// Token budgets: one user's counters in fixed windows, reserved atomically before an LLM call
 /// and settled to its real usage after it.
 #[async_trait]
@@ -279,8 +289,10 @@ pub trait UsageStore: Backend {
     /// Reserves `amount` tokens in every window, if each stays within its limit: all or none.
     /// None when reserved; else the first window that would go over, and its use.
     async fn reserve_tokens(&self, user: &str, windows: &[Window], amount: u64) -> Result<Option<(usize, u64)>, StoreError>;
-    /// Settles a reservation of `reserved` in `windows` to `used`, and counts `used` for `model`.
-    async fn settle_tokens(&self, user: &str, windows: &[Window], reserved: u64, used: u64, model: &str) -> Result<(), StoreError>;
+    /// Settles reservations to real use, in one round trip: each adds its `delta` (used minus
+    /// reserved) to its windows' totals (windows already dropped are skipped) and `used` to its
+    /// model's count.
+    async fn settle_tokens(&self, settlements: &[Settlement]) -> Result<(), StoreError>;
     /// Each window's use.
     async fn token_use(&self, user: &str, windows: &[Window]) -> Result<Vec<WindowUse>, StoreError>;
 }

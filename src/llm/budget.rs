@@ -42,7 +42,7 @@ impl BudgetRules {
 }
 
 /// A window's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Span {
     Minute,
     Day,
@@ -66,7 +66,7 @@ impl Span {
 
 /// One window a call counts against: which span, which one of them (its number since the
 /// epoch), its limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
     pub span: Span,
     pub index: u64,

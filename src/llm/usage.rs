@@ -39,6 +39,16 @@ pub fn from_answer(api: Api, v: &Value) -> Option<Usage> {
     }
 }
 
+/// The usage in a whole answer's bytes (only its `usage` object is built; the rest is skipped).
+pub fn from_answer_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        usage: Option<Value>,
+    }
+    let usage = serde_json::from_slice::<Answer>(bytes).ok()?.usage?;
+    from_answer(api, &serde_json::json!({ "usage": usage }))
+}
+
 /// Anthropic's input tokens: uncached, written to the cache and read from it.
 pub fn anthropic_input(u: &Value) -> Option<u64> {
     let more = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -122,6 +132,12 @@ mod tests {
         let a = json!({"usage": {"input_tokens": 10, "cache_read_input_tokens": 3, "output_tokens": 4}});
         assert_eq!(from_answer(Api::Anthropic, &a), Some(Usage { prompt: 13, completion: 4, estimated: false }));
         assert_eq!(from_answer(Api::OpenAi, &json!({"id": "x"})), None);
+        assert_eq!(from_answer_bytes(Api::OpenAi, o.to_string().as_bytes()), from_answer(Api::OpenAi, &o));
+        assert_eq!(
+            from_answer_bytes(Api::Anthropic, b"{\"content\":[1,2],\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}").map(|u| u.total()),
+            Some(3)
+        );
+        assert_eq!(from_answer_bytes(Api::OpenAi, b"not json"), None);
         assert_eq!(Usage { prompt: 2, completion: 3, estimated: false }.total(), 5);
     }
 

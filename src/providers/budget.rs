@@ -4,10 +4,19 @@
 //! windows back. Every instance shares the windows through the store.
 
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::llm::budget::{self, BudgetRules, Window};
-use crate::store::{StoreError, UsageStore};
+use crate::store::{Settlement, StoreError, UsageStore};
+
+/// How long settlements gather before they are written (in one round trip).
+const SETTLE_EVERY: Duration = Duration::from_millis(20);
+
+/// Settlements waiting to be written, summed per (user, windows, model): (delta, used).
+type Pending = HashMap<(String, [Window; 2], String), (i64, u64)>;
 
 /// A call's tokens, reserved in its windows until it is settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +42,14 @@ pub struct Budgets {
     store: Arc<dyn UsageStore>,
     /// Refuse calls when the store cannot be asked (else they go ahead uncounted).
     deny_on_outage: bool,
+    pending: Mutex<Pending>,
+    /// A flush is scheduled.
+    flushing: AtomicBool,
 }
 
 impl Budgets {
     pub fn new(store: Arc<dyn UsageStore>, deny_on_outage: bool) -> Self {
-        Budgets { store, deny_on_outage }
+        Budgets { store, deny_on_outage, pending: Mutex::new(HashMap::new()), flushing: AtomicBool::new(false) }
     }
 
     /// Reserves a call's tokens: its completion allowance (`max_tokens` or `reserve_tokens`)
@@ -69,16 +81,37 @@ impl Budgets {
         }
     }
 
-    /// Settles a reservation to the tokens really used (in the background: the answer is
-    /// already on its way).
+    /// Settles a reservation to the tokens really used, written behind: settlements gather for
+    /// a few milliseconds and go to the store together (so an LLM call costs the store one round
+    /// trip, its reservation). Until then the reservation counts, which errs towards refusing.
     pub fn settle(self: &Arc<Self>, r: Reservation, used: u64, model: &str) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = pending.entry((r.user, r.windows, model.to_string())).or_default();
+            entry.0 += used as i64 - r.amount as i64;
+            entry.1 += used;
+        }
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let this = Arc::clone(self);
-        let model = model.to_string();
         tokio::spawn(async move {
-            if let Err(e) = this.store.settle_tokens(&r.user, &r.windows, r.amount, used, &model).await {
-                tracing::warn!(error = %e, "token budget: a settlement was lost; the reservation stays counted");
-            }
+            tokio::time::sleep(SETTLE_EVERY).await;
+            // Cleared before taking the batch: a settlement after this point schedules the next.
+            this.flushing.store(false, Ordering::Release);
+            this.flush().await;
         });
+    }
+
+    /// Writes the pending settlements.
+    pub async fn flush(&self) {
+        let batch: Vec<Settlement> = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .map(|((user, windows, model), (delta, used))| Settlement { user, windows, model, delta, used })
+            .collect();
+        if let Err(e) = self.store.settle_tokens(&batch).await {
+            tracing::warn!(error = %e, settlements = batch.len(), "token budget: settlements were lost; their reservations stay counted");
+        }
     }
 
     /// The caller's windows: limit, used (reservations in flight included), remaining, reset,
@@ -130,7 +163,7 @@ mod tests {
     async fn reservations_stop_at_the_limit_and_settle_to_real_use() {
         let b = Arc::new(Budgets::new(Arc::new(MemoryStore::new()), false));
         let r = rules();
-        let now = 1_764_400_000;
+        let now = crate::clock::unix_now();
         // 40 + 10 reserved twice = 100: the third does not fit this minute.
         let first = match b.reserve(&r, "u", Some("user"), None, 10, now).await {
             Verdict::Go(Some(res)) => res,
@@ -142,7 +175,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Settling the first to 20 tokens refunds 30: a call of 30 now fits.
-        b.store.settle_tokens(&first.user, &first.windows, first.amount, 20, "smart").await.unwrap();
+        b.settle(first, 20, "smart");
+        b.flush().await;
         assert!(matches!(b.reserve(&r, "u", Some("user"), Some(20), 10, now).await, Verdict::Go(Some(_))));
         let report = b.report(&r, "u", Some("user"), now).await.unwrap();
         assert_eq!(report["windows"][0]["used"], 100);

@@ -90,8 +90,16 @@ impl Plan {
             return Ok(Plan { body: renamed(), path: path.to_string(), relay, anthropic, model, prompt_estimate: lc.prompt_estimate });
         };
         let default_max = set.llm.budgets.as_ref().map_or(4096, |b| b.reserve_tokens);
-        let json = call.provider_body(provider.api, own_model, default_max)?;
-        let bytes = serde_json::to_vec(&json).map_err(|e| e.to_string())?;
+        // The client's own bytes when the provider would receive the same JSON.
+        let unchanged = call.api == provider.api
+            && own_model.is_none_or(|m| Some(m) == call.model.as_deref())
+            && !(provider.api == Api::OpenAi && call.stream && !call.wants_stream_usage);
+        let bytes: Bytes = if unchanged {
+            body.bytes.clone()
+        } else {
+            let json = call.provider_body(provider.api, own_model, default_max)?;
+            serde_json::to_vec(&json).map_err(|e| e.to_string())?.into()
+        };
         let relay = match (call.api, provider.api) {
             (Api::OpenAi, Api::Anthropic) => Relay::Translate { include_usage: call.wants_stream_usage },
             (client, theirs) => {
@@ -99,7 +107,7 @@ impl Plan {
             }
         };
         Ok(Plan {
-            body: Body { bytes: bytes.into(), more: false },
+            body: Body { bytes, more: false },
             path: llm::provider_path(path, call.api, provider.api),
             relay,
             anthropic,

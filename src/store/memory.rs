@@ -11,8 +11,8 @@ use crate::clock::{now_ms, unix_now};
 use crate::limits::{gcra, Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
-    Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord, SessionStore, StoreError,
-    UsageStore, UserRecord, UserStore, WindowUse, TOKEN_WINDOW_GRACE_SECONDS,
+    Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord, SessionStore, Settlement,
+    StoreError, UsageStore, UserRecord, UserStore, WindowUse, TOKEN_WINDOW_GRACE_SECONDS,
 };
 use crate::llm::budget::Window;
 
@@ -360,12 +360,14 @@ impl UsageStore for MemoryStore {
         Ok(None)
     }
 
-    async fn settle_tokens(&self, user: &str, windows: &[Window], reserved: u64, used: u64, model: &str) -> Result<(), StoreError> {
+    async fn settle_tokens(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for w in windows {
-            if let Some((u, _)) = inner.token_windows.get_mut(&token_key(user, w)) {
-                u.total = (u.total + used).saturating_sub(reserved);
-                *u.by_model.entry(model.to_string()).or_default() += used;
+        for s in settlements {
+            for w in &s.windows {
+                if let Some((u, _)) = inner.token_windows.get_mut(&token_key(&s.user, w)) {
+                    u.total = u.total.saturating_add_signed(s.delta);
+                    *u.by_model.entry(s.model.clone()).or_default() += s.used;
+                }
             }
         }
         Ok(())

@@ -44,7 +44,7 @@ use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use super::{
     session_ttl, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord,
-    SessionStore, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
+    SessionStore, Settlement, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
 };
 use crate::llm::budget::Window;
 
@@ -78,7 +78,6 @@ pub struct RedisStore {
     provider_cas: Script,
     touch_keys: Script,
     reserve_tokens: Script,
-    settle_tokens: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -106,7 +105,6 @@ impl RedisStore {
             provider_cas: Script::new(PROVIDER_CAS),
             touch_keys: Script::new(TOUCH_KEYS),
             reserve_tokens: Script::new(RESERVE_TOKENS),
-            settle_tokens: Script::new(SETTLE_TOKENS),
         })
     }
 
@@ -677,16 +675,25 @@ impl UsageStore for RedisStore {
         Ok((over > 0).then(|| ((over - 1) as usize, used.max(0) as u64)))
     }
 
-    async fn settle_tokens(&self, user: &str, windows: &[Window], reserved: u64, used: u64, model: &str) -> Result<(), StoreError> {
-        if windows.is_empty() {
+    async fn settle_tokens(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
+        if settlements.is_empty() {
             return Ok(());
         }
-        let mut inv = self.settle_tokens.prepare_invoke();
-        for k in self.token_keys(user, windows) {
-            inv.key(k);
+        // One pipeline; EVAL (not EVALSHA) so that a script cache emptied by a restart cannot
+        // fail part of it. Each call touches one user's keys (one hash tag).
+        let mut pipe = redis::pipe();
+        for s in settlements {
+            let keys = self.token_keys(&s.user, &s.windows);
+            pipe.cmd("EVAL")
+                .arg(SETTLE_TOKENS)
+                .arg(keys.len())
+                .arg(keys)
+                .arg(s.delta)
+                .arg(format!("model:{}", s.model))
+                .arg(s.used)
+                .ignore();
         }
-        inv.arg(used as i64 - reserved as i64).arg(format!("model:{model}")).arg(used);
-        let _: i64 = inv.invoke_async(&mut self.con()?).await.map_err(unavailable)?;
+        let _: () = pipe.query_async(&mut self.con()?).await.map_err(unavailable)?;
         Ok(())
     }
 
