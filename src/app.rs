@@ -143,6 +143,15 @@ impl BackgroundService for AuditSink {
 /// TLS settings for the proxy listener: Mozilla intermediate, TLS 1.3 only unless 1.2 is
 /// allowed, HTTP/2 offered through ALPN; with `client_auth`, client certificates verified
 /// against its CA during the handshake (required, or only when sent).
+/// The notAfter of the first certificate in a PEM file, as unix seconds.
+fn cert_not_after(path: &str) -> Option<i64> {
+    let pem = std::fs::read(path).ok()?;
+    let cert = pingora::tls::x509::X509::from_pem(&pem).ok()?;
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(cert.not_after()).ok()?;
+    Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
 fn tls_settings(t: &TlsListen) -> Result<TlsSettings, BuildError> {
     let tls_err = |e: &dyn std::fmt::Display| BuildError::Tls(e.to_string());
     let mut settings = match &t.client_auth {
@@ -257,6 +266,11 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         )),
     });
     let tls = config.server.tls.clone();
+    if let (Some(t), Some(m)) = (&tls, &metrics) {
+        if let Some(not_after) = cert_not_after(&t.cert) {
+            m.tls_cert_expires_at(not_after);
+        }
+    }
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();

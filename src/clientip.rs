@@ -73,6 +73,22 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) ->
     client
 }
 
+/// An address's class for metrics (a bounded label): `loopback`, `private` (RFC 1918, unique
+/// local, link-local, CGNAT) or `public`.
+pub fn class(ip: IpAddr) -> &'static str {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => "loopback",
+        IpAddr::V4(v4) if v4.is_private() || v4.is_link_local() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64) => "private",
+        IpAddr::V6(v6) if v6.is_loopback() => "loopback",
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80 => "private",
+        _ => "public",
+    }
+}
+
 /// An address as text, as `Display` writes it. IPv4 (nearly every request) is written by hand:
 /// `Display` goes through the formatting machinery and costs ~20x more.
 pub fn ip_text(ip: IpAddr) -> String {
@@ -100,6 +116,27 @@ pub fn ip_text(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_fall_in_three_classes() {
+        for (ip, c) in [
+            ("127.0.0.1", "loopback"),
+            ("::1", "loopback"),
+            ("10.1.2.3", "private"),
+            ("192.168.0.9", "private"),
+            ("172.16.0.1", "private"),
+            ("100.64.0.1", "private"),
+            ("169.254.1.1", "private"),
+            ("fd00::1", "private"),
+            ("fe80::1", "private"),
+            ("::ffff:10.0.0.1", "private"),
+            ("8.8.8.8", "public"),
+            ("100.128.0.1", "public"),
+            ("2001:db8::1", "public"),
+        ] {
+            assert_eq!(class(ip.parse().unwrap()), c, "{ip}");
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

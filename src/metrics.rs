@@ -91,6 +91,12 @@ pub struct Metrics {
     llm_ttft: HistogramVec,
     llm_budget_rejections: IntCounter,
     llm_cost: CounterVec,
+    auth_failures_by_class: IntCounterVec,
+    chain_panics: IntCounterVec,
+    store_up: IntGauge,
+    tls_cert_expiry: prometheus::Gauge,
+    /// The served certificate's notAfter (unix seconds); 0 without TLS.
+    tls_expires_at: std::sync::atomic::AtomicI64,
     audit_cache: LabelCache<&'static str, IntCounter>,
     auth_failure_cache: LabelCache<&'static str, IntCounter>,
     api_key_cache: LabelCache<&'static str, IntCounter>,
@@ -324,6 +330,28 @@ impl Metrics {
                 r.register(Box::new(v.clone())).expect("metric registered once");
                 v
             },
+            auth_failures_by_class: counter_vec(
+                &r,
+                "auth_failures_by_ip_class_total",
+                "Refused credentials (401s) and failed logins, by the client address's class (loopback, private, public).",
+                &["ip_class"],
+            ),
+            chain_panics: counter_vec(
+                &r,
+                "chain_panics_total",
+                "Requests on a chain whose every provider was unhealthy (all tried in chain order anyway).",
+                &["chain"],
+            ),
+            store_up: gauge(&r, "store_up", "1 while the store answered its last check, 0 while it does not (the gateway serves from its local views)."),
+            tls_cert_expiry: {
+                let g = prometheus::Gauge::with_opts(
+                    Opts::new("tls_cert_expiry_seconds", "Seconds until the served TLS certificate expires (absent without TLS).")
+                        .namespace("portcullis"),
+                )
+                .expect("valid metric definition");
+                g
+            },
+            tls_expires_at: std::sync::atomic::AtomicI64::new(0),
             requests,
             request_duration,
             authz_denied,
@@ -467,6 +495,31 @@ impl Metrics {
         self.failovers.with_label_values(&[chain, from, to]).inc();
     }
 
+    /// Counts a refused credential or failed login by the client's address class.
+    pub fn auth_failure_from(&self, ip: Option<std::net::IpAddr>) {
+        let class = ip.map_or("public", crate::clientip::class);
+        self.auth_failures_by_class.with_label_values(&[class]).inc();
+    }
+
+    /// Counts a chain request in panic mode.
+    pub fn chain_panic(&self, chain: &str) {
+        self.chain_panics.with_label_values(&[chain]).inc();
+    }
+
+    /// Whether the store answered its last check.
+    pub fn store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    /// The served certificate's expiry (unix seconds); the gauge reports the seconds left when
+    /// scraped. Registered only when TLS is served.
+    pub fn tls_cert_expires_at(&self, not_after: i64) {
+        if self.tls_expires_at.swap(not_after, std::sync::atomic::Ordering::Relaxed) == 0 {
+            // Registered once, the first time a certificate is served.
+            let _ = self.registry.register(Box::new(self.tls_cert_expiry.clone()));
+        }
+    }
+
     /// Counts one LLM call's outcome and tokens (and their cost, if priced).
     pub fn llm_call(&self, provider: &str, model: &str, outcome: &str, prompt: u64, completion: u64, cost: Option<f64>) {
         self.llm_requests.with_label_values(&[provider, model, outcome]).inc();
@@ -491,6 +544,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> Vec<u8> {
+        let not_after = self.tls_expires_at.load(std::sync::atomic::Ordering::Relaxed);
+        if not_after != 0 {
+            self.tls_cert_expiry.set((not_after - crate::clock::unix_now() as i64) as f64);
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail on I/O; a failure would only mean a malformed family.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -296,7 +296,10 @@ impl Gateway {
                 m.api_key_request(if reject.status == 401 { reject.reason } else { "denied" });
             }
             match reject.status {
-                401 => m.auth_failure(reject.reason),
+                401 => {
+                    m.auth_failure(reject.reason);
+                    m.auth_failure_from(ctx.client_ip);
+                }
                 403 => {
                     if let Some(r) = &ctx.route_metrics {
                         r.denied.inc();

@@ -178,6 +178,16 @@ fn tls_exchange(gw: &TestGateway, ca: &std::path::Path, request: &str) -> String
     String::from_utf8_lossy(&out).to_lowercase()
 }
 
+/// The served certificate's expiry is exported for the expiry alert (`docker/alerts.yml`).
+#[test]
+fn the_served_certificates_expiry_is_a_metric() {
+    let up = MockUpstream::start();
+    let (gw, _certs) = tls_gateway(&up, "");
+    let left = gw.metric("portcullis_tls_cert_expiry_seconds").expect("exported with TLS");
+    // `make_cert` makes a certificate valid for one day.
+    assert!((86_000.0..=86_400.0).contains(&left), "{left}");
+}
+
 #[test]
 fn over_tls_every_kind_of_response_carries_hsts() {
     let (provider, app) = (MockUpstream::start(), MockUpstream::start());

@@ -38,9 +38,12 @@ fn metrics_count_requests_by_route_and_status_with_bounded_labels() {
         r#"portcullis_upstream_requests_total{outcome="ok",upstream="app"} 3"#,
         r#"portcullis_upstream_duration_seconds_count{upstream="app"} 3"#,
         r#"portcullis_build_info{version=""#,
+        r#"portcullis_auth_failures_by_ip_class_total{ip_class="loopback"} 2"#,
+        "portcullis_store_up 1",
     ] {
         assert!(text.contains(line), "missing {line}\n{text}");
     }
+    assert!(!text.contains("portcullis_tls_cert_expiry_seconds"), "no certificate, no expiry series (it would read as expired)");
     for secret in ["user-1234", "secret-path-xyz", viewer.as_str(), "garbage", "a@b.c"] {
         assert!(!text.contains(secret), "a request value leaked into a metric label: {secret}");
     }

@@ -127,9 +127,12 @@ fn limited(cx: &ApiContext<'_>, req: &ApiRequest<'_>, name: &'static str, limit:
     e
 }
 
-fn count_login(cx: &ApiContext<'_>, result: &'static str) {
+fn count_login(cx: &ApiContext<'_>, req: &ApiRequest<'_>, result: &'static str) {
     if let Some(m) = cx.metrics {
         m.login(result);
+        if result == "invalid_credentials" {
+            m.auth_failure_from(req.client_ip.parse().ok());
+        }
     }
 }
 
@@ -149,14 +152,14 @@ async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     if let Some(limit) = cx.rate_limits.login_ip {
         let d = cx.limiter.exact(&format!("login_ip:{}", req.client_ip), limit).await.map_err(|e| store_failed(cx, e))?;
         if !d.allowed {
-            count_login(cx, "rate_limited");
+            count_login(cx, req, "rate_limited");
             return Err(limited(cx, req, "login_ip", limit, &d));
         }
     }
     if let Some(limit) = cx.rate_limits.login_account {
         let d = cx.limiter.exact(&format!("login_account:{account}"), limit).await.map_err(|e| store_failed(cx, e))?;
         if !d.allowed {
-            count_login(cx, "rate_limited");
+            count_login(cx, req, "rate_limited");
             return Err(limited(cx, req, "login_account", limit, &d));
         }
     }
@@ -165,7 +168,7 @@ async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
         let now = unix_now();
         if state.locked_until > now {
             // Locked: refused even with the right password, and the password is not checked.
-            count_login(cx, "locked");
+            count_login(cx, req, "locked");
             if let Some(m) = cx.metrics {
                 m.rate_limited("account_locked");
             }
@@ -178,14 +181,14 @@ async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
     let outcome = login_checked(cx, req, body).await;
     match &outcome {
         Ok((_, v)) => {
-            count_login(cx, "success");
+            count_login(cx, req, "success");
             if cx.lockout.is_some() {
                 cx.limiter.login_succeeded(&account).await.map_err(|e| store_failed(cx, e))?;
             }
             audit(cx, req, "auth.login", "success", v["user_id"].as_str(), json!({ "session_id": v["session_id"] }));
         }
         Err(e) if e.code == "invalid_credentials" => {
-            count_login(cx, "invalid_credentials");
+            count_login(cx, req, "invalid_credentials");
             audit(cx, req, "auth.login", "failure", None, json!({ "reason": "invalid_credentials", "account": account }));
             if let Some(policy) = cx.lockout {
                 let now = unix_now();
@@ -202,7 +205,7 @@ async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
                 }
             }
         }
-        Err(_) => count_login(cx, "error"),
+        Err(_) => count_login(cx, req, "error"),
     }
     // The user and session ids were only carried for the audit trail.
     outcome.map(|(status, mut v)| {

@@ -187,6 +187,9 @@ impl Sessions {
 
     /// Counts revocations and store errors in `metrics`.
     pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        if let Some(m) = &metrics {
+            m.store_up(self.store_healthy());
+        }
         self.metrics = metrics;
         self
     }
@@ -205,6 +208,9 @@ impl Sessions {
     /// failure is the caller's: each failure is counted once, under the operation that saw it.
     pub fn set_store_healthy(&self, healthy: bool) {
         let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.store_up(healthy);
+        }
         if was != healthy {
             if healthy {
                 tracing::info!("store reachable again");

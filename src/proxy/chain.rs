@@ -73,6 +73,9 @@ impl Gateway {
         let (mut tries, panic) = health::attempts(&chain.providers, state_of, chain.order, now_ms());
         if panic {
             tracing::warn!(chain = %chain.name, "every provider is unhealthy: trying them all in chain order");
+            if let Some(m) = &self.services.metrics {
+                m.chain_panic(&chain.name);
+            }
         }
         let level = ctx.identity.as_ref().and_then(|i| i.role.as_deref()).and_then(|r| snapshot.policy.roles.level(r));
         let offered = models::offered(chain.providers.iter().map(|i| set.providers[*i].models.as_ref()));
