@@ -92,3 +92,32 @@ fn metrics_can_be_switched_off() {
     assert_eq!(gw.get("/public/a").send().status, 200);
     assert_eq!(gw.admin_get("/metrics").status, 404);
 }
+
+/// The alerting rules an on-call engineer gets (`docker/alerts.yml`) are valid, pass their unit
+/// tests (`docker/alerts.test.yml`, promtool's own test runner) and name only series the gateway
+/// exports.
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    let docker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker");
+    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&docker)
+            .output()
+            .expect("promtool (scripts/ensure-deps installs the Debian package `prometheus`)");
+        assert!(out.status.success(), "promtool {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    let rules = std::fs::read_to_string(docker.join("alerts.yml")).unwrap();
+    let source = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs")).unwrap();
+    let mut names: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter_map(|w| w.strip_prefix("portcullis_"))
+        .map(|w| w.trim_end_matches("_bucket"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        assert!(source.contains(&format!("\"{name}\"")), "alerts.yml names portcullis_{name}, which the gateway does not export");
+    }
+}
