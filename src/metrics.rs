@@ -342,7 +342,11 @@ impl Metrics {
                 "Requests on a chain whose every provider was unhealthy (all tried in chain order anyway).",
                 &["chain"],
             ),
-            store_up: gauge(&r, "store_up", "1 while the store answered its last check, 0 while it does not (the gateway serves from its local views)."),
+            store_up: gauge(
+                &r,
+                "store_up",
+                "1 while the store answered its last check, 0 while it does not (the gateway serves from its local views).",
+            ),
             tls_cert_expiry: {
                 let g = prometheus::Gauge::with_opts(
                     Opts::new("tls_cert_expiry_seconds", "Seconds until the served TLS certificate expires (absent without TLS).")

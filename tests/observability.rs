@@ -105,7 +105,12 @@ fn the_alert_rules_pass_their_promtool_unit_tests() {
             .current_dir(&docker)
             .output()
             .expect("promtool (scripts/ensure-deps installs the Debian package `prometheus`)");
-        assert!(out.status.success(), "promtool {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let rules = std::fs::read_to_string(docker.join("alerts.yml")).unwrap();
     let source = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs")).unwrap();

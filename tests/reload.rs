@@ -98,3 +98,37 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
     assert_eventually!(std::net::TcpStream::connect(addr).is_err(), "no new connections are accepted while draining");
     assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+/// A Kubernetes ConfigMap update: the kubelet writes a new timestamped directory and swaps the
+/// `..data` symlink; the file the gateway was started with is a symlink through `..data` and is
+/// never written. The gateway follows that exact swap without a restart.
+#[test]
+fn a_configmap_update_by_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let up = MockUpstream::start();
+    let gw = TestGateway::start(&seed_config(&up.url()));
+    let dir = gw.dir().to_path_buf();
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    // The kubelet's layout, with the content the gateway runs.
+    let v1 = "..2026_11_29_10_00_00.000000001";
+    std::fs::create_dir(dir.join(v1)).unwrap();
+    std::fs::write(dir.join(v1).join("gateway.yaml"), &text).unwrap();
+    symlink(v1, dir.join("..data")).unwrap();
+    symlink("..data/gateway.yaml", dir.join("gateway.yaml.link")).unwrap();
+    std::fs::rename(dir.join("gateway.yaml.link"), &gw.config_path).unwrap();
+    assert!(std::fs::symlink_metadata(&gw.config_path).unwrap().file_type().is_symlink());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(gw.metric(r#"portcullis_config_reloads_total{result="success"}"#).unwrap_or(0.0), 0.0, "same content: nothing to reload");
+    assert_eq!(gw.get("/extra/page").send().status, 404);
+    // The update: a new directory, `..data` swapped atomically, the old directory removed.
+    let v2 = "..2026_11_29_10_05_00.000000002";
+    std::fs::create_dir(dir.join(v2)).unwrap();
+    let updated = text.replace("routes:\n", "routes:\n  - { name: extra, path: \"/extra/**\", public: true, upstream: app }\n");
+    assert_ne!(updated, text);
+    std::fs::write(dir.join(v2).join("gateway.yaml"), &updated).unwrap();
+    symlink(v2, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join(v1)).unwrap();
+    assert_eventually!(gw.get("/extra/page").send().status == 200, "the new route is served");
+    assert_eq!(gw.metric(r#"portcullis_config_reloads_total{result="success"}"#), Some(1.0));
+}
