@@ -235,6 +235,8 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         m.declare(Known::ApiKeyRequests, &outcomes);
         m.declare(Known::Logins, &LOGIN_RESULTS);
         m.declare(Known::ConfigReloads, &reload::RESULTS);
+        m.declare(Known::StoreErrors, &["api", "sync", "credentials"]);
+        m.declare(Known::AuthFailuresByIpClass, &["loopback", "private", "public"]);
     }
     let store = store::open(&config.store)?;
     let sessions = Arc::new(Sessions::new(store.clone(), config.sessions.clone()).with_metrics(metrics.clone()));

@@ -116,6 +116,10 @@ pub enum Known {
     ConfigReloads,
     /// `api_key_requests_total{outcome}`.
     ApiKeyRequests,
+    /// `store_errors_total{op}`.
+    StoreErrors,
+    /// `auth_failures_by_ip_class_total{ip_class}`.
+    AuthFailuresByIpClass,
 }
 
 /// Handles for one route.
@@ -376,6 +380,8 @@ impl Metrics {
             Known::Logins => &self.logins,
             Known::ConfigReloads => &self.config_reloads,
             Known::ApiKeyRequests => &self.api_key_requests,
+            Known::StoreErrors => &self.store_errors,
+            Known::AuthFailuresByIpClass => &self.auth_failures_by_class,
         };
         for v in values {
             vec.with_label_values(&[v]);

@@ -122,3 +122,33 @@ fn the_stack_config_is_valid_but_for_names_only_docker_resolves() {
         }
     }
 }
+
+/// Grafana (official image) is provisioned with the Prometheus datasource and the dashboard;
+/// Prometheus loads the alert rules. (Every dashboard query is run against a real Prometheus in
+/// tests/observability.rs.)
+#[test]
+fn grafana_and_the_alert_rules_are_provisioned_into_the_stack() {
+    let c = compose();
+    let grafana = service(&c, "grafana");
+    assert!(grafana["image"].as_str().unwrap().starts_with("grafana/grafana:"));
+    for volume in grafana["volumes"].as_sequence().unwrap() {
+        let (host, container) = volume.as_str().unwrap().split_once(':').unwrap();
+        assert!(repo().join("docker").join(host).exists(), "{host} is mounted into Grafana but missing");
+        assert!(container.starts_with("/etc/grafana/provisioning") || container.starts_with("/var/lib/grafana/dashboards"));
+    }
+    let provider: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("docker/grafana/provisioning/dashboards/portcullis.yml")).unwrap())
+            .unwrap();
+    assert_eq!(provider["providers"][0]["options"]["path"], "/var/lib/grafana/dashboards");
+    let datasource: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("docker/grafana/provisioning/datasources/prometheus.yml")).unwrap())
+            .unwrap();
+    assert_eq!(datasource["datasources"][0]["url"], "http://prometheus:9090");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("docker/grafana/dashboards/portcullis.json")).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "portcullis");
+    let prom: Value = serde_yaml::from_str(&std::fs::read_to_string(repo().join("docker/prometheus.yml")).unwrap()).unwrap();
+    assert_eq!(prom["rule_files"][0], "/etc/prometheus/alerts.yml");
+    let volumes: Vec<&str> = service(&c, "prometheus")["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(volumes.contains(&"./alerts.yml:/etc/prometheus/alerts.yml:ro"), "{volumes:?}");
+}

@@ -5,6 +5,7 @@ mod common;
 
 use common::{seed_config, MockUpstream, TestGateway};
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn metrics_count_requests_by_route_and_status_with_bounded_labels() {
@@ -125,4 +126,112 @@ fn the_alert_rules_pass_their_promtool_unit_tests() {
     for name in names {
         assert!(source.contains(&format!("\"{name}\"")), "alerts.yml names portcullis_{name}, which the gateway does not export");
     }
+}
+
+/// Every query of the Grafana dashboard (`docker/grafana/dashboards/portcullis.json`) returns
+/// data from a real Prometheus that scraped a real gateway after a scripted run: traffic,
+/// refusals, logins and a lockout, a failover between two providers, LLM calls.
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    use common::llm::{MockLlm, Mode};
+    let (oa, an) = (MockLlm::start(Mode::OpenAi), MockLlm::start(Mode::Anthropic));
+    let up = MockUpstream::start();
+    let config = format!(
+        "{}  - {{ name: llm, path: \"/v1/**\", methods: [POST], require_role: viewer, chain: llm }}
+providers:
+  oa: {{ url: \"{}\", api: openai }}
+  an: {{ url: \"{}\", api: anthropic, api_key_env: AN_KEY }}
+provider_chains: {{ llm: {{ primary: oa, fallbacks: [an] }} }}
+lockout: {{ after_failures: 2, base_seconds: 60, max_seconds: 120 }}
+audit: {{ sink: file, file: audit.log }}
+",
+        seed_config(&up.url()),
+        oa.url(),
+        an.url()
+    );
+    let gw = TestGateway::start_with_env(&config, &[("AN_KEY", "sk-ant-test")]);
+    // Prometheus scraping the admin listener every second.
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nscrape_configs:\n  - job_name: portcullis\n    static_configs: [{{ targets: [\"{}\"] }}]\n",
+            gw.admin
+        ),
+    )
+    .unwrap();
+    let prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus (scripts/ensure-deps installs the Debian package `prometheus`)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(prom);
+    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let query = |q: &str| -> serde_json::Value {
+        let target = format!("/api/v1/query?query={}", urlencode(q));
+        common::Request::new(prom_addr, "GET", &target).send().json()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(20), || std::net::TcpStream::connect(prom_addr).is_ok()),
+        "prometheus did not start listening"
+    );
+    assert_eventually!(common::Request::new(prom_addr, "GET", "/-/ready").send().status == 200, "prometheus is ready");
+    // The scripted run, spread over a few scrapes.
+    let viewer = gw.token("v", "viewer");
+    gw.create_user("dash@example.com", "dash-password-123", "user");
+    oa.fail_with(503);
+    for round in 0..4 {
+        assert_eq!(gw.get("/projects/1").bearer(&viewer).send().status, 200);
+        assert_eq!(gw.get("/projects/1").bearer("not-a-token").send().status, 401);
+        assert_eq!(gw.request("DELETE", "/projects/1").bearer(&viewer).send().status, 403);
+        let login = |password: &str| {
+            gw.request("POST", "/auth/login").json(&serde_json::json!({"email": "dash@example.com", "password": password})).send().status
+        };
+        if round == 0 {
+            assert_eq!(login("dash-password-123"), 200);
+        }
+        login("wrong-password-1");
+        let chat = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(gw.request("POST", "/v1/chat/completions").bearer(&viewer).json(&chat).send().status, 200);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/grafana/dashboards/portcullis.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 15);
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap().replace("$__rate_interval", "1m").replace("$__range", "5m");
+            let answer = || query(&expr);
+            assert_eventually!(
+                answer()["status"] == "success" && answer()["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
+                "panel {:?}: `{expr}` returned no data: {}",
+                panel["title"],
+                answer()
+            );
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
