@@ -351,14 +351,11 @@ impl Metrics {
                 "store_up",
                 "1 while the store answered its last check, 0 while it does not (the gateway serves from its local views).",
             ),
-            tls_cert_expiry: {
-                let g = prometheus::Gauge::with_opts(
-                    Opts::new("tls_cert_expiry_seconds", "Seconds until the served TLS certificate expires (absent without TLS).")
-                        .namespace("portcullis"),
-                )
-                .expect("valid metric definition");
-                g
-            },
+            tls_cert_expiry: prometheus::Gauge::with_opts(
+                Opts::new("tls_cert_expiry_seconds", "Seconds until the served TLS certificate expires (absent without TLS).")
+                    .namespace("portcullis"),
+            )
+            .expect("valid metric definition"),
             tls_expires_at: std::sync::atomic::AtomicI64::new(0),
             requests,
             request_duration,
