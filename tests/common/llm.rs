@@ -17,7 +17,15 @@ pub struct MockLlm {
 
 impl MockLlm {
     pub fn start(mode: Mode) -> Self {
-        let mock = mock_llm::Mock::new(mode);
+        Self::start_paced(mode, std::time::Duration::from_millis(20))
+    }
+
+    /// A mock whose streams pause `pace` between events.
+    pub fn start_paced(mode: Mode, pace: std::time::Duration) -> Self {
+        let mut mock = mock_llm::Mock::new(mode);
+        if let Some(m) = Arc::get_mut(&mut mock) {
+            m.pace = pace;
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
