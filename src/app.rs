@@ -140,9 +140,6 @@ impl BackgroundService for AuditSink {
     }
 }
 
-/// TLS settings for the proxy listener: Mozilla intermediate, TLS 1.3 only unless 1.2 is
-/// allowed, HTTP/2 offered through ALPN; with `client_auth`, client certificates verified
-/// against its CA during the handshake (required, or only when sent).
 /// The notAfter of the first certificate in a PEM file, as unix seconds.
 fn cert_not_after(path: &str) -> Option<i64> {
     let pem = std::fs::read(path).ok()?;
@@ -152,6 +149,9 @@ fn cert_not_after(path: &str) -> Option<i64> {
     Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }
 
+/// TLS settings for the proxy listener: Mozilla intermediate, TLS 1.3 only unless 1.2 is
+/// allowed, HTTP/2 offered through ALPN; with `client_auth`, client certificates verified
+/// against its CA during the handshake (required, or only when sent).
 fn tls_settings(t: &TlsListen) -> Result<TlsSettings, BuildError> {
     let tls_err = |e: &dyn std::fmt::Display| BuildError::Tls(e.to_string());
     let mut settings = match &t.client_auth {

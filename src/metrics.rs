@@ -159,23 +159,35 @@ impl UpstreamMetrics {
     }
 }
 
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("portcullis")
+}
+
+/// Registers a metric (definitions are static: a failure is a programming error).
+fn registered<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<T>) -> T {
+    let m = metric.expect("valid metric definition");
+    registry.register(Box::new(m.clone())).expect("metric registered once");
+    m
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(registry, IntCounter::with_opts(opts(name, help)))
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let v = IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels).expect("valid metric definition");
-    registry.register(Box::new(v.clone())).expect("metric registered once");
-    v
+    registered(registry, IntCounterVec::new(opts(name, help), labels))
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::with_opts(Opts::new(name, help).namespace("portcullis")).expect("valid metric definition");
-    registry.register(Box::new(g.clone())).expect("metric registered once");
-    g
+    registered(registry, IntGauge::with_opts(opts(name, help)))
 }
 
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let v = HistogramVec::new(HistogramOpts::new(name, help).namespace("portcullis").buckets(LATENCY_BUCKETS.to_vec()), labels)
-        .expect("valid metric definition");
-    registry.register(Box::new(v.clone())).expect("metric registered once");
-    v
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(registry, IntGaugeVec::new(opts(name, help), labels))
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    registered(registry, HistogramVec::new(HistogramOpts::new(name, help).namespace("portcullis").buckets(buckets.to_vec()), labels))
 }
 
 impl Metrics {
@@ -184,8 +196,13 @@ impl Metrics {
         let r = Registry::new();
         let requests =
             counter_vec(&r, "requests_total", "Requests answered, by route name, method and status.", &["route", "method", "status"]);
-        let request_duration =
-            histogram_vec(&r, "request_duration_seconds", "Time from request to the end of the response, by route.", &["route"]);
+        let request_duration = histogram_vec(
+            &r,
+            "request_duration_seconds",
+            "Time from request to the end of the response, by route.",
+            &["route"],
+            &LATENCY_BUCKETS,
+        );
         let authz_denied =
             counter_vec(&r, "authz_denied_total", "Authenticated requests refused for lack of role or permission, by route.", &["route"]);
         let route = |name: &str| {
@@ -198,24 +215,12 @@ impl Metrics {
             })
         };
         let (unmatched, gateway) = (route(UNMATCHED), route(GATEWAY));
-        let build_info = IntGaugeVec::new(
-            Opts::new("build_info", "Always 1; the version label says which build runs.").namespace("portcullis"),
-            &["version"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(build_info.clone())).expect("metric registered once");
+        let build_info = gauge_vec(&r, "build_info", "Always 1; the version label says which build runs.", &["version"]);
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Arc::new(Metrics {
             auth_failures: counter_vec(&r, "auth_failures_total", "Requests refused for a missing or bad token, by reason.", &["reason"]),
             logins: counter_vec(&r, "logins_total", "Login attempts, by result.", &["result"]),
-            sessions_revoked: {
-                let c = IntCounter::with_opts(
-                    Opts::new("sessions_revoked_total", "Sessions ended by logout, reuse detection or an admin.").namespace("portcullis"),
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(c.clone())).expect("metric registered once");
-                c
-            },
+            sessions_revoked: counter(&r, "sessions_revoked_total", "Sessions ended by logout, reuse detection or an admin."),
             upstream_requests: counter_vec(
                 &r,
                 "upstream_requests_total",
@@ -227,39 +232,21 @@ impl Metrics {
                 "upstream_duration_seconds",
                 "Time until the upstream's response header, by upstream.",
                 &["upstream"],
+                &LATENCY_BUCKETS,
             ),
             config_reloads: counter_vec(&r, "config_reloads_total", "Config reloads, by result.", &["result"]),
             store_errors: counter_vec(&r, "store_errors_total", "Failed store operations, by operation.", &["op"]),
             audit_events: counter_vec(&r, "audit_events_total", "Audit events emitted, by kind.", &["kind"]),
-            audit_dropped: {
-                let c = IntCounter::with_opts(
-                    Opts::new("audit_dropped_total", "Audit events lost because the sink could not keep up or was down.")
-                        .namespace("portcullis"),
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(c.clone())).expect("metric registered once");
-                c
-            },
+            audit_dropped: counter(&r, "audit_dropped_total", "Audit events lost because the sink could not keep up or was down."),
             rate_limited: counter_vec(&r, "rate_limited_total", "Requests refused by a rate limit or lockout, by limit.", &["limit"]),
             audit_cache: LabelCache::new(),
-            provider_health: {
-                let g = IntGaugeVec::new(
-                    Opts::new("provider_health", "1 for the provider's current status, 0 for the others.").namespace("portcullis"),
-                    &["provider", "status"],
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone())).expect("metric registered once");
-                g
-            },
-            provider_failures: {
-                let g = IntGaugeVec::new(
-                    Opts::new("provider_consecutive_failures", "Consecutive failures of a provider.").namespace("portcullis"),
-                    &["provider"],
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone())).expect("metric registered once");
-                g
-            },
+            provider_health: gauge_vec(
+                &r,
+                "provider_health",
+                "1 for the provider's current status, 0 for the others.",
+                &["provider", "status"],
+            ),
+            provider_failures: gauge_vec(&r, "provider_consecutive_failures", "Consecutive failures of a provider.", &["provider"]),
             failovers: counter_vec(
                 &r,
                 "failovers_total",
@@ -274,16 +261,12 @@ impl Metrics {
             ),
             api_keys: gauge(&r, "api_keys", "API keys issued and not revoked, as this instance knows them."),
             denylist_entries: gauge(&r, "denylist_entries", "Admin denylist entries in force, as this instance knows them."),
-            idp_keys: {
-                let g = IntGaugeVec::new(
-                    Opts::new("identity_provider_keys", "Verification keys held for an identity provider (0: its tokens are refused).")
-                        .namespace("portcullis"),
-                    &["provider"],
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(g.clone())).expect("metric registered once");
-                g
-            },
+            idp_keys: gauge_vec(
+                &r,
+                "identity_provider_keys",
+                "Verification keys held for an identity provider (0: its tokens are refused).",
+                &["provider"],
+            ),
             idp_fetches: counter_vec(
                 &r,
                 "identity_provider_fetches_total",
@@ -299,41 +282,21 @@ impl Metrics {
             llm_requests: counter_vec(
                 &r,
                 "llm_requests_total",
-                "LLM calls by provider, public model and outcome (ok, error, failover, broken, cut_off, client_closed).",
+                "LLM calls by provider, public model and outcome (ok, error, failover, broken, cut_off, client_closed, invalid_request).",
                 &["provider", "model", "outcome"],
             ),
-            llm_ttft: {
-                let v = HistogramVec::new(
-                    HistogramOpts::new(
-                        "llm_time_to_first_token_seconds",
-                        "Time from forwarding an LLM call to the first byte of its answer's body.",
-                    )
-                    .namespace("portcullis")
-                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
-                    &["provider"],
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(v.clone())).expect("metric registered once");
-                v
-            },
-            llm_budget_rejections: {
-                let c = IntCounter::with_opts(
-                    Opts::new("llm_budget_rejections_total", "LLM calls refused before forwarding: over a token budget.")
-                        .namespace("portcullis"),
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(c.clone())).expect("metric registered once");
-                c
-            },
-            llm_cost: {
-                let v = CounterVec::new(
-                    Opts::new("llm_cost_total", "What LLM tokens cost at `models_pricing`, by public model.").namespace("portcullis"),
-                    &["model"],
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(v.clone())).expect("metric registered once");
-                v
-            },
+            llm_ttft: histogram_vec(
+                &r,
+                "llm_time_to_first_token_seconds",
+                "Time from forwarding an LLM call to the first byte of its answer's body.",
+                &["provider"],
+                &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
+            ),
+            llm_budget_rejections: counter(&r, "llm_budget_rejections_total", "LLM calls refused before forwarding: over a token budget."),
+            llm_cost: registered(
+                &r,
+                CounterVec::new(opts("llm_cost_total", "What LLM tokens cost at `models_pricing`, by public model."), &["model"]),
+            ),
             auth_failures_by_class: counter_vec(
                 &r,
                 "auth_failures_by_ip_class_total",
@@ -351,10 +314,11 @@ impl Metrics {
                 "store_up",
                 "1 while the store answered its last check, 0 while it does not (the gateway serves from its local views).",
             ),
-            tls_cert_expiry: prometheus::Gauge::with_opts(
-                Opts::new("tls_cert_expiry_seconds", "Seconds until the served TLS certificate expires (absent without TLS).")
-                    .namespace("portcullis"),
-            )
+            // Registered only once a certificate is served (see `tls_cert_expires_at`).
+            tls_cert_expiry: prometheus::Gauge::with_opts(opts(
+                "tls_cert_expiry_seconds",
+                "Seconds until the served TLS certificate expires (absent without TLS).",
+            ))
             .expect("valid metric definition"),
             tls_expires_at: std::sync::atomic::AtomicI64::new(0),
             requests,

@@ -41,7 +41,8 @@ impl ServeHttp for AdminApp {
             ("GET" | "HEAD", "/readyz") => {
                 // A provider that cannot be reached does not make the gateway unready (its own
                 // tokens and the other providers' keep working); it is reported in the details.
-                let mut body = if self.sessions.store_healthy() {
+                let ready = self.sessions.store_healthy();
+                let mut body = if ready {
                     serde_json::json!({ "status": "ready" })
                 } else {
                     serde_json::json!({ "status": "not_ready", "reason": "store_unavailable" })
@@ -49,7 +50,7 @@ impl ServeHttp for AdminApp {
                 if !self.issuers.is_empty() {
                     body["identity_providers"] = self.issuers.report();
                 }
-                json(if self.sessions.store_healthy() { 200 } else { 503 }, body)
+                json(if ready { 200 } else { 503 }, body)
             }
             ("GET", "/metrics") => match &self.metrics {
                 Some(m) => {

@@ -112,6 +112,8 @@ pub struct ProviderSet {
     pub providers: Vec<Provider>,
     pub chains: Vec<Chain>,
     pub peers: Vec<HttpPeer>,
+    /// Each chain's public models (sorted; empty when no provider of it maps models).
+    pub offered: Vec<Vec<String>>,
     pub llm: LlmSettings,
 }
 
@@ -119,6 +121,10 @@ impl ProviderSet {
     /// The set for these providers and chains.
     pub fn new(providers: Vec<Provider>, chains: Vec<Chain>, llm: LlmSettings) -> Self {
         let peers = providers.iter().map(request::provider_peer).collect();
-        ProviderSet { providers, chains, peers, llm }
+        let offered = chains
+            .iter()
+            .map(|c| models::offered(c.providers.iter().map(|i| providers[*i].models.as_ref())).into_iter().collect())
+            .collect();
+        ProviderSet { providers, chains, peers, offered, llm }
     }
 }

@@ -126,29 +126,7 @@ fn smuggling_shapes_and_oversized_headers_never_reach_the_upstream() {
 }
 
 fn make_cert(dir: &std::path::Path) {
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "openssl must be installed (scripts/ensure-deps installs it)");
+    common::pki::self_signed(dir, "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"), "key.pem", "cert.pem");
 }
 
 /// A gateway terminating TLS with a fresh self-signed certificate (`tls_extra` is added to the

@@ -389,3 +389,28 @@ fn a_client_that_goes_away_mid_stream_is_counted_with_what_was_produced() {
     assert_eventually!(gw.get("/auth/usage").bearer(&token).send().json()["windows"][1]["used"] == used, "settled to the estimate");
     drop((app, an));
 }
+
+/// With Redis down, budgets cannot be reserved: with `on_store_outage: serve_cached` (the
+/// default) LLM calls go ahead uncounted; `/auth/usage` says the store is unavailable; when
+/// Redis is back, calls are counted again.
+#[test]
+fn with_redis_down_llm_calls_go_ahead_uncounted_and_usage_says_so() {
+    let mut redis = RedisServer::start();
+    let (oa, an) = (MockLlm::start(Mode::OpenAi), MockLlm::start(Mode::Anthropic));
+    let app = MockUpstream::start();
+    let base = seed_config_with_store(&app.url(), &redis_store(&redis.url()));
+    let gw = TestGateway::start_with_env(&budget_config(base, &oa, &an, "{ default: { tokens_per_minute: 100000 } }"), &KEYS);
+    let token = gw.token("u", "user");
+    assert_eq!(chat(&gw, &token).status, 200);
+    let used = || gw.get("/auth/usage").bearer(&token).send();
+    assert_eventually!(used().json()["windows"][1]["used"] == 7, "counted while Redis is up");
+    redis.kill();
+    assert_eq!(chat(&gw, &token).status, 200, "the call goes ahead uncounted");
+    let r = used();
+    assert_eq!((r.status, r.error_code().as_str()), (503, "store_unavailable"));
+    redis.restart();
+    assert_eventually!(chat(&gw, &token).status == 200 && used().status == 200, "Redis is back");
+    assert_eventually!(used().json()["windows"][1]["used"].as_u64().is_some_and(|n| n >= 7), "counted again");
+    assert!(gw.log().contains("token budget: the store could not reserve"), "the outage is logged");
+    drop((app, an));
+}

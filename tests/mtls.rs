@@ -5,42 +5,16 @@
 mod common;
 
 use common::config::Config;
+use common::pki::{openssl, self_signed};
 use common::{MockUpstream, TestGateway};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out =
-        Command::new("openssl").args(args).current_dir(dir).output().expect("openssl must be installed (scripts/ensure-deps installs it)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// A CA (`{name}-ca.pem`, `{name}-ca.key`).
 fn make_ca(dir: &Path, name: &str) {
     let (key, cert) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
-    let subj = format!("/CN={name} test CA");
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &subj,
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-        ],
-        dir,
-    );
+    self_signed(dir, &format!("/CN={name} test CA"), None, &key, &cert);
 }
 
 /// A client certificate `{name}.pem` / `{name}.key` signed by the CA `ca`, with `subj` and an
@@ -81,28 +55,7 @@ fn make_client(dir: &Path, ca: &str, name: &str, subj: &str, uri: Option<&str>) 
 fn pki() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.pem",
-        ],
-        d,
-    );
+    self_signed(d, "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"), "server.key", "server.pem");
     make_ca(d, "clients");
     make_ca(d, "rogue");
     make_client(d, "clients", "bot", "/O=Example/CN=build-bot", None);

@@ -28,15 +28,7 @@ pub fn estimate_tokens(chars: usize) -> u64 {
 
 /// The usage in a whole (non-streamed) answer of `api`.
 pub fn from_answer(api: Api, v: &Value) -> Option<Usage> {
-    let u = v.get("usage")?;
-    match api {
-        Api::OpenAi => Some(Usage {
-            prompt: u.get("prompt_tokens")?.as_u64()?,
-            completion: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
-            estimated: false,
-        }),
-        Api::Anthropic => Some(Usage { prompt: anthropic_input(u)?, completion: u.get("output_tokens")?.as_u64()?, estimated: false }),
-    }
+    from_usage(api, v.get("usage")?)
 }
 
 /// The usage in a whole answer's bytes (only its `usage` object is built; the rest is skipped).
@@ -45,8 +37,19 @@ pub fn from_answer_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
     struct Answer {
         usage: Option<Value>,
     }
-    let usage = serde_json::from_slice::<Answer>(bytes).ok()?.usage?;
-    from_answer(api, &serde_json::json!({ "usage": usage }))
+    from_usage(api, &serde_json::from_slice::<Answer>(bytes).ok()?.usage?)
+}
+
+/// A `usage` object of `api`.
+fn from_usage(api: Api, u: &Value) -> Option<Usage> {
+    match api {
+        Api::OpenAi => Some(Usage {
+            prompt: u.get("prompt_tokens")?.as_u64()?,
+            completion: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+            estimated: false,
+        }),
+        Api::Anthropic => Some(Usage { prompt: anthropic_input(u)?, completion: u.get("output_tokens")?.as_u64()?, estimated: false }),
+    }
 }
 
 /// Anthropic's input tokens: uncached, written to the cache and read from it.

@@ -202,6 +202,41 @@ mod tests {
         assert!(matches!(b.reserve(&r, "u", None, Some(5000), 0, 0).await, Verdict::Over { .. }));
     }
 
+    /// A store that cannot be reached.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl crate::store::Backend for Down {
+        async fn ping(&self) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for Down {
+        async fn reserve_tokens(&self, _: &str, _: &[Window], _: u64) -> Result<Option<(usize, u64)>, StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        async fn settle_tokens(&self, _: &[Settlement]) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        async fn token_use(&self, _: &str, _: &[Window]) -> Result<Vec<crate::store::WindowUse>, StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_lets_calls_through_uncounted_or_refuses_them_as_configured() {
+        let r = rules();
+        let lenient = Budgets::new(Arc::new(Down), false);
+        assert_eq!(lenient.reserve(&r, "u", None, None, 10, 0).await, Verdict::Go(None), "serve_cached: uncounted");
+        let strict = Budgets::new(Arc::new(Down), true);
+        assert_eq!(strict.reserve(&r, "u", None, None, 10, 0).await, Verdict::Unavailable, "deny: refused");
+        assert!(strict.report(&r, "u", None, 0).await.is_err());
+        // Unlimited callers are counted too, so the store is asked for them as well.
+        assert_eq!(strict.reserve(&r, "boss", Some("admin"), None, 10, 0).await, Verdict::Unavailable);
+    }
+
     #[test]
     fn refusals_carry_ratelimit_headers() {
         let w = Window { span: crate::llm::budget::Span::Minute, index: 10, limit: 100 };

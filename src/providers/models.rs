@@ -68,10 +68,10 @@ pub fn offered<'a>(maps: impl IntoIterator<Item = Option<&'a BTreeMap<String, St
 
 /// What one provider receives for the public model `model`: its own name for it, the same name
 /// (a provider without a map), or None (it does not offer it: skipped for this request).
-pub fn provider_model(map: Option<&BTreeMap<String, String>>, model: &str) -> Option<String> {
+pub fn provider_model<'a>(map: Option<&'a BTreeMap<String, String>>, model: &'a str) -> Option<&'a str> {
     match map {
-        None => Some(model.to_string()),
-        Some(m) => m.get(model).cloned(),
+        None => Some(model),
+        Some(m) => m.get(model).map(String::as_str),
     }
 }
 
@@ -101,9 +101,9 @@ mod tests {
         assert_eq!((v["model"].as_str(), v["stream"].as_bool()), (Some("gpt-4o"), Some(true)));
         assert_eq!(with_model(b"[1]", "x"), None);
         let map: BTreeMap<String, String> = [("smart".to_string(), "gpt-4o".to_string())].into();
-        assert_eq!(provider_model(Some(&map), "smart").as_deref(), Some("gpt-4o"));
+        assert_eq!(provider_model(Some(&map), "smart"), Some("gpt-4o"));
         assert_eq!(provider_model(Some(&map), "fast"), None);
-        assert_eq!(provider_model(None, "fast").as_deref(), Some("fast"));
+        assert_eq!(provider_model(None, "fast"), Some("fast"));
         assert_eq!(offered([Some(&map), None]).into_iter().collect::<Vec<_>>(), vec!["smart"]);
     }
 }

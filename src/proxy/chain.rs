@@ -78,7 +78,7 @@ impl Gateway {
             }
         }
         let level = ctx.identity.as_ref().and_then(|i| i.role.as_deref()).and_then(|r| snapshot.policy.roles.level(r));
-        let offered = models::offered(chain.providers.iter().map(|i| set.providers[*i].models.as_ref()));
+        let offered = &set.offered[chain_index];
         let may_use = |m: &str| set.llm.model_access.as_ref().is_none_or(|a| a.allows(m, level));
         let method = session.req_header().method.clone();
         if !offered.is_empty() && method == http::Method::GET && path.ends_with("/models") {
@@ -109,7 +109,7 @@ impl Gateway {
             None => (!body.more).then(|| models::requested_model(&body.bytes)).flatten(),
         };
         // Each provider receives its own name for the public model; one that lacks it is skipped.
-        let mut own_model: Vec<Option<String>> = vec![None; set.providers.len()];
+        let mut own_model: Vec<Option<&str>> = vec![None; set.providers.len()];
         if let Some(model) = &model {
             tries.retain(|&pi| match models::provider_model(set.providers[pi].models.as_ref(), model) {
                 None => false,
@@ -168,7 +168,7 @@ impl Gateway {
         let mut tried: Vec<&str> = Vec::new();
         for &pi in tries.iter() {
             let provider = &set.providers[pi];
-            let plan = match Plan::new(llm_call.as_ref(), provider, own_model[pi].as_deref(), &body, path, set) {
+            let plan = match Plan::new(llm_call.as_ref(), provider, own_model[pi], &body, path, set) {
                 Ok(p) => p,
                 Err(message) => {
                     // The client's messages cannot be put in this provider's API: its own mistake.

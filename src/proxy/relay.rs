@@ -165,7 +165,6 @@ struct Answer<'a> {
 }
 
 impl Gateway {
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempt(
         &self,
         session: &mut Session,

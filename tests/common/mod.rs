@@ -8,6 +8,7 @@ pub mod config;
 pub mod gateway;
 pub mod idp;
 pub mod llm;
+pub mod pki;
 pub mod redis;
 pub mod upstream;
 
