@@ -28,7 +28,7 @@ use crate::providers::budget::{limit_headers, Reservation, Verdict};
 use crate::providers::health::{self, State};
 use crate::providers::models;
 use crate::providers::request::Body;
-use crate::providers::ProviderSet;
+use crate::providers::{NoProvider, ProviderSet};
 
 async fn read_prefix(session: &mut Session, limit: usize) -> Result<Body> {
     let mut buf = Vec::new();
@@ -39,6 +39,22 @@ async fn read_prefix(session: &mut Session, limit: usize) -> Result<Body> {
         }
     }
     Ok(Body { bytes: buf.into(), more: true })
+}
+
+/// The refusal for a request no provider of its chain can serve.
+fn no_provider(no: NoProvider, model: &str) -> Reject {
+    match no {
+        NoProvider::UnknownModel { usable } => {
+            let message = format!("the model `{model}` is not offered here; you may use: {}", usable.join(", "));
+            Reject::new(400, "unknown_model", message, "unknown_model")
+        }
+        NoProvider::ModelNotAllowed => {
+            Reject::new(403, "model_not_allowed", format!("your role may not use the model `{model}`"), "model_not_allowed")
+        }
+        NoProvider::ApiNotServed(api) => {
+            Reject::new(400, "api_not_served", format!("no provider of this chain serves {} requests", api.as_str()), "api_not_served")
+        }
+    }
 }
 
 /// An LLM call on its way through a chain: what it asked, under which public model it is
@@ -70,7 +86,7 @@ impl Gateway {
         let states = tracker.snapshot();
         let default = State::default();
         let state_of = |i: usize| states.get(&set.providers[i].name).unwrap_or(&default);
-        let (mut tries, panic) = health::attempts(&chain.providers, state_of, chain.order, now_ms());
+        let (tries, panic) = health::attempts(&chain.providers, state_of, chain.order, now_ms());
         if panic {
             tracing::warn!(chain = %chain.name, "every provider is unhealthy: trying them all in chain order");
             if let Some(m) = &self.services.metrics {
@@ -79,13 +95,12 @@ impl Gateway {
         }
         let level = ctx.identity.as_ref().and_then(|i| i.role.as_deref()).and_then(|r| snapshot.policy.roles.level(r));
         let offered = &set.offered[chain_index];
-        let may_use = |m: &str| set.llm.model_access.as_ref().is_none_or(|a| a.allows(m, level));
         let method = session.req_header().method.clone();
         if !offered.is_empty() && method == http::Method::GET && path.ends_with("/models") {
             // The chain's public models this caller may use, in OpenAI's list format.
             let data: Vec<serde_json::Value> = offered
                 .iter()
-                .filter(|m| may_use(m))
+                .filter(|m| set.may_use(m, level))
                 .map(|m| serde_json::json!({ "id": m, "object": "model", "created": 0, "owned_by": "portcullis" }))
                 .collect();
             let answer = crate::api::answer(Ok((200, serde_json::json!({ "object": "list", "data": data }))));
@@ -108,43 +123,12 @@ impl Gateway {
             Some(c) => c.model.clone(),
             None => (!body.more).then(|| models::requested_model(&body.bytes)).flatten(),
         };
-        // Each provider receives its own name for the public model; one that lacks it is skipped.
-        let mut own_model: Vec<Option<&str>> = vec![None; set.providers.len()];
-        if let Some(model) = &model {
-            tries.retain(|&pi| match models::provider_model(set.providers[pi].models.as_ref(), model) {
-                None => false,
-                Some(own) => {
-                    own_model[pi] = Some(own);
-                    true
-                }
-            });
-            if tries.is_empty() {
-                let usable: Vec<&str> = offered.iter().map(String::as_str).filter(|m| may_use(m)).collect();
-                let message = format!("the model `{model}` is not offered here; you may use: {}", usable.join(", "));
-                return self.refuse_chain(session, ctx, Reject::new(400, "unknown_model", message, "unknown_model")).await;
-            }
-            if !may_use(model) {
-                let reject =
-                    Reject::new(403, "model_not_allowed", format!("your role may not use the model `{model}`"), "model_not_allowed");
-                return self.refuse_chain(session, ctx, reject).await;
-            }
-        }
-        // A provider serves a call in its own API when the gateway can translate it; a body
-        // too large to read whole goes only to providers of the client's API.
-        if let Some(api) = api {
-            tries.retain(|&pi| {
-                let theirs = set.providers[pi].api;
-                if body.more {
-                    theirs == api
-                } else {
-                    llm::serves(api, theirs)
-                }
-            });
-            if tries.is_empty() {
-                let message = format!("no provider of this chain serves {} requests", api.as_str());
-                return self.refuse_chain(session, ctx, Reject::new(400, "api_not_served", message, "api_not_served")).await;
-            }
-        }
+        // Each provider receives its own name for the public model, in its own API; one that
+        // lacks the model or cannot serve the API is skipped.
+        let mut tries = match set.eligible(chain_index, &tries, model.as_deref(), api, !body.more, level) {
+            Ok(t) => t,
+            Err(no) => return self.refuse_chain(session, ctx, no_provider(no, model.as_deref().unwrap_or_default())).await,
+        };
         if body.more {
             // Too large to resend: one provider only.
             tries.truncate(1);
@@ -166,9 +150,10 @@ impl Gateway {
             }
         }
         let mut tried: Vec<&str> = Vec::new();
-        for &pi in tries.iter() {
+        for (pi, own_model) in tries.iter() {
+            let pi = *pi;
             let provider = &set.providers[pi];
-            let plan = match Plan::new(llm_call.as_ref(), provider, own_model[pi], &body, path, set) {
+            let plan = match Plan::new(llm_call.as_ref(), provider, *own_model, &body, path, set) {
                 Ok(p) => p,
                 Err(message) => {
                     // The client's messages cannot be put in this provider's API: its own mistake.
