@@ -140,6 +140,29 @@ mod tests {
     }
 
     #[test]
+    fn apis_have_their_config_names_and_translate_one_way() {
+        assert_eq!((Api::OpenAi.as_str(), Api::Anthropic.as_str()), ("openai", "anthropic"));
+        assert!(serves(Api::OpenAi, Api::OpenAi) && serves(Api::Anthropic, Api::Anthropic));
+        assert!(serves(Api::OpenAi, Api::Anthropic), "OpenAI calls are translated for Anthropic providers");
+        assert!(!serves(Api::Anthropic, Api::OpenAi), "Anthropic calls are not translated for OpenAI providers");
+    }
+
+    #[test]
+    fn provider_bodies_are_translated_between_apis() {
+        let c = Call::parse(
+            Api::OpenAi,
+            br#"{"model":"smart","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#,
+        )
+        .unwrap();
+        let b = c.provider_body(Api::Anthropic, Some("claude-x"), 77).unwrap();
+        assert_eq!((b["model"].as_str(), b["max_tokens"].as_u64()), (Some("claude-x"), Some(77)));
+        assert_eq!(b["system"][0]["text"], "Be brief.");
+        assert_eq!(b["messages"].as_array().map(Vec::len), Some(1), "the system message is not a turn");
+        let a = Call::parse(Api::Anthropic, br#"{"model":"smart","max_tokens":5,"messages":[]}"#).unwrap();
+        assert!(a.provider_body(Api::OpenAi, None, 1).is_err());
+    }
+
+    #[test]
     fn calls_read_what_they_ask_for() {
         let body = json!({"model": "smart", "stream": true, "max_completion_tokens": 50,
                           "stream_options": {"include_usage": true},

@@ -374,6 +374,20 @@ mod tests {
         let b = request_from_openai(&json!({"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b"], "tool_choice": {"type": "function", "function": {"name": "f"}}}), 77).unwrap();
         assert_eq!((b["max_tokens"].as_u64(), &b["stop_sequences"]), (Some(77), &json!(["a", "b"])));
         assert_eq!(b["tool_choice"], json!({"type": "tool", "name": "f"}));
+        let msgs = json!([{"role": "user", "content": "x"}]);
+        let with = |extra: Value| {
+            let mut body = json!({"messages": msgs});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            request_from_openai(&body, 1).unwrap()
+        };
+        assert!(with(json!({"stop": []})).get("stop_sequences").is_none(), "an empty stop list sends none");
+        assert_eq!(with(json!({"tool_choice": "auto"}))["tool_choice"], json!({"type": "auto"}));
+        assert_eq!(with(json!({"tool_choice": "none"}))["tool_choice"], json!({"type": "none"}));
+        assert!(with(json!({"tool_choice": "sometimes"})).get("tool_choice").is_none());
+        assert_eq!(with(json!({"tool_choice": "required"}))["tool_choice"], json!({"type": "any"}));
+        // A tool result without content is an empty result, not an error.
+        let empty = json!({"messages": [{"role": "tool", "tool_call_id": "c1", "content": null}]});
+        assert_eq!(request_from_openai(&empty, 1).unwrap()["messages"][0]["content"][0]["content"], json!([]));
         assert!(b.get("system").is_none() && b.get("stream").is_none());
     }
 
@@ -412,7 +426,16 @@ mod tests {
         assert_eq!(e, json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": null}}));
         let e = error_to_openai(b"<html>bad gateway</html>", 502);
         assert_eq!((e["error"]["type"].as_str(), e["error"]["message"].as_str()), (Some("api_error"), Some("the provider answered 502")));
-        assert_eq!(error_to_openai(b"", 429)["error"]["type"], "rate_limit_error");
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+        ] {
+            assert_eq!(error_to_openai(b"", status)["error"]["type"], kind, "{status}");
+        }
     }
 
     #[test]
@@ -430,7 +453,9 @@ mod tests {
             json!({"type": "message_stop"}),
         ];
         let mut t = StreamTranslator::new("smart", 7, true);
-        let out: Vec<String> = events.iter().flat_map(|e| t.event(e)).collect();
+        let mut out: Vec<String> = events[..events.len() - 1].iter().flat_map(|e| t.event(e)).collect();
+        assert!(!t.done(), "not done before message_stop");
+        out.extend(t.event(&events[events.len() - 1]));
         assert!(t.done());
         let parsed: Vec<Value> = out[..out.len() - 1].iter().map(|s| serde_json::from_str(s).unwrap()).collect();
         assert_eq!(out.last().map(String::as_str), Some("[DONE]"));
@@ -453,6 +478,12 @@ mod tests {
         let mut t = StreamTranslator::new("smart", 7, false);
         let out: Vec<String> = events.iter().flat_map(|e| t.event(e)).collect();
         assert!(!out.iter().any(|s| s.contains("\"usage\"")));
+        // A text block that starts with text sends it at once; one that starts empty sends nothing.
+        let mut t = StreamTranslator::new("smart", 7, false);
+        let start = |text: &str| json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": text}});
+        assert!(t.event(&start("")).is_empty());
+        let first = t.event(&start("Hi"));
+        assert_eq!(serde_json::from_str::<Value>(&first[0]).unwrap()["choices"][0]["delta"]["content"], "Hi");
         // An error event becomes an OpenAI error and ends the stream.
         let mut t = StreamTranslator::new("smart", 7, false);
         let out = t.event(&json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));

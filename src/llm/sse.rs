@@ -171,8 +171,12 @@ mod tests {
     fn unfinished_events_wait_and_oversized_ones_are_refused() {
         let mut p = Parser::new(16);
         assert!(p.feed(b"data: partial").unwrap().is_empty());
+        assert_eq!(p.rest(), b"data: partial");
         assert_eq!(p.finish().map(|e| e.data).as_deref(), Some("partial"));
         assert!(p.feed(b"data: 0123456789abcdef").is_err());
+        // The limit itself is allowed; one byte more is not.
+        assert!(Parser::new(13).feed(b"data: partial").is_ok());
+        assert!(Parser::new(12).feed(b"data: partial").is_err());
     }
 
     #[test]

@@ -135,6 +135,8 @@ mod tests {
         let a = json!({"usage": {"input_tokens": 10, "cache_read_input_tokens": 3, "output_tokens": 4}});
         assert_eq!(from_answer(Api::Anthropic, &a), Some(Usage { prompt: 13, completion: 4, estimated: false }));
         assert_eq!(from_answer(Api::OpenAi, &json!({"id": "x"})), None);
+        let cached = json!({"input_tokens": 10, "cache_creation_input_tokens": 4, "cache_read_input_tokens": 3});
+        assert_eq!(anthropic_input(&cached), Some(17), "uncached, written and read input all count");
         assert_eq!(from_answer_bytes(Api::OpenAi, o.to_string().as_bytes()), from_answer(Api::OpenAi, &o));
         assert_eq!(
             from_answer_bytes(Api::Anthropic, b"{\"content\":[1,2],\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}").map(|u| u.total()),

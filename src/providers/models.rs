@@ -87,6 +87,9 @@ mod tests {
         assert!(!a.allows("smart", Some(1)) && a.allows("smart", Some(2)));
         assert!(a.allows("anything", Some(3)) && !a.allows("anything", Some(2)));
         assert!(!a.allows("fast", None) && !a.allows("fast", Some(0)));
+        let mut named: Vec<&str> = a.models().collect();
+        named.sort_unstable();
+        assert_eq!(named, ["*", "fast", "smart"], "every model a grant names (metric labels come from them)");
         let nobody = ModelAccess::new([("x".to_string(), None)]);
         assert!(!nobody.allows("x", Some(9)));
     }
