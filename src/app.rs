@@ -20,6 +20,7 @@ use crate::auth::passwords::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
 use crate::auth::TokenError;
 use crate::config::{Config, TlsListen};
+use crate::listener::{AcceptFilter, ConnCaps, ConnLimits, Guarded};
 use crate::metrics::{Known, Metrics};
 use crate::ops::AdminApp;
 use crate::providers::probes::Probes;
@@ -237,6 +238,7 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
         m.declare(Known::ConfigReloads, &reload::RESULTS);
         m.declare(Known::StoreErrors, &["api", "sync", "credentials"]);
         m.declare(Known::AuthFailuresByIpClass, &["loopback", "private", "public"]);
+        m.declare(Known::ConnectionsRefused, &["total", "per_ip"]);
     }
     let store = store::open(&config.store)?;
     let sessions = Arc::new(Sessions::new(store.clone(), config.sessions.clone()).with_metrics(metrics.clone()));
@@ -277,11 +279,21 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let limits = ConnLimits::new(ConnCaps { total: config.server.max_connections, per_ip: config.server.max_connections_per_ip });
+    let (header_timeout, max_header_bytes) = (config.server.header_timeout, config.server.max_header_bytes);
     let (config_path, running) = (config.source.clone(), RestartOnly::of(&config));
     let state: Arc<ArcSwap<Snapshot>> = Arc::new(ArcSwap::from_pointee(reload::snapshot(config, metrics.as_deref())));
     let reloader = Reloader::new(config_path, running, state.clone(), metrics.clone(), audit).with_tracker(tracker.clone());
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state.clone(), services), "portcullis proxy");
+    // Pingora's HTTP app behind the connection caps and the header deadline (listener.rs).
+    let guarded = Guarded {
+        inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone(), services))),
+        limits: limits.clone(),
+        header_timeout,
+        max_header_bytes,
+        metrics: metrics.clone(),
+    };
+    let mut proxy = Service::new("portcullis proxy".to_string(), guarded);
+    proxy.set_connection_filter(Arc::new(AcceptFilter { limits, metrics: metrics.clone() }));
     match &tls {
         Some(t) => proxy.add_tls_with_settings(&listen, None, tls_settings(t)?),
         None => proxy.add_tcp(&listen),

@@ -98,6 +98,11 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     pub max_header_bytes: usize,
     pub max_header_count: usize,
+    /// The deadline for a request's whole header section.
+    pub header_timeout: std::time::Duration,
+    /// Caps on open client connections (0 = none).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub tls: Option<TlsListen>,
 }
 

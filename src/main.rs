@@ -42,6 +42,10 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// Also connect to the store (every Redis node or sentinel named) and exit 1, listing
+        /// the addresses tried, when it cannot be used.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print a signed token made with the configured secret (for operators and tests).
     Token {
@@ -162,7 +166,30 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config, connect } => match config::load(&config) {
+            Ok(cfg) if connect => {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let (lines, result) = runtime.block_on(portcullis::store::probe(&cfg.store));
+                for l in lines {
+                    println!("{l}");
+                }
+                match result {
+                    Ok(()) => {
+                        println!("ok");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        println!("error: the store cannot be used: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Ok(_) => {
                 println!("ok");
                 ExitCode::SUCCESS

@@ -94,6 +94,9 @@ pub struct Metrics {
     auth_failures_by_class: IntCounterVec,
     chain_panics: IntCounterVec,
     store_up: IntGauge,
+    connections_open: IntGauge,
+    connections_refused: IntCounterVec,
+    header_timeouts: IntCounter,
     tls_cert_expiry: prometheus::Gauge,
     /// The served certificate's notAfter (unix seconds); 0 without TLS.
     tls_expires_at: std::sync::atomic::AtomicI64,
@@ -120,6 +123,8 @@ pub enum Known {
     StoreErrors,
     /// `auth_failures_by_ip_class_total{ip_class}`.
     AuthFailuresByIpClass,
+    /// `connections_refused_total{reason}`.
+    ConnectionsRefused,
 }
 
 /// Handles for one route.
@@ -314,6 +319,18 @@ impl Metrics {
                 "store_up",
                 "1 while the store answered its last check, 0 while it does not (the gateway serves from its local views).",
             ),
+            connections_open: gauge(&r, "connections_open", "Client connections open on the proxy listener."),
+            connections_refused: counter_vec(
+                &r,
+                "connections_refused_total",
+                "Client connections closed at accept: over `server.max_connections` (reason=total) or `server.max_connections_per_ip` (reason=per_ip).",
+                &["reason"],
+            ),
+            header_timeouts: counter(
+                &r,
+                "header_timeouts_total",
+                "Connections closed (408) because a request's header section did not arrive within `server.header_timeout_ms`.",
+            ),
             // Registered only once a certificate is served (see `tls_cert_expires_at`).
             tls_cert_expiry: prometheus::Gauge::with_opts(opts(
                 "tls_cert_expiry_seconds",
@@ -343,6 +360,7 @@ impl Metrics {
             Known::ApiKeyRequests => &self.api_key_requests,
             Known::StoreErrors => &self.store_errors,
             Known::AuthFailuresByIpClass => &self.auth_failures_by_class,
+            Known::ConnectionsRefused => &self.connections_refused,
         };
         for v in values {
             vec.with_label_values(&[v]);
@@ -475,6 +493,25 @@ impl Metrics {
     /// Counts a chain request in panic mode.
     pub fn chain_panic(&self, chain: &str) {
         self.chain_panics.with_label_values(&[chain]).inc();
+    }
+
+    /// One more (or one fewer) open client connection.
+    pub fn connection_opened(&self, open: bool) {
+        if open {
+            self.connections_open.inc()
+        } else {
+            self.connections_open.dec()
+        }
+    }
+
+    /// A connection refused at accept, because of the cap named (`total` or `per_ip`).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// A connection closed for a header section that came too slowly.
+    pub fn header_timeout(&self) {
+        self.header_timeouts.inc();
     }
 
     /// Whether the store answered its last check.

@@ -92,7 +92,10 @@ impl RestartOnly {
     /// The keys whose values differ in `new`.
     pub fn changes(&self, new: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &new.server);
-        let checks: [(&'static str, bool); 15] = [
+        let checks: [(&'static str, bool); 18] = [
+            ("server.header_timeout_ms", a.header_timeout != b.header_timeout),
+            ("server.max_connections", a.max_connections != b.max_connections),
+            ("server.max_connections_per_ip", a.max_connections_per_ip != b.max_connections_per_ip),
             ("server.tls", a.tls != b.tls),
             ("audit", self.audit != new.audit),
             ("server.listen", a.listen != b.listen),

@@ -80,31 +80,107 @@ pub fn session_ttl(s: &SessionRecord, idle_seconds: u64, now: u64) -> u64 {
 }
 
 /// Which store backs sessions, revocations and limits (`store:` in gateway.yaml).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// In-process; one instance; nothing survives a restart.
     Memory,
     /// Shared by every instance that points at the same Redis and prefix.
-    Redis { url: String, key_prefix: String },
+    Redis { redis: RedisSettings, key_prefix: String },
 }
 
-impl fmt::Debug for StoreSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreSettings::Memory => f.write_str("Memory"),
-            StoreSettings::Redis { url, key_prefix } => {
-                f.debug_struct("Redis").field("url", &redact_url(url)).field("key_prefix", key_prefix).finish()
-            }
+/// Where a Redis deployment is and how to log in to it (`store.redis`, or `store.redis_url`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub mode: RedisMode,
+    /// ACL user name (from `username_env`; a URL may carry its own).
+    pub username: Option<String>,
+    /// From `password_env` (a URL may carry its own). Never printed.
+    pub password: Option<String>,
+    /// TLS to every node (and to the sentinels).
+    pub tls: bool,
+}
+
+/// The three deployments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server: `redis://host:port/db` or `redis+unix:///path`.
+    Standalone { url: String },
+    /// Sentinels that name the master of `master_name`; the gateway follows a failover.
+    Sentinel { sentinels: Vec<String>, master_name: String, db: i64 },
+    /// Cluster seed nodes; the slot map is discovered and followed.
+    Cluster { nodes: Vec<String> },
+}
+
+impl RedisSettings {
+    /// A standalone server at `url`, with whatever credentials the URL carries.
+    pub fn standalone(url: &str) -> Self {
+        RedisSettings { mode: RedisMode::Standalone { url: url.to_string() }, username: None, password: None, tls: false }
+    }
+
+    /// Every address this names, for messages (passwords redacted).
+    pub fn addresses(&self) -> Vec<String> {
+        match &self.mode {
+            RedisMode::Standalone { url } => vec![redact_url(url)],
+            RedisMode::Sentinel { sentinels, .. } => sentinels.clone(),
+            RedisMode::Cluster { nodes } => nodes.clone(),
         }
     }
+
+    /// `standalone`, `sentinel` or `cluster`.
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            RedisMode::Standalone { .. } => "standalone",
+            RedisMode::Sentinel { .. } => "sentinel",
+            RedisMode::Cluster { .. } => "cluster",
+        }
+    }
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match &self.mode {
+            RedisMode::Standalone { url } => format!("Standalone {{ url: {:?} }}", redact_url(url)),
+            other => format!("{other:?}"),
+        };
+        f.debug_struct("RedisSettings")
+            .field("mode", &format_args!("{mode}"))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// `host:port` split, or None.
+pub fn host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    (!host.is_empty() && !host.contains(['/', ' ', '@'])).then(|| (host.to_string(), port))
 }
 
 /// The store a config asks for.
 pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match settings {
         StoreSettings::Memory => Arc::new(memory::MemoryStore::new()),
-        StoreSettings::Redis { url, key_prefix } => Arc::new(redis::RedisStore::new(url, key_prefix)?),
+        StoreSettings::Redis { redis, key_prefix } => Arc::new(redis::RedisStore::new(redis, key_prefix)?),
     })
+}
+
+/// Whether the store a config names can be reached, for `portcullis check --connect`: a line per
+/// address tried, then Ok or what is wrong.
+pub async fn probe(settings: &StoreSettings) -> (Vec<String>, Result<(), String>) {
+    match settings {
+        StoreSettings::Memory => (vec!["store: memory (nothing to connect to)".into()], Ok(())),
+        StoreSettings::Redis { redis: r, key_prefix } => match redis::RedisStore::new(r, key_prefix) {
+            Ok(store) => {
+                let (lines, result) = store.probe(r).await;
+                let lines = lines.into_iter().map(|l| format!("store ({}): {l}", r.mode_name())).collect();
+                (lines, result)
+            }
+            Err(e) => (Vec::new(), Err(e.to_string())),
+        },
+    }
 }
 
 /// What every role shares: where the store lives and whether it answers.
@@ -307,11 +383,26 @@ pub trait AuditStream: Backend {
 
 /// The audit stream at `url`: a connection of its own, since `audit.redis_url` may name
 /// another Redis than the store's. Its [`Backend::prepare`] is the audit writer's to call.
-pub fn audit_stream(url: &str) -> Result<Arc<dyn AuditStream>, StoreError> {
-    Ok(Arc::new(redis::RedisStore::new(url, "")?))
+pub fn audit_stream(settings: &RedisSettings) -> Result<Arc<dyn AuditStream>, StoreError> {
+    Ok(Arc::new(redis::RedisStore::new(settings, "")?))
 }
 
 /// Every role at once: what a backend implements.
 pub trait Store: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore + UsageStore {}
 
 impl<T: UserStore + SessionStore + LimitStore + ProviderStore + CredentialStore + UsageStore> Store for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        assert_eq!(host_port("127.0.0.1:7000"), Some(("127.0.0.1".into(), 7000)));
+        assert_eq!(host_port("[::1]:26379"), Some(("::1".into(), 26379)));
+        assert_eq!(host_port("redis-0.redis:6379"), Some(("redis-0.redis".into(), 6379)));
+        for bad in ["127.0.0.1", ":6379", "h:0", "h:70000", "h:port", "redis://h:1", "u@h:1"] {
+            assert_eq!(host_port(bad), None, "{bad}");
+        }
+    }
+}

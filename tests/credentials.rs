@@ -147,15 +147,15 @@ fn api_keys_end_to_end_on_redis_with_expiry() {
     let made = create_key(&gw, json!({"name": "short", "user_id": "build-bot", "role": "viewer", "expires_in_days": 1}));
     let (key, id) = (made["key"].as_str().unwrap().to_string(), made["id"].as_str().unwrap().to_string());
     assert_eq!(with_key(&gw, "GET", "/projects/1", &key).status, 200);
-    let stored = redis.cli(&["HGET", "portcullis:credentials:api-keys", &id]);
+    let stored = redis.cli(&["HGET", "portcullis:{credentials}:api-keys", &id]);
     let mut record: Value = serde_json::from_str(stored.trim()).unwrap();
     record["expires_at"] = json!(record["created_at"].as_u64().unwrap() - 1);
-    redis.cli(&["HSET", "portcullis:credentials:api-keys", &id, &record.to_string()]);
+    redis.cli(&["HSET", "portcullis:{credentials}:api-keys", &id, &record.to_string()]);
     redis.cli(&["PUBLISH", "portcullis:credentials", "api-keys"]);
     assert_eventually!(with_key(&gw, "GET", "/projects/1", &key).error_code() == "invalid_api_key", "the expired key is refused");
     assert!(with_key(&gw, "GET", "/projects/1", &key).json()["message"].as_str().unwrap().contains("expired"));
     keys.push(key);
-    let dump = redis.cli(&["HGETALL", "portcullis:credentials:api-keys"]);
+    let dump = redis.cli(&["HGETALL", "portcullis:{credentials}:api-keys"]);
     for k in &keys {
         assert!(!dump.contains(&k[17..60]), "Redis holds only keyed hashes");
     }

@@ -114,7 +114,7 @@ fn the_session_story_with_the_redis_store() {
     // Every key the gateway wrote has a TTL, except users (deleted explicitly).
     for key in redis.cli(&["KEYS", "portcullis:*"]).lines().filter(|k| !k.is_empty()) {
         let ttl: i64 = redis.cli(&["TTL", key]).trim().parse().unwrap();
-        let permanent = key.starts_with("portcullis:user:") || key.starts_with("portcullis:user-email:") || key == "portcullis:users";
+        let permanent = key.starts_with("portcullis:{users}:");
         assert!(permanent || ttl > 0, "{key} has no TTL");
     }
 }
@@ -313,7 +313,7 @@ fn no_password_hash_or_token_reaches_the_logs() {
     let r = refresh(&gw, &refresh_token).json();
     gw.request("POST", "/auth/login").json(&json!({"email": "secret@example.com", "password": "wrong-password-here"})).send();
     gw.request("POST", "/auth/logout").bearer(&access).send();
-    let hash = redis.cli(&["HGET", &format!("portcullis:user:{id}"), "password_hash"]).trim().to_string();
+    let hash = redis.cli(&["HGET", &format!("portcullis:{{users}}:user:{id}"), "password_hash"]).trim().to_string();
     assert!(hash.starts_with("$argon2id$"));
     let log = gw.log();
     let new_access = r["access_token"].as_str().unwrap();

@@ -12,33 +12,20 @@ use crate::metrics::Metrics;
 use crate::store::{self, AuditStream};
 
 /// Where audit events go.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sink {
     Stdout,
     /// Appended to, created with mode 0600, reopened on SIGHUP (log rotation).
     File(PathBuf),
     /// `XADD stream MAXLEN ~ max_len * event <json>`.
     Redis {
-        url: String,
+        /// Its own Redis (`audit.redis_url`) or the store's, in whatever mode that runs.
+        redis: crate::store::RedisSettings,
         stream: String,
         max_len: u64,
     },
 }
 
-impl std::fmt::Debug for Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Sink::Stdout => f.write_str("Stdout"),
-            Sink::File(p) => f.debug_tuple("File").field(p).finish(),
-            Sink::Redis { url, stream, max_len } => f
-                .debug_struct("Redis")
-                .field("url", &crate::secret::redact_url(url))
-                .field("stream", stream)
-                .field("max_len", max_len)
-                .finish(),
-        }
-    }
-}
 
 /// `audit:` in gateway.yaml.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +82,8 @@ impl AuditWriter {
         match &self.sink {
             Sink::Stdout => Ok(Output::Stdout(tokio::io::stdout())),
             Sink::File(path) => open_file(path).await.map(Output::File).map_err(|e| e.to_string()),
-            Sink::Redis { url, stream, max_len } => {
-                let s = store::audit_stream(url).map_err(|e| e.to_string())?;
+            Sink::Redis { redis, stream, max_len } => {
+                let s = store::audit_stream(redis).map_err(|e| e.to_string())?;
                 s.prepare(); // on the writer's own runtime
                 Ok(Output::Redis(s, stream.clone(), *max_len))
             }

@@ -5,8 +5,14 @@ use std::path::Path;
 use super::raw::RawAudit;
 use super::{problem, Problem};
 use crate::audit::{AuditSettings, Sink};
+use crate::store::RedisSettings;
 
-pub(super) fn lower_audit(raw: &RawAudit, store_redis: Option<&str>, source: &Path, p: &mut Vec<Problem>) -> Option<AuditSettings> {
+pub(super) fn lower_audit(
+    raw: &RawAudit,
+    store_redis: Option<&RedisSettings>,
+    source: &Path,
+    p: &mut Vec<Problem>,
+) -> Option<AuditSettings> {
     let sink = match raw.sink.as_str() {
         "none" => None,
         "stdout" => Some(Sink::Stdout),
@@ -17,15 +23,16 @@ pub(super) fn lower_audit(raw: &RawAudit, store_redis: Option<&str>, source: &Pa
                 return None;
             }
         },
-        "redis" => match raw.redis_url.as_deref().or(store_redis) {
-            Some(url) if redis::Client::open(url).is_ok() => {
-                Some(Sink::Redis { url: url.to_string(), stream: raw.stream.clone(), max_len: raw.max_len })
+        "redis" => match (raw.redis_url.as_deref(), store_redis) {
+            (Some(url), _) if redis::Client::open(url).is_ok() => {
+                Some(Sink::Redis { redis: RedisSettings::standalone(url), stream: raw.stream.clone(), max_len: raw.max_len })
             }
-            Some(_) => {
+            (Some(_), _) => {
                 problem(p, "audit.redis_url", "not a valid Redis URL");
                 return None;
             }
-            None => {
+            (None, Some(redis)) => Some(Sink::Redis { redis: redis.clone(), stream: raw.stream.clone(), max_len: raw.max_len }),
+            (None, None) => {
                 problem(p, "audit", "`sink: redis` needs `redis_url` (or the redis store backend)");
                 return None;
             }

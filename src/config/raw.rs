@@ -23,6 +23,13 @@ pub struct RawServer {
     pub max_header_bytes: usize,
     /// Requests with more header fields get 431.
     pub max_header_count: usize,
+    /// A request's whole header section must arrive within this (408 and close otherwise),
+    /// whatever pace its bytes come at.
+    pub header_timeout_ms: u64,
+    /// Open client connections, in total (0 = no cap); more are closed at accept.
+    pub max_connections: usize,
+    /// Open client connections from one peer address (0 = no cap); more are closed at accept.
+    pub max_connections_per_ip: usize,
     /// TLS termination on `listen` (HTTP/2 via ALPN).
     pub tls: Option<RawTls>,
 }
@@ -168,6 +175,9 @@ impl Default for RawServer {
             trusted_proxies: Vec::new(),
             max_header_bytes: 32 * 1024,
             max_header_count: 100,
+            header_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
             tls: None,
         }
     }
@@ -178,13 +188,56 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     pub backend: String,
+    /// A standalone server (kept for configs written before `redis:`).
     pub redis_url: Option<String>,
+    /// Which Redis deployment, and where.
+    pub redis: Option<RawRedis>,
     pub key_prefix: String,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
-        RawStore { backend: "memory".into(), redis_url: None, key_prefix: "portcullis:".into() }
+        RawStore { backend: "memory".into(), redis_url: None, redis: None, key_prefix: "portcullis:".into() }
+    }
+}
+
+/// `store.redis:`: a standalone server, a Sentinel-managed master, or a Cluster.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// `standalone`, `sentinel` or `cluster`.
+    pub mode: String,
+    /// standalone: `redis://host:port/db` (or `rediss://`, `redis+unix:///path`).
+    pub url: Option<String>,
+    /// sentinel: the sentinels' `host:port` addresses.
+    pub sentinels: Vec<String>,
+    /// sentinel: the name the sentinels monitor the master under.
+    pub master_name: Option<String>,
+    /// sentinel: the database number on the master.
+    pub db: i64,
+    /// cluster: seed nodes' `host:port` addresses (the rest are discovered).
+    pub nodes: Vec<String>,
+    /// The environment variable holding the ACL user name.
+    pub username_env: Option<String>,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// TLS to every node and sentinel.
+    pub tls: bool,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            mode: "standalone".into(),
+            url: None,
+            sentinels: Vec::new(),
+            master_name: None,
+            db: 0,
+            nodes: Vec::new(),
+            username_env: None,
+            password_env: None,
+            tls: false,
+        }
     }
 }
 

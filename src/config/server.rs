@@ -49,6 +49,12 @@ pub(super) fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -
     if s.max_header_bytes < 1024 || s.max_header_count < 8 {
         problem(p, "server", "`max_header_bytes` must be at least 1024 and `max_header_count` at least 8");
     }
+    if !(100..=600_000).contains(&s.header_timeout_ms) {
+        problem(p, "server.header_timeout_ms", "must be between 100 and 600000 (ten minutes)");
+    }
+    if s.max_connections_per_ip > 0 && s.max_connections > 0 && s.max_connections_per_ip > s.max_connections {
+        problem(p, "server.max_connections_per_ip", "is larger than `max_connections`, so it can never apply");
+    }
     let trusted_proxies = trusted_proxies(&s.trusted_proxies, p);
     let tls = match &s.tls {
         Some(t) => Some(tls(t, source, p)?),
@@ -66,6 +72,9 @@ pub(super) fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -
         trusted_proxies,
         max_header_bytes: s.max_header_bytes,
         max_header_count: s.max_header_count,
+        header_timeout: std::time::Duration::from_millis(s.header_timeout_ms),
+        max_connections: s.max_connections,
+        max_connections_per_ip: s.max_connections_per_ip,
         tls,
     })
 }

@@ -221,8 +221,66 @@ fn tls_files_and_chain_members_must_exist() {
 
 #[test]
 fn redis_urls_are_printed_without_credentials() {
-    let printed = format!("{:?}", StoreSettings::Redis { url: "redis://:hunter2@h:1".into(), key_prefix: "p:".into() });
+    let redis = crate::store::RedisSettings::standalone("redis://:hunter2@h:1");
+    let printed = format!("{:?}", StoreSettings::Redis { redis, key_prefix: "p:".into() });
     assert!(!printed.contains("hunter2"), "{printed}");
+    let sentinel = crate::store::RedisSettings {
+        mode: crate::store::RedisMode::Sentinel { sentinels: vec!["h:26379".into()], master_name: "m".into(), db: 0 },
+        username: Some("gw".into()),
+        password: Some("hunter3".into()),
+        tls: false,
+    };
+    let printed = format!("{sentinel:?}");
+    assert!(!printed.contains("hunter3") && printed.contains("<redacted>"), "{printed}");
+}
+
+#[test]
+fn redis_modes_are_read_and_checked_with_their_place() {
+    let env = |n: &str| match n {
+        "RP" => Some("pw".to_string()),
+        other => env_with_secret(other),
+    };
+    let seed = SEED.replace("store:   { backend: memory }", "");
+    let load = |store: &str| parse(&format!("{seed}store:\n{store}"), Path::new("gateway.yaml"), &env);
+    let cfg = load("  backend: redis\n  redis:\n    mode: sentinel\n    sentinels: [\"127.0.0.1:26379\", \"127.0.0.1:26380\"]\n    master_name: portcullis\n    password_env: RP\n").unwrap();
+    match cfg.store {
+        StoreSettings::Redis { redis, .. } => {
+            assert_eq!(
+                redis.mode,
+                crate::store::RedisMode::Sentinel {
+                    sentinels: vec!["127.0.0.1:26379".into(), "127.0.0.1:26380".into()],
+                    master_name: "portcullis".into(),
+                    db: 0
+                }
+            );
+            assert_eq!(redis.password.as_deref(), Some("pw"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let cfg = load("  backend: redis\n  redis: { mode: cluster, nodes: [\"127.0.0.1:7000\"] }\n").unwrap();
+    assert!(matches!(cfg.store, StoreSettings::Redis { redis: crate::store::RedisSettings { mode: crate::store::RedisMode::Cluster { .. }, .. }, .. }));
+    let cfg = load("  backend: redis\n  redis_url: \"redis://127.0.0.1:1/0\"\n").unwrap();
+    assert!(matches!(cfg.store, StoreSettings::Redis { redis: crate::store::RedisSettings { mode: crate::store::RedisMode::Standalone { .. }, .. }, .. }));
+
+    let bad = |store: &str| match load(store) {
+        Ok(_) => panic!("accepted: {store}"),
+        Err(e) => e.to_string(),
+    };
+    let e = bad("  backend: redis\n  redis:\n    mode: sentinal\n");
+    assert!(e.contains("store.redis.mode: unknown mode `sentinal`") && e.contains("did you mean `sentinel`"), "{e}");
+    let e = bad("  backend: redis\n  redis:\n    mode: sentinel\n    sentinels: [\"127.0.0.1\"]\n");
+    assert!(e.contains("store.redis.sentinels[0]: `127.0.0.1` is not `host:port`"), "{e}");
+    assert!(e.contains("store.redis.master_name"), "{e}");
+    let e = bad("  backend: redis\n  redis:\n    mode: cluster\n    password_env: NOT_SET_ANYWHERE\n");
+    assert!(e.contains("store.redis.nodes: `mode: cluster` needs at least one `host:port`"), "{e}");
+    assert!(e.contains("store.redis.password_env: the environment variable `NOT_SET_ANYWHERE` is not set"), "{e}");
+    let e = bad("  backend: redis\n  redis_url: \"redis://h:1\"\n  redis: { mode: standalone, url: \"redis://h:1\" }\n");
+    assert!(e.contains("not both"), "{e}");
+    let e = bad("  backend: redis\n  redis: { mode: cluster, nodes: [\"h:1\"], master_name: x }\n");
+    assert!(e.contains("store.redis.master_name: not used with `mode: cluster`"), "{e}");
+    let e = bad("  backend: redis\n  key_prefix: \"{gw}:\"\n  redis_url: \"redis://h:1\"\n");
+    assert!(e.contains("store.key_prefix: must not contain"), "{e}");
+    assert!(!e.contains("pw"), "{e}");
 }
 
 #[test]

@@ -112,10 +112,10 @@ pub fn validate(
     let rate_limits = raw.rate_limits.as_ref().map(|r| limits::rate_limits(r, &mut p)).unwrap_or_default();
     let lockout = raw.lockout.as_ref().and_then(|l| limits::lockout(l, &mut p));
     let store_redis = match &store {
-        Some(Some(StoreSettings::Redis { url, .. })) => Some(url.clone()),
+        Some(Some(StoreSettings::Redis { redis, .. })) => Some(redis.clone()),
         _ => None,
     };
-    let audit = raw.audit.as_ref().and_then(|a| audit::lower_audit(a, store_redis.as_deref(), source, &mut p));
+    let audit = raw.audit.as_ref().and_then(|a| audit::lower_audit(a, store_redis.as_ref(), source, &mut p));
     let cors = raw.cors.as_ref().and_then(|c| cors::lower_cors(c, &mut p));
     let metrics_enabled = raw.metrics.as_ref().map(|m| m.enabled);
     let asymmetric = raw.tokens.as_ref().is_some_and(|t| matches!(t.algorithm.as_str(), "ES256" | "EdDSA"));

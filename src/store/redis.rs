@@ -1,49 +1,53 @@
 //! The Redis store: users, sessions and revocations shared by any number of gateway instances.
 //!
-//! Keys (all under the configured prefix, `portcullis:` by default):
+//! Keys (all under the configured prefix, `portcullis:` by default). Keys one script or
+//! transaction touches together share a Cluster hash tag (the part in braces), so every script
+//! runs on Redis Cluster; other multi-key work is pipelined, which the cluster connection routes
+//! key by key.
 //!
 //! | key | type | TTL |
 //! |---|---|---|
-//! | `user:{id}` | hash: id, email, role, password_hash, created_at | none (deleted explicitly) |
-//! | `user-email:{email}` | string: user id (email lower-cased) | none (deleted with the user) |
-//! | `users` | set of user ids | none |
-//! | `session:{sid}` | hash: id, user_id, created_at, last_activity, expires_at, user_agent, ip, refresh_jti | until idle timeout or absolute end, whichever is first; extended by activity |
-//! | `user-sessions:{user_id}` | set of session ids (pruned when read) | until the user's newest session's absolute end |
+//! | `{users}:user:<id>` | hash: id, email, role, password_hash, created_at | none (deleted explicitly) |
+//! | `{users}:email:<email>` | string: user id (email lower-cased) | none (deleted with the user) |
+//! | `{users}:all` | set of user ids | none |
+//! | `session:<sid>` | hash: id, user_id, created_at, last_activity, expires_at, user_agent, ip, refresh_jti | until idle timeout or absolute end, whichever is first; extended by activity |
+//! | `user-sessions:<user_id>` | set of session ids (pruned when read) | until the user's newest session's absolute end |
 //! | `revoked` | sorted set: session id scored by "in force until" | until the last revocation lapses; lapsed members removed on every write and read |
-//! | `rl:{limit}:{subject}` | string: GCRA theoretical arrival time (ms) | until it no longer limits (<= the window) |
-//! | `lockout:{email}` | hash: failures, lockouts, locked_until | until the lockout ends plus `max_seconds` |
-//! | `rw:{limit}:{subject}:{window}` | integer: hits in one sliding window | two windows |
+//! | `rl:<limit>:<subject>` | string: GCRA theoretical arrival time (ms) | until it no longer limits (<= the window) |
+//! | `lockout:<email>` | hash: failures, lockouts, locked_until | until the lockout ends plus `max_seconds` |
+//! | `rw:<limit>:<subject>:<window>` | integer: hits in one sliding window | two windows |
 //! | `instances` | sorted set: live gateway instances scored by heartbeat expiry (ms) | a few sync intervals |
-//! | `provider:{name}` | string: the provider's health state as JSON (status, last_check, response_time_ms, consecutive_failures, reason, unhealthy_until, retry_after_until, version) | a day after its last change |
-//! | `lock:probe:{name}` | string: the instance probing that provider this interval | the probe interval |
-//! | `credentials:api-keys` | hash: key id -> the key's record as JSON (its HMAC, never the key) | none (deleted on revoke) |
-//! | `credentials:denylist` | hash: entry id -> the denylist entry as JSON | none (expired entries are removed by whichever instance sees them first) |
-//! | `credentials:key-uses` | hash: key id -> last use (unix seconds) | none (deleted with the key) |
-//! | `tokens:{user}:m:{minute}`, `tokens:{user}:d:{day}` | hash: `total` (tokens used and reserved in that fixed window), `model:{model}` (tokens settled per model) | the window's end plus two minutes |
-//! | `idp-keys:{provider}` | string: an identity provider's JWKS as last fetched by any instance, as JSON (body, when the next refresh is due) | until the next refresh is due |
-//! | `lock:idp:{provider}` | string: the instance fetching that provider's keys | the fetch deadline |
+//! | `provider:<name>` | string: the provider's health state as JSON (status, last_check, response_time_ms, consecutive_failures, reason, unhealthy_until, retry_after_until, version) | a day after its last change |
+//! | `lock:probe:<name>` | string: the instance probing that provider this interval | the probe interval |
+//! | `{credentials}:api-keys` | hash: key id -> the key's record as JSON (its HMAC, never the key) | none (deleted on revoke) |
+//! | `{credentials}:denylist` | hash: entry id -> the denylist entry as JSON | none (expired entries are removed by whichever instance sees them first) |
+//! | `{credentials}:key-uses` | hash: key id -> last use (unix seconds) | none (deleted with the key) |
+//! | `tokens:{<user>}:m:<minute>`, `tokens:{<user>}:d:<day>` | hash: `total` (tokens used and reserved in that fixed window), `model:<model>` (tokens settled per model) | the window's end plus two minutes |
+//! | `idp-keys:{<provider>}` | string: an identity provider's JWKS as last fetched by any instance, as JSON (body, when the next refresh is due) | until the next refresh is due |
+//! | `lock:idp:{<provider>}` | string: the instance fetching that provider's keys | the fetch deadline |
 //! | channel `idp-keys` | pub/sub: the name of a provider whose shared keys changed | - |
 //! | channel `credentials` | pub/sub: the registry that changed (`api-keys` or `denylist`) | - |
 //! | channel `provider-health` | pub/sub: the name of a provider whose state changed | - |
 //! | channel `revocations` | pub/sub: `"{until} {sid} {sid}..."` | - |
 //!
-//! Connections: one multiplexed, auto-reconnecting `ConnectionManager`, created by
+//! Connections: see [`conn`] (one handle for standalone, Sentinel and Cluster), created by
 //! [`Store::prepare`] on the session-sync background service's runtime (which lives as long as
 //! the process) and shared by every thread. The sync task's health checks and the endpoints
 //! therefore see the same connection state: when `/readyz` says ready, logins work.
 
+mod conn;
+
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::Arc;
 
 use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
+use self::conn::{Conn, Connector};
 use super::{
-    session_ttl, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord,
+    session_ttl, RedisSettings, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord,
     SessionStore, Settlement, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
 };
 use crate::llm::budget::Window;
@@ -66,12 +70,10 @@ const PROVIDER_STATE_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// A Redis-backed store.
 pub struct RedisStore {
-    client: redis::Client,
+    connector: Arc<Connector>,
     prefix: String,
-    manager: OnceLock<ConnectionManager>,
     create_user: Script,
     rotate: Script,
-    touch: Script,
     revoke: Script,
     gcra: Script,
     login_failed: Script,
@@ -89,16 +91,13 @@ fn now() -> u64 {
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://host:port/db` or `redis+unix:///path`); connects lazily.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+    /// A store on the deployment `settings` names; connects when [`Backend::prepare`] is called.
+    pub fn new(settings: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
         Ok(RedisStore {
-            client,
+            connector: Arc::new(Connector::new(settings)?),
             prefix: prefix.to_string(),
-            manager: OnceLock::new(),
             create_user: Script::new(CREATE_USER),
             rotate: Script::new(ROTATE),
-            touch: Script::new(TOUCH),
             revoke: Script::new(REVOKE),
             gcra: Script::new(GCRA),
             login_failed: Script::new(LOGIN_FAILED),
@@ -112,21 +111,35 @@ impl RedisStore {
         format!("{}{rest}", self.prefix)
     }
 
-    fn con(&self) -> Result<ConnectionManager, StoreError> {
-        self.manager.get().cloned().ok_or_else(|| StoreError::Unavailable("not connected yet".into()))
+    fn con(&self) -> Result<Conn, StoreError> {
+        self.connector.conn()
+    }
+
+    /// Whether each address of the deployment answers (`portcullis check --connect`).
+    pub async fn probe(&self, settings: &RedisSettings) -> (Vec<String>, Result<(), String>) {
+        self.connector.probe(settings).await
     }
 
     /// A dedicated pub/sub connection subscribed to `channel` (under the prefix).
     async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, StoreError> {
-        let connect = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(self.key(channel)).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        tokio::time::timeout(Duration::from_secs(1), connect)
+        let mut pubsub = self.connector.pubsub().await?;
+        tokio::time::timeout(std::time::Duration::from_secs(1), pubsub.subscribe(self.key(channel)))
             .await
             .map_err(|_| StoreError::Unavailable("timed out subscribing".into()))?
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(pubsub)
+    }
+
+    fn user_key(&self, id: &str) -> String {
+        self.key(&format!("{{users}}:user:{id}"))
+    }
+
+    fn email_key(&self, email: &str) -> String {
+        self.key(&format!("{{users}}:email:{}", email.to_lowercase()))
+    }
+
+    fn registry_key(&self, name: &str) -> String {
+        self.key(&format!("{{credentials}}:{name}"))
     }
 
     async fn hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -206,20 +219,7 @@ impl AuditStream for RedisStore {
 #[async_trait]
 impl Backend for RedisStore {
     fn prepare(&self) {
-        if self.manager.get().is_some() {
-            return;
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(1000)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), config) {
-            Ok(c) => {
-                let _ = self.manager.set(c);
-            }
-            Err(e) => tracing::error!(error = %e, "cannot create the Redis connection manager"),
-        }
+        self.connector.start();
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -231,11 +231,11 @@ impl Backend for RedisStore {
 #[async_trait]
 impl UserStore for RedisStore {
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        user_from(&self.hash(&self.key(&format!("user:{id}"))).await?)
+        user_from(&self.hash(&self.user_key(id)).await?)
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let id: Option<String> = self.con()?.get(self.key(&format!("user-email:{}", email.to_lowercase()))).await.map_err(unavailable)?;
+        let id: Option<String> = self.con()?.get(self.email_key(email)).await.map_err(unavailable)?;
         match id {
             Some(id) => self.user(&id).await,
             None => Ok(None),
@@ -243,8 +243,8 @@ impl UserStore for RedisStore {
     }
 
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let ids: Vec<String> = self.con()?.smembers(self.key("users")).await.map_err(unavailable)?;
-        let keys: Vec<String> = ids.iter().map(|id| self.key(&format!("user:{id}"))).collect();
+        let ids: Vec<String> = self.con()?.smembers(self.key("{users}:all")).await.map_err(unavailable)?;
+        let keys: Vec<String> = ids.iter().map(|id| self.user_key(id)).collect();
         let mut users = Vec::new();
         for h in self.hashes(&keys).await? {
             users.extend(user_from(&h)?);
@@ -256,9 +256,9 @@ impl UserStore for RedisStore {
     async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
         let created: i64 = self
             .create_user
-            .key(self.key(&format!("user-email:{}", u.email.to_lowercase())))
-            .key(self.key(&format!("user:{}", u.id)))
-            .key(self.key("users"))
+            .key(self.email_key(&u.email))
+            .key(self.user_key(&u.id))
+            .key(self.key("{users}:all"))
             .arg(&u.id)
             .arg(&u.email)
             .arg(&u.role)
@@ -271,7 +271,7 @@ impl UserStore for RedisStore {
     }
 
     async fn set_user_role(&self, id: &str, role: &str) -> Result<bool, StoreError> {
-        let key = self.key(&format!("user:{id}"));
+        let key = self.user_key(id);
         let mut con = self.con()?;
         let exists: bool = con.exists(&key).await.map_err(unavailable)?;
         if exists {
@@ -284,15 +284,17 @@ impl UserStore for RedisStore {
         let Some(user) = self.user(id).await? else {
             return Ok(false);
         };
+        // The user's three keys share the `{users}` hash tag (one transaction on any deployment);
+        // the session index lives in its own slot.
         let _: () = redis::pipe()
             .atomic()
-            .del(self.key(&format!("user:{id}")))
-            .del(self.key(&format!("user-email:{}", user.email.to_lowercase())))
-            .srem(self.key("users"), id)
-            .del(self.key(&format!("user-sessions:{id}")))
+            .del(self.user_key(id))
+            .del(self.email_key(&user.email))
+            .srem(self.key("{users}:all"), id)
             .query_async(&mut self.con()?)
             .await
             .map_err(unavailable)?;
+        let _: () = self.con()?.del(self.key(&format!("user-sessions:{id}"))).await.map_err(unavailable)?;
         Ok(true)
     }
 }
@@ -312,12 +314,22 @@ impl SessionStore for RedisStore {
             ("ip", s.ip.clone()),
             ("refresh_jti", s.refresh_jti.clone()),
         ];
+        // The index first: a session "log out everywhere" cannot find must never exist (a dangling
+        // index entry is pruned when read). Two slots, so two steps rather than one transaction.
+        let _: () = redis::pipe()
+            .sadd(&index, &s.id)
+            .ignore()
+            .expire(&index, s.expires_at.saturating_sub(now).max(1) as i64)
+            .ignore()
+            .query_async(&mut self.con()?)
+            .await
+            .map_err(unavailable)?;
         let _: () = redis::pipe()
             .atomic()
             .hset_multiple(&key, &fields)
+            .ignore()
             .expire(&key, session_ttl(s, idle_seconds, now) as i64)
-            .sadd(&index, &s.id)
-            .expire(&index, s.expires_at.saturating_sub(now).max(1) as i64)
+            .ignore()
             .query_async(&mut self.con()?)
             .await
             .map_err(unavailable)?;
@@ -373,27 +385,36 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch_sessions(&self, activity: &[(String, u64)], idle_seconds: u64) -> Result<(), StoreError> {
+        // One script call per session (each in its own slot), pipelined in chunks; EVAL so that a
+        // script cache emptied by a restart cannot fail part of a pipeline.
         let mut con = self.con()?;
+        let now = now();
         for chunk in activity.chunks(500) {
-            let mut call = self.touch.prepare_invoke();
-            call.arg(now()).arg(idle_seconds);
+            let mut pipe = redis::pipe();
             for (id, at) in chunk {
-                call.key(self.key(&format!("session:{id}"))).arg(*at);
+                pipe.cmd("EVAL").arg(TOUCH).arg(1).arg(self.key(&format!("session:{id}"))).arg(now).arg(idle_seconds).arg(*at).ignore();
             }
-            let _: i64 = call.invoke_async(&mut con).await.map_err(unavailable)?;
+            let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
         }
         Ok(())
     }
 
     async fn revoke_sessions(&self, session_ids: &[String], until: u64) -> Result<(), StoreError> {
+        // The revocation first (it is what every instance enforces), then the sessions go, so
+        // their refresh tokens stop rotating.
         let mut con = self.con()?;
         for chunk in session_ids.chunks(500) {
             let mut call = self.revoke.prepare_invoke();
             call.key(self.key("revoked")).arg(until).arg(now()).arg(self.key("revocations"));
             for id in chunk {
-                call.key(self.key(&format!("session:{id}"))).arg(id);
+                call.arg(id);
             }
             let _: i64 = call.invoke_async(&mut con).await.map_err(unavailable)?;
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.del(self.key(&format!("session:{id}"))).ignore();
+            }
+            let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
         }
         Ok(())
     }
@@ -518,8 +539,12 @@ impl ProviderStore for RedisStore {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = names.iter().map(|n| self.key(&format!("provider:{n}"))).collect();
-        redis::cmd("MGET").arg(&keys).query_async(&mut self.con()?).await.map_err(unavailable)
+        // GETs, not MGET: each provider's key is in its own Cluster slot.
+        let mut pipe = redis::pipe();
+        for n in names {
+            pipe.get(self.key(&format!("provider:{n}")));
+        }
+        pipe.query_async(&mut self.con()?).await.map_err(unavailable)
     }
 
     async fn provider_cas(&self, name: &str, expected: u64, json: &str) -> Result<bool, StoreError> {
@@ -561,7 +586,7 @@ impl CredentialStore for RedisStore {
     async fn put_record(&self, registry: Registry, id: &str, json: &str) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .hset(self.key(&format!("credentials:{}", registry.as_str())), id, json)
+            .hset(self.registry_key(registry.as_str()), id, json)
             .ignore()
             .publish(self.key("credentials"), registry.as_str())
             .ignore();
@@ -570,9 +595,9 @@ impl CredentialStore for RedisStore {
 
     async fn remove_record(&self, registry: Registry, id: &str) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
-        pipe.atomic().hdel(self.key(&format!("credentials:{}", registry.as_str())), id);
+        pipe.atomic().hdel(self.registry_key(registry.as_str()), id);
         if registry == Registry::ApiKeys {
-            pipe.hdel(self.key("credentials:key-uses"), id).ignore();
+            pipe.hdel(self.registry_key("key-uses"), id).ignore();
         }
         pipe.publish(self.key("credentials"), registry.as_str()).ignore();
         let (removed,): (i64,) = pipe.query_async(&mut self.con()?).await.map_err(unavailable)?;
@@ -580,15 +605,15 @@ impl CredentialStore for RedisStore {
     }
 
     async fn records(&self, registry: Registry) -> Result<Vec<String>, StoreError> {
-        self.con()?.hvals(self.key(&format!("credentials:{}", registry.as_str()))).await.map_err(unavailable)
+        self.con()?.hvals(self.registry_key(registry.as_str())).await.map_err(unavailable)
     }
 
     async fn touch_keys(&self, uses: &[(String, u64)]) -> Result<(), StoreError> {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut call = self.touch_keys.key(self.key("credentials:key-uses"));
-        call.key(self.key("credentials:api-keys"));
+        let mut call = self.touch_keys.key(self.registry_key("key-uses"));
+        call.key(self.registry_key("api-keys"));
         for (id, at) in uses {
             call.arg(id).arg(*at);
         }
@@ -596,32 +621,32 @@ impl CredentialStore for RedisStore {
     }
 
     async fn key_uses(&self) -> Result<HashMap<String, u64>, StoreError> {
-        self.con()?.hgetall(self.key("credentials:key-uses")).await.map_err(unavailable)
+        self.con()?.hgetall(self.registry_key("key-uses")).await.map_err(unavailable)
     }
 
     async fn shared_keys(&self, provider: &str) -> Result<Option<String>, StoreError> {
-        self.con()?.get(self.key(&format!("idp-keys:{provider}"))).await.map_err(unavailable)
+        self.con()?.get(self.key(&format!("idp-keys:{{{provider}}}"))).await.map_err(unavailable)
     }
 
     async fn put_shared_keys(&self, provider: &str, json: &str, ttl_ms: u64) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
-            .arg(self.key(&format!("idp-keys:{provider}")))
+            .arg(self.key(&format!("idp-keys:{{{provider}}}")))
             .arg(json)
             .arg("PX")
             .arg(ttl_ms.max(1))
             .ignore()
             .publish(self.key("idp-keys"), provider)
             .ignore()
-            .del(self.key(&format!("lock:idp:{provider}")))
+            .del(self.key(&format!("lock:idp:{{{provider}}}")))
             .ignore();
         pipe.query_async::<()>(&mut self.con()?).await.map_err(unavailable)
     }
 
     async fn claim_fetch(&self, provider: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&format!("lock:idp:{provider}")))
+            .arg(self.key(&format!("lock:idp:{{{provider}}}")))
             .arg(owner)
             .arg("NX")
             .arg("PX")

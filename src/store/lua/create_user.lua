@@ -1,5 +1,5 @@
 -- Creates a user unless the email is taken.
--- KEYS: user-email:{email}, user:{id}, users. ARGV: id, email, role, password_hash, created_at.
+-- KEYS: {users}:email:<email>, {users}:user:<id>, {users}:all (one hash tag: one Cluster slot). ARGV: id, email, role, password_hash, created_at.
 -- Returns 1, or 0 when the email or id is taken.
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end

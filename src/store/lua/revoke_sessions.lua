@@ -1,12 +1,12 @@
--- Revokes sessions: records them in the revoked set until ARGV[1], deletes them, prunes lapsed
--- revocations and tells every instance.
--- KEYS: revoked, then session:{sid}... ARGV: until, now, channel, then the session ids.
+-- Revokes sessions: records them in the revoked set until ARGV[1], prunes lapsed revocations
+-- and tells every instance. (The sessions themselves are deleted after, by the caller: each is
+-- in its own Cluster slot.)
+-- KEYS: revoked. ARGV: until, now, channel, then the session ids.
 -- Returns how many were revoked.
 local untl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 for i = 4, #ARGV do
   redis.call('ZADD', KEYS[1], untl, ARGV[i])
-  redis.call('DEL', KEYS[i - 2])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')

@@ -1,5 +1,6 @@
 -- Write-behind session activity: moves last_activity forward and extends the idle deadline.
 -- KEYS: session:{sid}... ARGV: now, idle seconds, then one activity time per key.
+-- (Called with one key at a time: each session is in its own Cluster slot.)
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do

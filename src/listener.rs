@@ -1,0 +1,336 @@
+//! The proxy listener's defences against slow and flooding clients, built around Pingora's own
+//! reads (no patch to Pingora):
+//!
+//! - **connection caps**: `server.max_connections` in total and `server.max_connections_per_ip`
+//!   per peer address. A Pingora `ConnectionFilter` ([`AcceptFilter`]) refuses a connection right
+//!   after `accept`, before TLS or any read, when a cap is already reached; the exact count is
+//!   kept by a slot ([`ConnSlot`]) each admitted connection holds until it closes.
+//! - **a total deadline for a request's header section** (`server.header_timeout_ms`): Pingora
+//!   0.9 only bounds each read (a byte every 59 s keeps a connection forever). [`Guarded`] wraps
+//!   Pingora's HTTP proxy app: for each HTTP/1 request it reads the header section itself, under
+//!   one deadline (from accept for the first request, from the first byte for the next ones on a
+//!   kept-alive connection), and hands the bytes to Pingora's session as its pre-read buffer, so
+//!   Pingora parses them without another read. A client too slow gets a 408 with a JSON body and
+//!   the connection is closed. HTTP/2 connections (ALPN `h2`) go to Pingora unchanged.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::listeners::ConnectionFilter;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use pingora::protocols::http::ServerSession;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
+
+use crate::metrics::Metrics;
+
+/// Pingora's keep-alive: how long a kept-alive connection may wait for its next request.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// The caps (0 = none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnCaps {
+    pub total: usize,
+    pub per_ip: usize,
+}
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Total,
+    PerIp,
+}
+
+impl Refused {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::Total => "total",
+            Refused::PerIp => "per_ip",
+        }
+    }
+}
+
+/// Open connections, in total and per peer address.
+#[derive(Debug)]
+pub struct ConnLimits {
+    caps: ConnCaps,
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// An admitted connection's place; gives it back when dropped.
+#[derive(Debug)]
+pub struct ConnSlot {
+    limits: Arc<ConnLimits>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.limits.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(ip) = self.ip {
+            let mut map = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl ConnLimits {
+    pub fn new(caps: ConnCaps) -> Arc<Self> {
+        Arc::new(ConnLimits { caps, total: AtomicUsize::new(0), per_ip: Mutex::new(HashMap::new()) })
+    }
+
+    /// Whether a cap is already reached for `ip` (the cheap check at accept; no slot taken).
+    pub fn full(&self, ip: Option<IpAddr>) -> Option<Refused> {
+        if self.caps.total > 0 && self.total.load(Ordering::Relaxed) >= self.caps.total {
+            return Some(Refused::Total);
+        }
+        if let (Some(ip), true) = (ip, self.caps.per_ip > 0) {
+            let map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&ip).copied().unwrap_or(0) >= self.caps.per_ip {
+                return Some(Refused::PerIp);
+            }
+        }
+        None
+    }
+
+    /// Takes a place for a connection from `ip`, or says which cap refuses it.
+    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnSlot, Refused> {
+        let before = self.total.fetch_add(1, Ordering::Relaxed);
+        if self.caps.total > 0 && before >= self.caps.total {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refused::Total);
+        }
+        if let Some(ip) = ip {
+            let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if self.caps.per_ip > 0 && *n >= self.caps.per_ip {
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+                drop(map);
+                self.total.fetch_sub(1, Ordering::Relaxed);
+                return Err(Refused::PerIp);
+            }
+            *n += 1;
+        }
+        Ok(ConnSlot { limits: self.clone(), ip })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// Refuses connections at accept, before TLS, while a cap is reached.
+pub struct AcceptFilter {
+    pub limits: Arc<ConnLimits>,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for AcceptFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptFilter").field("limits", &self.limits).finish()
+    }
+}
+
+#[async_trait]
+impl ConnectionFilter for AcceptFilter {
+    async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
+        match self.limits.full(addr.map(|a| a.ip())) {
+            None => true,
+            Some(reason) => {
+                if let Some(m) = &self.metrics {
+                    m.connection_refused(reason.as_str());
+                }
+                false
+            }
+        }
+    }
+}
+
+/// How reading a header section ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderRead {
+    /// The blank line that ends it is in the buffer.
+    Complete,
+    /// The peer closed (or the connection failed) first.
+    Closed,
+    /// The deadline passed first.
+    TimedOut,
+    /// More than the allowed bytes arrived without the end.
+    TooLarge,
+}
+
+/// Where the header section ends (just past its blank line), if it is in `buf`; `from` is
+/// where the previous search stopped (the search resumes a few bytes before it).
+pub fn header_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let mut i = start;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            // "\n\n" or "\n\r\n" (httparse accepts both line endings)
+            match (buf.get(i + 1), buf.get(i + 2)) {
+                (Some(b'\n'), _) => return Some(i + 2),
+                (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Reads into `buf` until the header section is complete, the peer closes, `deadline` passes or
+/// more than `max` bytes arrive without the end. Bytes already in `buf` count.
+pub async fn read_header<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, deadline: Instant, max: usize) -> HeaderRead {
+    let mut searched: usize = 0;
+    loop {
+        // Leading empty lines before a request line are allowed (RFC 9112 section 2.2).
+        let skip = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        if header_end(&buf[skip..], searched.saturating_sub(skip)).is_some() {
+            return HeaderRead::Complete;
+        }
+        searched = buf.len();
+        if buf.len() > max {
+            return HeaderRead::TooLarge;
+        }
+        match timeout_at(deadline, stream.read_buf(buf)).await {
+            Err(_) => return HeaderRead::TimedOut,
+            Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Closed,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// An error answer written straight to the socket (no request was parsed) and the end of the
+/// connection.
+async fn refuse(stream: &mut Stream, status: &str, code: &str, message: &str) {
+    let body = crate::proxy::reply::error_body(code, message);
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.flush().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Pingora's HTTP app with the caps and the header deadline in front of it.
+pub struct Guarded<A> {
+    pub inner: Arc<A>,
+    pub limits: Arc<ConnLimits>,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    digest.peer_addr()?.as_inet().map(|a| a.ip())
+}
+
+#[async_trait]
+impl<A> ServerApp for Guarded<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let _slot = match self.limits.admit(peer_ip(&stream)) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                if let Some(m) = &self.metrics {
+                    m.connection_refused(reason.as_str());
+                }
+                return None;
+            }
+        };
+        let _open = OpenGauge::new(self.metrics.clone());
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+        let mut deadline = Instant::now() + self.header_timeout;
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut reused = false;
+        loop {
+            let mut buf = BytesMut::with_capacity(4096);
+            if reused {
+                // A kept-alive connection: the next request may take as long as keep-alive
+                // allows to start, and then has the full deadline for its header section.
+                match tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => deadline = Instant::now() + self.header_timeout,
+                    _ => return None,
+                }
+            }
+            match read_header(&mut stream, &mut buf, deadline, self.max_header_bytes).await {
+                HeaderRead::Complete => {}
+                HeaderRead::Closed => return None,
+                HeaderRead::TimedOut => {
+                    if let Some(m) = &self.metrics {
+                        m.header_timeout();
+                    }
+                    let message = format!("the request's header section did not arrive within {} ms", self.header_timeout.as_millis());
+                    refuse(&mut stream, "408 Request Timeout", "request_timeout", &message).await;
+                    return None;
+                }
+                HeaderRead::TooLarge => {
+                    let message = format!("the request's header section is larger than {} bytes", self.max_header_bytes);
+                    refuse(&mut stream, "431 Request Header Fields Too Large", "headers_too_large", &message).await;
+                    return None;
+                }
+            }
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => {
+                    session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE.as_secs()) });
+                    session.set_keepalive_reuses_remaining(self.inner.server_options().and_then(|o| o.keepalive_request_limit));
+                }
+            }
+            session.set_pipelined_prefix(buf);
+            (stream, settings) = self.inner.process_new_http(session, shutdown).await?.consume();
+            reused = true;
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}
+
+/// Counts an open connection for as long as it lives.
+struct OpenGauge(Option<Arc<Metrics>>);
+
+impl OpenGauge {
+    fn new(m: Option<Arc<Metrics>>) -> Self {
+        if let Some(m) = &m {
+            m.connection_opened(true);
+        }
+        OpenGauge(m)
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            m.connection_opened(false);
+        }
+    }
+}
