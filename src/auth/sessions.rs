@@ -99,6 +99,18 @@ impl Revocations {
         });
     }
 
+    /// The revocations in force at `now` that `known` lacks, grouped by deadline.
+    pub fn missing_from(&self, known: &[(String, u64)], now: u64) -> Vec<(u64, Vec<String>)> {
+        let known: std::collections::HashSet<&str> = known.iter().map(|(id, _)| id.as_str()).collect();
+        let mut by_until: std::collections::BTreeMap<u64, Vec<String>> = std::collections::BTreeMap::new();
+        for (id, until) in self.map.load().iter() {
+            if *until > now && !known.contains(id.as_str()) {
+                by_until.entry(*until).or_default().push(id.clone());
+            }
+        }
+        by_until.into_iter().collect()
+    }
+
     /// How many revocations are in force.
     pub fn len(&self) -> usize {
         self.map.load().len()
@@ -253,10 +265,20 @@ impl Sessions {
         Ok(())
     }
 
-    /// Pulls every revocation in force from the store into the local view.
+    /// Pulls every revocation in force from the store into the local view, and writes back any
+    /// the store has lost (a Redis restarted empty, a failover that lost the last writes): a
+    /// revoked token must never work again, on any instance, because the store forgot it.
     pub async fn reconcile(&self, now: u64) -> Result<(), StoreError> {
         let all = self.store.revocations(now).await?;
         self.revocations.merge(&all, now);
+        let lost = self.revocations.missing_from(&all, now);
+        if !lost.is_empty() {
+            let n: usize = lost.iter().map(|(_, ids)| ids.len()).sum();
+            tracing::warn!(revocations = n, "the store had lost revocations still in force; writing them back");
+            for (until, ids) in lost {
+                self.store.revoke_sessions(&ids, until).await?;
+            }
+        }
         Ok(())
     }
 
@@ -355,6 +377,33 @@ mod tests {
         assert!(r.is_revoked("a", 99), "the later deadline wins");
         assert!(!r.is_revoked("b", 60));
         assert_eq!(r.len(), 2, "expired entries are dropped on write");
+    }
+
+    #[test]
+    fn revocations_the_store_lacks_are_found_by_deadline() {
+        let r = Revocations::default();
+        r.merge(&[("a".into(), 100), ("b".into(), 100), ("c".into(), 200), ("old".into(), 20)], 10);
+        let known = vec![("b".to_string(), 100)];
+        let mut lost = r.missing_from(&known, 50);
+        for (_, ids) in &mut lost {
+            ids.sort();
+        }
+        assert_eq!(lost, vec![(100, vec!["a".to_string()]), (200, vec!["c".to_string()])]);
+        assert!(r.missing_from(&[("a".into(), 1), ("b".into(), 1), ("c".into(), 1)], 50).is_empty());
+    }
+
+    #[tokio::test]
+    async fn revocations_a_wiped_store_lost_are_written_back() {
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        let s = Sessions::new(store.clone(), SessionSettings::default());
+        let now = unix_now();
+        s.revoke(&["gone".into()], now + 600, now).await.unwrap();
+        let wiped = Arc::new(crate::store::memory::MemoryStore::new());
+        let t = Sessions::new(wiped.clone(), SessionSettings::default());
+        t.revocations.merge(&[("gone".into(), now + 600)], now);
+        assert!(wiped.revocations(now).await.unwrap().is_empty());
+        t.reconcile(now).await.unwrap();
+        assert_eq!(wiped.revocations(now).await.unwrap(), vec![("gone".to_string(), now + 600)]);
     }
 
     #[test]

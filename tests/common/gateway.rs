@@ -29,20 +29,30 @@ impl TestGateway {
 
     /// As [`Self::start`], with extra environment variables.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_waiting(config, env, true)
+    }
+
+    /// As [`Self::start`], but only waits for the listeners, not for `/readyz` (a store that
+    /// cannot be reached).
+    pub fn start_unready(config: &str) -> Self {
+        Self::start_waiting(config, &[], false)
+    }
+
+    fn start_waiting(config: &str, env: &[(&str, &str)], ready: bool) -> Self {
         // A reserved port can be taken by another test process between reserving and binding:
         // then the gateway exits at once, and it is started again on other ports.
         for _ in 0..2 {
-            match Self::try_start(config, env) {
+            match Self::try_start(config, env, ready) {
                 Ok(gw) => return gw,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("portcullis exited at start:\n{log}"),
             }
         }
-        Self::try_start(config, env).unwrap_or_else(|log| panic!("portcullis exited at start:\n{log}"))
+        Self::try_start(config, env, ready).unwrap_or_else(|log| panic!("portcullis exited at start:\n{log}"))
     }
 
     /// One attempt: the gateway, or its log if it exited before answering.
-    fn try_start(config: &str, env: &[(&str, &str)]) -> Result<Self, String> {
+    fn try_start(config: &str, env: &[(&str, &str)], ready: bool) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin_port) = (free_port(), free_port());
         let text = config
@@ -85,7 +95,7 @@ impl TestGateway {
             }
             std::net::TcpStream::connect(gw.admin).is_ok()
                 && std::net::TcpStream::connect(gw.addr).is_ok()
-                && gw.admin_get("/readyz").status == 200
+                && (!ready || gw.admin_get("/readyz").status == 200)
         });
         if let Some(status) = exited {
             return Err(format!("exit {status}:\n{}", gw.log()));
