@@ -37,9 +37,9 @@ pub mod ratelimit;
 pub mod admission;
 
 // Pingora adapters: the proxy listener and the admin listener; logging.
+pub mod listener;
 pub mod logging;
 pub mod ops;
-pub mod listener;
 pub mod proxy;
 
 // Wiring: config assembles every module's settings; reload and app build the server.

@@ -23,9 +23,9 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::ConnectionFilter;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use pingora::protocols::http::ServerSession;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
@@ -221,10 +221,8 @@ pub async fn read_header<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMu
 /// connection.
 async fn refuse(stream: &mut Stream, status: &str, code: &str, message: &str) {
     let body = crate::proxy::reply::error_body(code, message);
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
+    let head =
+        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
     let write = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&body).await?;
@@ -332,5 +330,70 @@ impl Drop for OpenGauge {
         if let Some(m) = &self.0 {
             m.connection_opened(false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_section_ends_at_its_blank_line() {
+        assert_eq!(header_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody", 0), Some(27));
+        assert_eq!(header_end(b"GET / HTTP/1.1\nHost: x\n\nbody", 0), Some(24));
+        assert_eq!(header_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+        assert_eq!(header_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r", 0), None);
+        // Resuming a search finds an end that straddles the previous read.
+        let buf = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(header_end(buf, 26), Some(27));
+        assert_eq!(header_end(buf, 27), Some(27));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reading_a_header_section_ends_each_way() {
+        let read = |input: &'static [u8], max: usize| async move {
+            let (mut client, mut server) = tokio::io::duplex(1024);
+            client.write_all(input).await.unwrap();
+            let mut buf = BytesMut::new();
+            let r = read_header(&mut server, &mut buf, Instant::now() + Duration::from_secs(1), max).await;
+            drop(client);
+            (r, buf.len())
+        };
+        assert_eq!(read(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1024).await, (HeaderRead::Complete, 27));
+        assert_eq!(read(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 1024).await.0, HeaderRead::Complete, "leading blank lines skipped");
+        assert_eq!(read(b"GET / HTTP/1.1\r\nHost: x\r\n", 1024).await.0, HeaderRead::TimedOut);
+        assert_eq!(read(b"GET / HTTP/1.1\r\nX-Big: aaaaaaaaaaaaaaaaaaaaaaaaa", 16).await.0, HeaderRead::TooLarge);
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"GET / HT").await.unwrap();
+        drop(client);
+        let mut buf = BytesMut::new();
+        assert_eq!(read_header(&mut server, &mut buf, Instant::now() + Duration::from_secs(1), 1024).await, HeaderRead::Closed);
+    }
+
+    #[test]
+    fn caps_count_per_address_and_in_total_and_slots_give_places_back() {
+        let limits = ConnLimits::new(ConnCaps { total: 3, per_ip: 2 });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = limits.admit(Some(a)).unwrap();
+        let a2 = limits.admit(Some(a)).unwrap();
+        assert_eq!(limits.full(Some(a)), Some(Refused::PerIp));
+        assert_eq!(limits.admit(Some(a)).unwrap_err(), Refused::PerIp);
+        assert_eq!(limits.full(Some(b)), None);
+        let b1 = limits.admit(Some(b)).unwrap();
+        assert_eq!(limits.full(Some(b)), Some(Refused::Total));
+        assert_eq!(limits.admit(Some(b)).unwrap_err(), Refused::Total);
+        assert_eq!(limits.open(), 3);
+        drop(a1);
+        assert_eq!(limits.full(Some(a)), None);
+        let _a3 = limits.admit(Some(a)).unwrap();
+        drop((a2, b1));
+        assert_eq!(limits.open(), 1);
+        assert_eq!(limits.per_ip.lock().unwrap().len(), 1, "addresses with no connection are forgotten");
+        let open = ConnLimits::new(ConnCaps { total: 0, per_ip: 0 });
+        let many: Vec<_> = (0..100).map(|_| open.admit(Some(a)).unwrap()).collect();
+        assert_eq!(open.open(), 100);
+        drop(many);
+        assert_eq!(open.open(), 0);
     }
 }

@@ -31,7 +31,8 @@ fn refresh(gw: &TestGateway, token: &str) -> Reply {
 fn sid(token: &str) -> String {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     claims["sid"].as_str().unwrap().to_string()
 }
 
@@ -52,7 +53,13 @@ struct Sample {
 
 /// Steady load on every instance until `stop`: proxied requests every 5 ms and a store read
 /// every 50 ms, each with its own token.
-fn steady_load<'s>(scope: &'s std::thread::Scope<'s, '_>, gws: &'s [&'s TestGateway], tokens: &'s [String], stop: &'s AtomicBool, out: &'s Mutex<Vec<Sample>>) {
+fn steady_load<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    gws: &'s [&'s TestGateway],
+    tokens: &'s [String],
+    stop: &'s AtomicBool,
+    out: &'s Mutex<Vec<Sample>>,
+) {
     for (i, gw) in gws.iter().enumerate() {
         for (op, every) in [(Op::Proxied, Duration::from_millis(5)), (Op::Store, Duration::from_millis(50))] {
             let token = &tokens[i];
@@ -104,10 +111,7 @@ impl Report {
             let before = self.failed(op, None, start, self.fault_at);
             let during = self.failed(op, None, self.fault_at, self.recovered_at);
             let after = self.failed(op, None, self.recovered_at, end + Duration::from_millis(1));
-            println!(
-                "   {op:?}: failed before {}/{}, during {}/{}, after {}/{}",
-                before.0, before.1, during.0, during.1, after.0, after.1
-            );
+            println!("   {op:?}: failed before {}/{}, during {}/{}, after {}/{}", before.0, before.1, during.0, during.1, after.0, after.1);
         }
     }
 
@@ -143,10 +147,8 @@ fn sentinel_failover_under_load() {
     assert!(eventually(Duration::from_secs(10), || replica.cli(&["INFO", "replication"]).contains("master_link_status:up")));
     let sentinels = Sentinels::start(&master, 3);
     let up = MockUpstream::start();
-    let store = format!(
-        "{{ backend: redis, redis: {{ mode: sentinel, sentinels: {:?}, master_name: portcullis }} }}",
-        sentinels.addresses()
-    );
+    let store =
+        format!("{{ backend: redis, redis: {{ mode: sentinel, sentinels: {:?}, master_name: portcullis }} }}", sentinels.addresses());
     let config = seed_config_with_store(&up.url(), &store);
     let (a, b) = (TestGateway::start(&config), TestGateway::start(&config));
     assert_eq!(a.metric("portcullis_store_up"), Some(1.0));
@@ -177,7 +179,8 @@ fn sentinel_failover_under_load() {
         stop.store(true, Ordering::Relaxed);
         (fault_at, recovered_at)
     });
-    let report = Report { name: "Sentinel: master killed, replica promoted", fault_at, recovered_at, samples: samples.into_inner().unwrap() };
+    let report =
+        Report { name: "Sentinel: master killed, replica promoted", fault_at, recovered_at, samples: samples.into_inner().unwrap() };
     report.print();
     report.assert_clean();
 
@@ -208,9 +211,8 @@ fn cluster_master_killed_under_load() {
     // is one holding none of them, so that "the other slots" include every one of them.
     let users = cluster.master_of("portcullis:{users}:all").unwrap();
     let revoked = cluster.master_of("portcullis:revoked").unwrap();
-    let victim = (0..cluster.nodes.len())
-        .find(|&i| i != users && i != revoked && cluster.nodes[i].cli(&["ROLE"]).starts_with("master"))
-        .unwrap();
+    let victim =
+        (0..cluster.nodes.len()).find(|&i| i != users && i != revoked && cluster.nodes[i].cli(&["ROLE"]).starts_with("master")).unwrap();
     a.create_user("load@example.com", PASSWORD, "user");
     // Sessions on both sides of the fault: some whose keys the victim holds, some elsewhere.
     let mut on_victim = Vec::new();
@@ -218,7 +220,11 @@ fn cluster_master_killed_under_load() {
     for _ in 0..12 {
         let (access, refresh) = login(&a, "load@example.com");
         let key = format!("portcullis:session:{}", sid(&access));
-        if cluster.master_of(&key) == Some(victim) { on_victim.push((access, refresh)) } else { elsewhere.push((access, refresh)) }
+        if cluster.master_of(&key) == Some(victim) {
+            on_victim.push((access, refresh))
+        } else {
+            elsewhere.push((access, refresh))
+        }
         if !on_victim.is_empty() && elsewhere.len() >= 4 {
             break;
         }
@@ -276,12 +282,21 @@ fn cluster_master_killed_under_load() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let recovered_at = Instant::now().max(store_reads_work(&gws, &tokens, Duration::from_secs(20)));
-        println!("   replica promoted {:?} after the kill; its sessions served again {:?} after it", promoted - fault_at, recovered_at - promoted);
+        println!(
+            "   replica promoted {:?} after the kill; its sessions served again {:?} after it",
+            promoted - fault_at,
+            recovered_at - promoted
+        );
         std::thread::sleep(Duration::from_secs(2));
         stop.store(true, Ordering::Relaxed);
         (fault_at, recovered_at)
     });
-    let report = Report { name: "Cluster: one master of three killed, its replica promoted", fault_at, recovered_at, samples: samples.into_inner().unwrap() };
+    let report = Report {
+        name: "Cluster: one master of three killed, its replica promoted",
+        fault_at,
+        recovered_at,
+        samples: samples.into_inner().unwrap(),
+    };
     report.print();
     let (failed, total) = *unaffected.lock().unwrap();
     println!("   refreshes of sessions in other slots: {failed} failed of {total}");
@@ -378,7 +393,11 @@ fn redis_restarted_empty_forgets_sessions_but_never_revocations() {
     // instance started after the wipe refuses the token too.
     assert_eq!(a.get("/profile").bearer(&revoked).send().status, 401);
     assert_eq!(b.get("/profile").bearer(&revoked).send().status, 401);
-    assert!(eventually(Duration::from_secs(10), || redis.cli(&["ZSCORE", "portcullis:revoked", &sid(&revoked)]).trim().parse::<u64>().is_ok()));
+    assert!(eventually(Duration::from_secs(10), || redis
+        .cli(&["ZSCORE", "portcullis:revoked", &sid(&revoked)])
+        .trim()
+        .parse::<u64>()
+        .is_ok()));
     let c = TestGateway::start(&config);
     assert_eq!(c.get("/profile").bearer(&revoked).send().status, 401, "a new instance refuses a token revoked before the wipe");
     // Sessions are gone, and so are users created through the admin API: an access token lives
@@ -386,8 +405,67 @@ fn redis_restarted_empty_forgets_sessions_but_never_revocations() {
     assert_eq!(a.get("/profile").bearer(&live).send().status, 200, "an access token works until it expires");
     let r = refresh(&a, &live_refresh);
     assert_eq!(r.status, 401, "sessions are lost with the data");
-    assert!(eventually(Duration::from_secs(5), || b.get("/profile").bearer(&live).send().status == 401), "the refresh of a lost user ended the session");
+    assert!(
+        eventually(Duration::from_secs(5), || b.get("/profile").bearer(&live).send().status == 401),
+        "the refresh of a lost user ended the session"
+    );
     let r = a.request("POST", "/auth/login").json(&json!({"email": "wiped@example.com", "password": PASSWORD})).send();
     assert_eq!(r.status, 401);
     println!("== Redis restarted empty: ready again {recovered:?} after the restart; lost: sessions and admin-created users; revocations kept (written back)");
+}
+
+/// `portcullis check --connect` on the config at `path`.
+fn check_connect(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.yaml");
+    let text =
+        config.replace("@LISTEN@", "127.0.0.1:1").replace("@ADMIN@", "127.0.0.1:2").replace("@DIR@", &dir.path().display().to_string());
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--connect", "-c"])
+        .arg(&path)
+        .env("JWT_SECRET_KEY", common::TEST_SECRET)
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn a_deployment_with_no_reachable_node_fails_check_connect_and_run_reports_not_ready() {
+    let up = MockUpstream::start();
+    let dead: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", common::free_port())).collect();
+    let sentinel = format!("{{ backend: redis, redis: {{ mode: sentinel, sentinels: {dead:?}, master_name: portcullis }} }}");
+    let (ok, out) = check_connect(&seed_config_with_store(&up.url(), &sentinel));
+    assert!(!ok, "{out}");
+    for a in &dead {
+        assert!(out.contains(&format!("sentinel {a}:")), "every address tried is listed: {out}");
+    }
+    assert!(out.contains("no sentinel reachable"), "{out}");
+    let cluster = format!("{{ backend: redis, redis: {{ mode: cluster, nodes: {dead:?} }} }}");
+    let (ok, out) = check_connect(&seed_config_with_store(&up.url(), &cluster));
+    assert!(!ok && out.contains(&format!("node {}:", dead[0])) && out.contains("no cluster node usable"), "{out}");
+
+    // Reachable deployments pass.
+    let redis = RedisServer::start();
+    let (ok, out) = check_connect(&seed_config_with_store(&up.url(), &common::redis_store(&redis.url())));
+    assert!(ok, "{out}");
+    let sentinels = Sentinels::start(&redis, 1);
+    let sentinel =
+        format!("{{ backend: redis, redis: {{ mode: sentinel, sentinels: {:?}, master_name: portcullis }} }}", sentinels.addresses());
+    let (ok, out) = check_connect(&seed_config_with_store(&up.url(), &sentinel));
+    assert!(ok && out.contains(&format!("master `portcullis`: 127.0.0.1:{}", redis.port)), "{out}");
+    let wrong = sentinel.replace("master_name: portcullis", "master_name: other");
+    let (ok, out) = check_connect(&seed_config_with_store(&up.url(), &wrong));
+    assert!(!ok && out.contains("does not know a master named `other`"), "{out}");
+
+    // `run` starts anyway: alive, not ready, serving public routes, and it does not exit.
+    let mut gw = TestGateway::start_unready(&seed_config_with_store(
+        &up.url(),
+        &format!("{{ backend: redis, redis: {{ mode: sentinel, sentinels: {dead:?}, master_name: portcullis }} }}"),
+    ));
+    assert_eq!(gw.admin_get("/healthz").status, 200);
+    assert_eq!(gw.admin_get("/readyz").status, 503);
+    assert_eq!(gw.get("/public/x").send().status, 200);
+    assert_eq!(gw.metric("portcullis_store_up"), Some(0.0));
+    assert_eq!(gw.wait_exit(Duration::from_secs(2)), None, "no crash loop");
 }

@@ -26,7 +26,6 @@ pub enum Sink {
     },
 }
 
-
 /// `audit:` in gateway.yaml.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditSettings {

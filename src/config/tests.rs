@@ -258,9 +258,15 @@ fn redis_modes_are_read_and_checked_with_their_place() {
         other => panic!("{other:?}"),
     }
     let cfg = load("  backend: redis\n  redis: { mode: cluster, nodes: [\"127.0.0.1:7000\"] }\n").unwrap();
-    assert!(matches!(cfg.store, StoreSettings::Redis { redis: crate::store::RedisSettings { mode: crate::store::RedisMode::Cluster { .. }, .. }, .. }));
+    assert!(matches!(
+        cfg.store,
+        StoreSettings::Redis { redis: crate::store::RedisSettings { mode: crate::store::RedisMode::Cluster { .. }, .. }, .. }
+    ));
     let cfg = load("  backend: redis\n  redis_url: \"redis://127.0.0.1:1/0\"\n").unwrap();
-    assert!(matches!(cfg.store, StoreSettings::Redis { redis: crate::store::RedisSettings { mode: crate::store::RedisMode::Standalone { .. }, .. }, .. }));
+    assert!(matches!(
+        cfg.store,
+        StoreSettings::Redis { redis: crate::store::RedisSettings { mode: crate::store::RedisMode::Standalone { .. }, .. }, .. }
+    ));
 
     let bad = |store: &str| match load(store) {
         Ok(_) => panic!("accepted: {store}"),

@@ -47,8 +47,8 @@ use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use self::conn::{Conn, Connector};
 use super::{
-    session_ttl, RedisSettings, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, Registry, RevocationNotices, Rotation, SessionRecord,
-    SessionStore, Settlement, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
+    session_ttl, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, RedisSettings, Registry, RevocationNotices, Rotation,
+    SessionRecord, SessionStore, Settlement, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
 };
 use crate::llm::budget::Window;
 

@@ -163,6 +163,16 @@ impl Connection {
         self.exchange(&req.header("Connection", "keep-alive").to_bytes())
     }
 
+    /// Writes raw bytes; false if the connection is gone.
+    pub fn write(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Reads one response (None if the server closed first).
+    pub fn read_reply(&mut self) -> Option<Reply> {
+        self.read_one()
+    }
+
     /// Whether the server has closed the connection (reads nothing more within a second).
     pub fn closed_by_server(&mut self) -> bool {
         self.stream.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");

@@ -209,7 +209,16 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "1000", "--cluster-config-file", "nodes.conf"]))
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+            })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let out = Command::new("redis-cli")
@@ -225,7 +234,10 @@ impl RedisCluster {
         assert!(ok, "the cluster did not become ok");
         // Every replica attached and synced, so a killed master has a replica to promote.
         let synced = eventually(Duration::from_secs(20), || {
-            c.nodes.iter().filter(|n| n.cli(&["ROLE"]).starts_with("slave")).all(|n| n.cli(&["INFO", "replication"]).contains("master_link_status:up"))
+            c.nodes
+                .iter()
+                .filter(|n| n.cli(&["ROLE"]).starts_with("slave"))
+                .all(|n| n.cli(&["INFO", "replication"]).contains("master_link_status:up"))
         });
         assert!(synced, "replicas did not sync");
         c

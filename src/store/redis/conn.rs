@@ -125,8 +125,7 @@ fn with_credentials(info: ConnectionInfo, s: &RedisSettings) -> ConnectionInfo {
 }
 
 fn sentinel_addr(address: &str, tls: bool) -> Result<ConnectionAddr, StoreError> {
-    let (host, port) = crate::store::host_port(address)
-        .ok_or_else(|| StoreError::Unavailable(format!("`{address}` is not host:port")))?;
+    let (host, port) = crate::store::host_port(address).ok_or_else(|| StoreError::Unavailable(format!("`{address}` is not host:port")))?;
     Ok(if tls { ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None } } else { ConnectionAddr::Tcp(host, port) })
 }
 
@@ -194,9 +193,8 @@ impl Connector {
                 Err(e) => tracing::error!(error = %e, "cannot create the Redis connection manager"),
             },
             Target::Cluster { client, .. } => {
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(RESPONSE_TIMEOUT);
+                let config =
+                    redis::cluster::ClusterConfig::new().set_connection_timeout(CONNECT_TIMEOUT).set_response_timeout(RESPONSE_TIMEOUT);
                 let conn = client.get_pending_async_connection_with_config(config);
                 self.current.store(Some(Arc::new(Current { conn: Conn::Cluster(conn), server: None, address: "cluster".into() })));
             }
