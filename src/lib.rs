@@ -45,4 +45,5 @@ pub mod proxy;
 // Wiring: config assembles every module's settings; reload and app build the server.
 pub mod app;
 pub mod config;
+pub mod properties;
 pub mod reload;

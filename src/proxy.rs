@@ -19,7 +19,7 @@
 mod audit;
 mod chain;
 mod endpoints;
-mod guard;
+pub mod guard;
 pub mod headers;
 mod limits;
 mod relay;

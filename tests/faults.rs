@@ -149,7 +149,9 @@ fn sentinel_failover_under_load() {
     let up = MockUpstream::start();
     let store =
         format!("{{ backend: redis, redis: {{ mode: sentinel, sentinels: {:?}, master_name: portcullis }} }}", sentinels.addresses());
-    let config = seed_config_with_store(&up.url(), &store);
+    // Reconciliation once an hour: a revocation that reaches the other instance in seconds came
+    // through pub/sub.
+    let config = format!("{}\nsessions: {{ activity_flush_seconds: 3600 }}\n", seed_config_with_store(&up.url(), &store));
     let (a, b) = (TestGateway::start(&config), TestGateway::start(&config));
     assert_eq!(a.metric("portcullis_store_up"), Some(1.0));
 
@@ -204,7 +206,7 @@ fn cluster_master_killed_under_load() {
     let mut cluster = RedisCluster::start();
     let up = MockUpstream::start();
     let store = format!("{{ backend: redis, redis: {{ mode: cluster, nodes: {:?} }} }}", cluster.addresses());
-    let config = seed_config_with_store(&up.url(), &store);
+    let config = format!("{}\nsessions: {{ activity_flush_seconds: 3600 }}\n", seed_config_with_store(&up.url(), &store));
     let (a, b) = (TestGateway::start(&config), TestGateway::start(&config));
 
     // Users, API keys' registry and the revocation set each have one slot; the master killed
@@ -468,4 +470,57 @@ fn a_deployment_with_no_reachable_node_fails_check_connect_and_run_reports_not_r
     assert_eq!(gw.get("/public/x").send().status, 200);
     assert_eq!(gw.metric("portcullis_store_up"), Some(0.0));
     assert_eq!(gw.wait_exit(Duration::from_secs(2)), None, "no crash loop");
+}
+
+#[test]
+fn a_password_from_the_environment_logs_in_and_never_shows() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret-redis-pw"]);
+    let up = MockUpstream::start();
+    let store = format!("{{ backend: redis, redis: {{ mode: standalone, url: \"{}\", password_env: GW_REDIS_PASSWORD }} }}", redis.url());
+    let config = seed_config_with_store(&up.url(), &store);
+    let gw = TestGateway::start_with_env(&config, &[("GW_REDIS_PASSWORD", "s3cret-redis-pw")]);
+    gw.create_user("auth@example.com", PASSWORD, "user");
+    let (access, _) = login(&gw, "auth@example.com");
+    assert_eq!(gw.get("/auth/sessions").bearer(&access).send().status, 200);
+    // The wrong password: alive, not ready, and the password is in no log line.
+    let bad = TestGateway::start_with_env_unready(&config, &[("GW_REDIS_PASSWORD", "wrong-password")]);
+    assert_eq!(bad.admin_get("/readyz").status, 503);
+    for log in [gw.log(), bad.log()] {
+        assert!(!log.contains("s3cret-redis-pw") && !log.contains("wrong-password"), "no password in the logs");
+    }
+}
+
+#[test]
+fn cluster_slot_moves_are_followed_without_a_restart() {
+    let cluster = RedisCluster::start();
+    let up = MockUpstream::start();
+    let store = format!("{{ backend: redis, redis: {{ mode: cluster, nodes: {:?} }} }}", cluster.addresses());
+    let gw = TestGateway::start(&seed_config_with_store(&up.url(), &store));
+    gw.create_user("moved@example.com", PASSWORD, "user");
+    let (_, mut refresh_token) = login(&gw, "moved@example.com");
+    // Move the users' slot (and with it the user) to another master, as a resharding would.
+    let from = cluster.master_of("portcullis:{users}:all").unwrap();
+    let to = (0..cluster.nodes.len()).find(|&i| i != from && cluster.nodes[i].cli(&["ROLE"]).starts_with("master")).unwrap();
+    let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", "portcullis:{users}:all"]).trim().to_string();
+    let id = |i: usize| cluster.nodes[i].cli(&["CLUSTER", "MYID"]).trim().to_string();
+    let (from_id, to_id) = (id(from), id(to));
+    cluster.nodes[to].cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+    cluster.nodes[from].cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+    let keys = cluster.nodes[from].cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let out = cluster.nodes[from].cli(&["MIGRATE", "127.0.0.1", &cluster.nodes[to].port.to_string(), key, "0", "5000"]);
+        assert!(out.contains("OK"), "{out}");
+    }
+    for i in 0..cluster.nodes.len() {
+        cluster.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+    }
+    assert_eq!(cluster.master_of("portcullis:{users}:all"), Some(to));
+    // The gateway follows the MOVED redirects: the moved user logs in, refreshes and is found.
+    for _ in 0..3 {
+        let r = refresh(&gw, &refresh_token);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        refresh_token = r.json()["refresh_token"].as_str().unwrap().to_string();
+    }
+    let (access, _) = login(&gw, "moved@example.com");
+    assert_eq!(gw.get("/auth/me").bearer(&access).send().status, 200);
 }

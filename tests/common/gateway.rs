@@ -38,6 +38,11 @@ impl TestGateway {
         Self::start_waiting(config, &[], false)
     }
 
+    /// [`Self::start_unready`] with extra environment variables.
+    pub fn start_with_env_unready(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_waiting(config, env, false)
+    }
+
     fn start_waiting(config: &str, env: &[(&str, &str)], ready: bool) -> Self {
         // A reserved port can be taken by another test process between reserving and binding:
         // then the gateway exits at once, and it is started again on other ports.
