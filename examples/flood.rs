@@ -146,7 +146,7 @@ async fn connect_flood(addr: SocketAddr, rate: u64, seconds: u64, source: String
                     // Closed with a reset (linger 0): no TIME_WAIT left on this side, so the
                     // flood does not run out of ports from one address.
                     Ok(s) => {
-                        let _ = s.set_linger(Some(Duration::ZERO));
+                        let _ = s.set_zero_linger();
                         drop(s)
                     }
                     Err(_) => {

@@ -142,7 +142,7 @@ pub fn framing(input: &[u8]) {
     if verdict.is_ok() {
         assert!(!conflict, "a request with conflicting framing passed the guard");
         let lengths: Vec<&[u8]> = head.headers.get_all(http::header::CONTENT_LENGTH).iter().map(|v| v.as_bytes()).collect();
-        assert!(!(lengths.len() > 0 && head.headers.contains_key(http::header::TRANSFER_ENCODING)), "CL and TE together passed");
+        assert!(lengths.is_empty() || !head.headers.contains_key(http::header::TRANSFER_ENCODING), "CL and TE together passed");
         assert!(lengths.windows(2).all(|w| w[0] == w[1]), "two different lengths passed");
     }
 }
