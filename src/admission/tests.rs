@@ -413,3 +413,18 @@ fn a_mapped_client_certificate_is_an_identity_and_routes_may_require_one() {
     assert_eq!(f.check("GET", "/public/x", None), Err((403, "client_certificate_required", "no_client_cert")));
     assert!(f.judge("GET", "/public/x", &with_cert(&stranger)).is_ok());
 }
+
+#[test]
+fn the_credential_judged_follows_the_documented_precedence() {
+    let cert = ClientCert { subject: "CN=x".into(), uris: vec![] };
+    let kind = |authorization: Option<&str>, api_key: Option<&str>, client_cert: Option<&ClientCert>| {
+        Presented { authorization: authorization.map(str::as_bytes), api_key: api_key.map(str::as_bytes), client_cert }.kind()
+    };
+    assert_eq!(kind(None, None, None), None, "nothing presented");
+    assert_eq!(kind(None, None, Some(&cert)), Some(Presenting::Certificate), "a certificate alone is judged as one");
+    assert_eq!(kind(Some("Bearer x.y.z"), None, Some(&cert)), Some(Presenting::Token), "a token wins over a certificate");
+    assert_eq!(kind(Some("Bearer x.y.z"), Some("sk-provider-key"), None), Some(Presenting::Token), "a foreign X-Api-Key never hides the token");
+    assert_eq!(kind(None, Some("sk-provider-key"), Some(&cert)), Some(Presenting::ApiKey), "a malformed key alone is judged as a key");
+    assert_eq!(kind(Some("Bearer pcs_abc"), None, None), Some(Presenting::ApiKey), "a key in the bearer");
+    assert_eq!(kind(Some("Bearer x.y.z"), Some("pcs_abc"), Some(&cert)), Some(Presenting::ApiKey), "our key in X-Api-Key comes first");
+}
