@@ -423,7 +423,11 @@ fn the_credential_judged_follows_the_documented_precedence() {
     assert_eq!(kind(None, None, None), None, "nothing presented");
     assert_eq!(kind(None, None, Some(&cert)), Some(Presenting::Certificate), "a certificate alone is judged as one");
     assert_eq!(kind(Some("Bearer x.y.z"), None, Some(&cert)), Some(Presenting::Token), "a token wins over a certificate");
-    assert_eq!(kind(Some("Bearer x.y.z"), Some("sk-provider-key"), None), Some(Presenting::Token), "a foreign X-Api-Key never hides the token");
+    assert_eq!(
+        kind(Some("Bearer x.y.z"), Some("sk-provider-key"), None),
+        Some(Presenting::Token),
+        "a foreign X-Api-Key never hides the token"
+    );
     assert_eq!(kind(None, Some("sk-provider-key"), Some(&cert)), Some(Presenting::ApiKey), "a malformed key alone is judged as a key");
     assert_eq!(kind(Some("Bearer pcs_abc"), None, None), Some(Presenting::ApiKey), "a key in the bearer");
     assert_eq!(kind(Some("Bearer x.y.z"), Some("pcs_abc"), Some(&cert)), Some(Presenting::ApiKey), "our key in X-Api-Key comes first");
