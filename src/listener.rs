@@ -114,13 +114,12 @@ impl ConnLimits {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err(Refused::Total);
         }
+        // Without a per-address cap, addresses are not counted (no lock, no map entry).
+        let ip = ip.filter(|_| self.caps.per_ip > 0);
         if let Some(ip) = ip {
             let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             let n = map.entry(ip).or_insert(0);
-            if self.caps.per_ip > 0 && *n >= self.caps.per_ip {
-                if *n == 0 {
-                    map.remove(&ip);
-                }
+            if *n >= self.caps.per_ip {
                 drop(map);
                 self.total.fetch_sub(1, Ordering::Relaxed);
                 return Err(Refused::PerIp);
@@ -393,6 +392,7 @@ mod tests {
         let open = ConnLimits::new(ConnCaps { total: 0, per_ip: 0 });
         let many: Vec<_> = (0..100).map(|_| open.admit(Some(a)).unwrap()).collect();
         assert_eq!(open.open(), 100);
+        assert!(open.per_ip.lock().unwrap().is_empty(), "no per-address bookkeeping without a per-address cap");
         drop(many);
         assert_eq!(open.open(), 0);
     }
