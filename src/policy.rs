@@ -357,6 +357,20 @@ mod tests {
         assert!(matches!(p.find(&Method::GET, "/x"), Some((RouteId::Configured(0), _))));
     }
 
+    /// A stream the gateway relays ends when the token behind it expires
+    /// (`sessions.end_streams_at_expiry`); a key or a certificate has no such end.
+    #[test]
+    fn only_a_token_credential_has_an_expiry() {
+        let session = Identity::session_until("u", None, "s", "j", 1_700_000_000);
+        let external =
+            Identity { credential: Credential::External { provider: "idp".into(), jti: None, exp: 1_800_000_000 }, ..session.clone() };
+        let key = Identity { credential: Credential::ApiKey { id: "k".into() }, ..session.clone() };
+        let cert = Identity { credential: Credential::Certificate { subject: "CN=x".into() }, ..session.clone() };
+        assert_eq!(session.expires_at(), Some(1_700_000_000));
+        assert_eq!(external.expires_at(), Some(1_800_000_000));
+        assert_eq!((key.expires_at(), cert.expires_at()), (None, None));
+    }
+
     #[test]
     fn an_unknown_admin_role_admits_nobody() {
         let p = policy("root");

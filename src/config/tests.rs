@@ -88,6 +88,22 @@ limits: {}
     );
 }
 
+/// A misspelt resource is named with the one the operator meant.
+#[test]
+fn an_unknown_resource_is_refused_with_a_suggestion() {
+    let text = "\
+roles: { admin: 3, user: 2 }
+permissions:
+  projects: { user: [read] }
+upstreams:
+  app: { url: \"http://127.0.0.1:3000\" }
+routes:
+  - { name: b, path: /b, permission: \"projcts:read\", upstream: app }
+";
+    let e = errors(text);
+    assert!(e.iter().any(|l| l.contains("unknown resource `projcts` (not under `permissions`) (did you mean `projects`?)")), "{e:#?}");
+}
+
 #[test]
 fn the_secret_must_be_set_and_long_enough() {
     let text = "tokens: { secret_env: MY_SECRET }\n";

@@ -257,6 +257,76 @@ mod tests {
         assert_eq!(s.status, Status::Degraded, "passive again after an operator's healthy");
     }
 
+    /// The names the admin API takes and reports, the store keeps and metrics label.
+    #[test]
+    fn statuses_have_their_documented_names() {
+        for (s, name) in [(Status::Healthy, "healthy"), (Status::Degraded, "degraded"), (Status::Unhealthy, "unhealthy")] {
+            assert_eq!((s.as_str(), Status::parse(name)), (name, Some(s)));
+        }
+        for bad in ["", "Healthy", "down", "ok"] {
+            assert_eq!(Status::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_moving_average_weighs_the_newest_response_at_three_tenths() {
+        let mut s = State::default();
+        s.record_success(100.0, 0, &RULES);
+        assert_eq!(s.response_time_ms, Some(100.0), "the first response is the average");
+        s.record_success(200.0, 0, &RULES);
+        assert!((s.response_time_ms.unwrap() - 130.0).abs() < 1e-9, "{:?}", s.response_time_ms);
+        s.record_failure("timeout", Some(1_130.0), 0, &RULES);
+        assert!((s.response_time_ms.unwrap() - 430.0).abs() < 1e-9, "a timed failure counts: {:?}", s.response_time_ms);
+    }
+
+    #[test]
+    fn only_an_average_above_the_latency_bound_is_slow() {
+        let mut at_bound = State::default();
+        at_bound.record_success(2_000.0, 0, &RULES);
+        assert_eq!((at_bound.status, at_bound.reason.as_deref()), (Status::Healthy, None));
+        let mut above = State::default();
+        above.record_success(2_000.5, 0, &RULES);
+        assert_eq!((above.status, above.reason.as_deref()), (Status::Degraded, Some("slow responses")));
+    }
+
+    /// The store writes a state back only over the version it read: every change moves it on.
+    #[test]
+    fn every_change_moves_the_version_on() {
+        let mut s = State::default();
+        let mut seen = vec![s.version];
+        s.record_success(10.0, 1, &RULES);
+        seen.push(s.version);
+        s.record_failure("500", None, 2, &RULES);
+        seen.push(s.version);
+        s.record_rate_limited(1_000, 3, &RULES);
+        seen.push(s.version);
+        s.mark(Status::Degraded, None, None, 4);
+        seen.push(s.version);
+        assert!(seen.windows(2).all(|w| w[1] > w[0]), "{seen:?}");
+    }
+
+    #[test]
+    fn an_operators_marks_take_a_provider_out_and_back() {
+        // Unhealthy without a duration: out of rotation until an operator says otherwise.
+        let mut s = State::default();
+        s.mark(Status::Unhealthy, Some("decommissioned".into()), None, 1_000);
+        assert!(!s.is_available(1_000 + 365 * 86_400_000));
+        s.mark(Status::Unhealthy, None, Some(5_000), 1_000);
+        assert!(!s.is_available(5_999) && s.is_available(6_000));
+        // Healthy clears the failure count and a Retry-After pause; degraded keeps them.
+        let mut p = State::default();
+        p.record_failure("500", None, 0, &RULES);
+        p.record_rate_limited(60_000, 0, &RULES);
+        p.mark(Status::Degraded, None, None, 1);
+        assert_eq!((p.consecutive_failures, p.is_available(1)), (2, false));
+        p.mark(Status::Healthy, None, None, 2);
+        assert_eq!((p.consecutive_failures, p.is_available(2), p.is_healthy(2)), (0, true, true));
+        // One failure after an operator's healthy does not reach the threshold.
+        p.record_failure("500", None, 3, &RULES);
+        p.record_failure("500", None, 4, &RULES);
+        assert_eq!(p.status, Status::Degraded);
+    }
+
     const RULES: Rules = Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 };
 
     #[test]

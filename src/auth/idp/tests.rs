@@ -176,3 +176,41 @@ fn the_issuer_is_read_before_verification_and_refresh_honours_max_age_within_bou
     assert_eq!(refresh_after(Some("max-age=999999"), &r), Duration::from_secs(3600));
     assert_eq!(refresh_after(None, &r), Duration::from_secs(60));
 }
+
+/// The gate the proxy uses (`admission::Local`) hands a token whose `iss` names a configured
+/// provider to that provider: the provider's token is admitted as its user, and a token of the
+/// gateway's own is still the gateway's to verify.
+#[test]
+fn the_gateways_gate_admits_a_providers_token_as_its_user() {
+    use crate::admission::{admit, Local, Presented, Verifiers};
+    use crate::auth::credentials::Credentials;
+    use crate::auth::issuers::Issuers;
+    use crate::auth::sessions::{SessionSettings, Sessions};
+    use crate::store::memory::MemoryStore;
+    let c = crate::config::tests::seed_config();
+    let store = Arc::new(MemoryStore::new());
+    let issuers = Issuers::new(Arc::new(pingora::connectors::http::Connector::new(None)), None);
+    issuers.configure(&[idp(vec![Algorithm::ES256])]);
+    let s = signer("ES256", "k1");
+    assert_eq!(issuers.load_jwks("corp", serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes()), Ok(1));
+    let sessions = Sessions::new(store.clone(), SessionSettings::default());
+    let credentials = Credentials::new(store, None);
+    let gate = Local { sessions: &sessions, credentials: &credentials, issuers: &issuers };
+    let tokens = crate::auth::tokens::TokenManager::new(&c.tokens);
+    let verifiers = Verifiers { tokens: &tokens, key_hasher: None, certs: &Default::default() };
+    let who = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let presented = Presented { authorization: Some(auth.as_bytes()), ..Presented::default() };
+        admit(&c.policy, &verifiers, &gate, &http::Method::GET, "/auth/me", &presented)
+            .map(|a| a.identity.map(|i| (i.user_id.clone(), i.provider().map(str::to_string))))
+            .map_err(|r| r.reject.status)
+    };
+    let external = sign(&s, Algorithm::ES256, Some("k1"), &claims(now()));
+    assert_eq!(who(&external), Ok(Some(("alice".to_string(), Some("corp".to_string())))));
+    let own = tokens.create_access_token("u-1", "user", "s-1").unwrap();
+    assert_eq!(who(&own), Ok(Some(("u-1".to_string(), None))));
+    let mut forged = claims(now());
+    forged["sub"] = "mallory".into();
+    let other = signer("ES256", "k1");
+    assert_eq!(who(&sign(&other, Algorithm::ES256, Some("k1"), &forged)), Err(401), "signed by a key the provider does not hold");
+}
