@@ -227,6 +227,13 @@ mod tests {
         assert!(shown.contains(&id) && !shown.contains(&key[17..40]), "Debug names the key by its id, never its secret: {shown}");
     }
 
+    /// A hasher in a config dump or a log line shows that it is one, never its secret.
+    #[test]
+    fn a_hasher_prints_as_itself_without_its_secret() {
+        let shown = format!("{:?}", KeyHasher::new(b"an api key hashing secret of 32+ bytes"));
+        assert_eq!(shown, "KeyHasher(..)");
+    }
+
     /// The secret's characters are drawn uniformly from all 62: over 2,000 keys (86,000
     /// characters, about 1,387 each), every character stays within 5 standard deviations of its
     /// share. A biased or narrowed draw (a wrong bound or operator) falls far outside.

@@ -44,4 +44,17 @@ mod tests {
         let (d, _) = gcra(tat, 60_000, TEN_PER_MINUTE);
         assert!(d.allowed && d.remaining == 9, "a full window later, the whole burst is back");
     }
+
+    #[test]
+    fn gcra_reports_when_to_retry_and_when_the_burst_is_whole_again() {
+        let start = 100_000;
+        let mut tat = None;
+        for i in 0..10u64 {
+            let (d, t) = gcra(tat, start, TEN_PER_MINUTE);
+            assert_eq!((d.allowed, d.remaining, d.reset_seconds), (true, 9 - i, 6 * (i + 1)), "request {i}");
+            tat = Some(t);
+        }
+        let (d, _) = gcra(tat, start + 1_500, TEN_PER_MINUTE);
+        assert_eq!((d.allowed, d.retry_after_seconds, d.reset_seconds), (false, 5, 59));
+    }
 }

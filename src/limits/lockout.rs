@@ -62,4 +62,15 @@ mod tests {
         }
         assert_eq!(s.locked_until, 3200, "capped at max_seconds");
     }
+
+    /// The state is kept for the rest of the lockout plus the longest lockout, so failures
+    /// after it ends still double the next one.
+    #[test]
+    fn lockout_state_is_kept_while_it_can_still_matter() {
+        let p = LockoutPolicy { after_failures: 1, base_seconds: 60, max_seconds: 200 };
+        let s = p.after_failure(LockoutState::default(), 1_000);
+        assert_eq!(p.ttl_seconds(&s, 1_000), 260);
+        assert_eq!(p.ttl_seconds(&s, 1_030), 230);
+        assert_eq!(p.ttl_seconds(&s, 5_000), 200, "after the lockout");
+    }
 }

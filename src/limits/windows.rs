@@ -222,4 +222,67 @@ mod tests {
         assert!(a.check("tiny", tiny, 1000).allowed);
         assert!(!a.check("tiny", tiny, 1000).allowed);
     }
+
+    #[test]
+    fn decisions_report_what_is_left_and_when_the_window_resets() {
+        let w = SlidingWindows::default();
+        let limit = Limit { requests: 5, window_ms: 60_000 };
+        let d = w.check("k", limit, 1_500);
+        assert_eq!((d.allowed, d.remaining, d.reset_seconds, d.retry_after_seconds), (true, 4, 59, 0));
+        let d = w.check("k", limit, 30_000);
+        assert_eq!((d.remaining, d.reset_seconds), (3, 30));
+    }
+
+    #[test]
+    fn a_new_window_hands_the_old_ones_unsynced_hits_to_the_next_flush() {
+        let w = SlidingWindows::default();
+        let limit = Limit { requests: 10, window_ms: 10_000 };
+        for _ in 0..3 {
+            w.check("k", limit, 100);
+        }
+        w.check("k", limit, 10_100);
+        let flushes = w.take_flushes(10_200, 60_000);
+        assert_eq!(
+            flushes,
+            vec![
+                Flush { key: "k".into(), window: 0, window_ms: 10_000, hits: 3, limit: 10 },
+                Flush { key: "k".into(), window: 1, window_ms: 10_000, hits: 1, limit: 10 },
+            ]
+        );
+        // Synced, then a new window: nothing of the old one is left to send.
+        w.apply(&flushes[1], 4, 3, 10, 10_300);
+        w.check("k", limit, 20_100);
+        let windows: Vec<u64> = w.take_flushes(20_200, 60_000).iter().map(|f| f.window).collect();
+        assert_eq!(windows, vec![2]);
+    }
+
+    #[test]
+    fn a_key_is_synced_while_active_and_forgotten_after_two_windows_idle() {
+        let w = SlidingWindows::default();
+        let limit = Limit { requests: 10, window_ms: 10_000 };
+        w.check("k", limit, 0);
+        assert_eq!(w.take_flushes(19_999, 1_000).len(), 1, "idle less than two windows: still synced");
+        assert!(w.take_flushes(20_000, 1_000).is_empty());
+        assert!(w.take_flushes(20_001, 1_000).is_empty(), "forgotten");
+    }
+
+    /// Three instances: before any sync each admits half a fair share; after one, half a fair
+    /// share of what the limit leaves, counting the previous window by how much of it still
+    /// overlaps the sliding window.
+    #[test]
+    fn three_instances_share_what_the_limit_leaves() {
+        let limit = Limit { requests: 100, window_ms: 60_000 };
+        let w = SlidingWindows::default();
+        w.set_instances(3);
+        let admitted = |w: &SlidingWindows, now| (0..200).filter(|_| w.check("k", limit, now).allowed).count();
+        assert_eq!(admitted(&w, 1_000), 17, "100 / (2 x 3), rounded up");
+        let fresh = SlidingWindows::default();
+        fresh.set_instances(3);
+        assert!(fresh.check("k", limit, 90_000).allowed);
+        let f = fresh.take_flushes(90_000, 60_000).remove(0);
+        // The store: 20 this window across instances, 40 the window before, half of which still
+        // counts half-way through this one: 40 used, 60 left, a sixth of that here.
+        fresh.apply(&f, 20, 40, 100, 90_000);
+        assert_eq!(admitted(&fresh, 90_000), 10);
+    }
 }
