@@ -85,6 +85,30 @@ mod tests {
         assert!(!raw_framing_conflict(b"POST /transfer-encoding:x HTTP/1.1\r\nContent-Length: 4\r\n\r\n"));
     }
 
+    /// The limits count each field as name, value, ": " and CRLF, plus the request target; a
+    /// request exactly at a limit passes.
+    #[test]
+    fn header_limits_are_exact() {
+        // "/x" (2) + "x-a: 12345\r\n" (3 + 5 + 4) = 14 bytes, 1 field.
+        let r = req(&[("x-a", "12345")]);
+        let at = |bytes, count| check_shape(&r, None, bytes, count).map_or_else(|e| e.status, |_| 200);
+        assert_eq!((at(14, 1), at(13, 1), at(14, 0)), (200, 431, 431));
+        let two = req(&[("x-a", "1"), ("x-b", "22")]);
+        let at2 = |bytes| check_shape(&two, None, bytes, 2).map_or_else(|e| e.status, |_| 200);
+        assert_eq!((at2(2 + 8 + 9), at2(2 + 8 + 9 - 1)), (200, 431));
+    }
+
+    #[test]
+    fn chunked_needs_http_1_1() {
+        let mut old = req(&[("transfer-encoding", "chunked")]);
+        old.set_version(http::Version::HTTP_10);
+        assert_eq!(status(&old), 400);
+        let mut h2 = req(&[("transfer-encoding", "chunked")]);
+        h2.set_version(http::Version::HTTP_2);
+        assert_eq!(status(&h2), 200);
+        assert_eq!(status(&req(&[("transfer-encoding", "chunked")])), 200);
+    }
+
     #[test]
     fn smuggling_shapes_are_400() {
         let table: [(&[(&str, &str)], u16); 15] = [
