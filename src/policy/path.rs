@@ -181,6 +181,7 @@ mod tests {
             ("/caf\u{e9}", "/caf\u{e9}"),
             // Characters of two, three and four bytes beside something to rewrite.
             ("/caf\u{e9}/./%7e", "/caf\u{e9}/~"),
+            ("/\u{e9}%41", "/\u{e9}A"),
             ("/\u{20ac}%41//x", "/\u{20ac}A/x"),
             ("/\u{1f600}\u{e9}/../%62", "/b"),
             ("/a/\u{1f600}%2e/", "/a/\u{1f600}./"),

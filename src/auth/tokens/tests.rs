@@ -314,6 +314,35 @@ fn with_header(header_json: &str, claims: &serde_json::Value) -> String {
     format!("{h}.{c}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig))
 }
 
+/// A `kid` is 1 to 256 characters, none of them a control character.
+#[test]
+fn a_kid_is_a_short_string_without_control_characters() {
+    let claims = good_claims();
+    let kid = |k: &str| check_header(&with_header(&format!(r#"{{"alg":"HS256","kid":{}}}"#, serde_json::Value::from(k)), &claims));
+    assert_eq!(kid(&"k".repeat(256)), Ok(Some("k".repeat(256))));
+    assert_eq!(kid("k"), Ok(Some("k".to_string())));
+    for bad in ["".to_string(), "k".repeat(257), "a\u{7}b".to_string()] {
+        assert_eq!(kid(&bad), Err(TokenError::UnknownKey), "{bad:?}");
+    }
+}
+
+/// A bearer token may be up to 8 KiB.
+#[test]
+fn a_bearer_token_may_be_eight_kibibytes() {
+    let at = |n: usize| format!("Bearer {}", "a".repeat(n));
+    assert_eq!(bearer_token(Some(at(8192).as_bytes())).map(str::len), Ok(8192));
+    assert_eq!(bearer_token(Some(at(1100).as_bytes())).map(str::len), Ok(1100));
+    assert_eq!(bearer_token(Some(at(8193).as_bytes())), Err(TokenError::Malformed));
+}
+
+/// A key in a log line or a config dump names its id, never its secret.
+#[test]
+fn a_signing_key_prints_its_id_only() {
+    let k = RingKey::hmac(Some("k-2026".into()), &Secret::new(b"a signing secret of more than 32 bytes!".to_vec()));
+    let shown = format!("{k:?}");
+    assert!(shown.starts_with("RingKey") && shown.contains("k-2026") && !shown.contains("signing secret"), "{shown}");
+}
+
 #[test]
 fn any_crit_header_and_any_malformed_kid_are_refused() {
     let m = manager();
