@@ -214,3 +214,41 @@ fn the_gateways_gate_admits_a_providers_token_as_its_user() {
     let other = signer("ES256", "k1");
     assert_eq!(who(&sign(&other, Algorithm::ES256, Some("k1"), &forged)), Err(401), "signed by a key the provider does not hold");
 }
+
+/// A key that names its `alg` verifies that algorithm only; one that names none verifies what
+/// its type and curve admit (RSA: RS and PS; P-256: ES256; P-384: ES384; Ed25519: EdDSA).
+#[test]
+fn each_key_verifies_the_algorithms_its_jwk_admits() {
+    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let rsa = signer("2048", "r");
+    let p384 = {
+        let out = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"])
+            .output()
+            .expect("openssl (scripts/ensure-deps installs it)");
+        let encoding = EncodingKey::from_ec_pem(&out.stdout).unwrap();
+        serde_json::to_value(Jwk::from_encoding_key(&encoding, Algorithm::ES384).unwrap()).unwrap()
+    };
+    let algorithms_of = |jwk: &Value| {
+        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes(), &all).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!((keys.len(), keys.is_empty()), (1, false));
+        keys.keys()[0].algorithms.clone()
+    };
+    use Algorithm::*;
+    assert_eq!(algorithms_of(&rsa.jwk), vec![RS256, RS384, RS512, PS256, PS384, PS512]);
+    for (name, alg) in [("RS256", RS256), ("RS384", RS384), ("RS512", RS512), ("PS256", PS256), ("PS384", PS384), ("PS512", PS512)] {
+        let mut jwk = rsa.jwk.clone();
+        jwk["alg"] = name.into();
+        assert_eq!(algorithms_of(&jwk), vec![alg], "{name}");
+    }
+    assert_eq!(algorithms_of(&p384), vec![ES384]);
+    let mut named = p384.clone();
+    named.as_object_mut().unwrap().remove("alg");
+    assert_eq!(algorithms_of(&named), vec![ES384], "the curve decides");
+    assert_eq!(algorithms_of(&signer("EdDSA", "e").jwk), vec![EdDSA]);
+    // An X25519 key is an octet key pair too, but not a signing one.
+    let x25519 = serde_json::json!({"kty": "OKP", "crv": "X25519", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"});
+    let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [x25519]}).to_string().as_bytes(), &all).unwrap();
+    assert_eq!((keys.len(), skipped.len()), (0, 1));
+}
