@@ -60,3 +60,36 @@ pub fn assertion(
     };
     tokens.sign(&claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tokens::{tests::settings, RingKey, TokenSettings};
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+    /// The assertion is signed by the ring's current key, so an upstream verifies it against the
+    /// published JWKS: issuer (the configured one, else `portcullis`), its own name as audience,
+    /// the caller, and a 60-second life.
+    #[test]
+    fn an_assertion_verifies_against_the_published_keys() {
+        let pem = crate::auth::keygen::generate_pem(Algorithm::EdDSA).unwrap();
+        let key = RingKey::from_pem(Some("k1".into()), pem.expose(), Algorithm::EdDSA).unwrap();
+        let ring = TokenSettings { keys: vec![key], algorithm: Algorithm::EdDSA, ..settings() };
+        let alice = Identity::session_until("alice", Some("user".into()), "s-1", "j", 0);
+        for (issuer, expected) in [(None, "portcullis"), (Some("https://id.example"), "https://id.example")] {
+            let tokens = TokenManager::new(&TokenSettings { issuer: issuer.map(str::to_string), ..ring.clone() });
+            let signed = assertion(&tokens, "billing", Some(&alice), "req-1", crate::clock::unix_now()).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(tokens.jwks()["keys"][0].clone()).unwrap();
+            let mut v = Validation::new(Algorithm::EdDSA);
+            v.set_audience(&["billing"]);
+            v.set_issuer(&[expected]);
+            let claims = jsonwebtoken::decode::<serde_json::Value>(&signed, &DecodingKey::from_jwk(&jwk).unwrap(), &v).unwrap().claims;
+            assert_eq!(
+                (claims["sub"].as_str(), claims["role"].as_str(), claims["sid"].as_str()),
+                (Some("alice"), Some("user"), Some("s-1"))
+            );
+            assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), LIFETIME_SECONDS);
+            assert_eq!(claims["request_id"], "req-1");
+        }
+    }
+}

@@ -535,4 +535,4 @@ fn well_formed(token: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -34,3 +34,44 @@ pub fn handle(tokens: &TokenManager, req: &ApiRequest<'_>, base: &str) -> Reply 
         _ => Err(ApiError::not_found()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Origin;
+    use crate::auth::tokens::{tests::settings, RingKey, TokenSettings};
+    use jsonwebtoken::Algorithm;
+
+    fn get(tokens: &TokenManager, path: &str) -> Reply {
+        let req = ApiRequest {
+            method: &Method::GET,
+            path,
+            content_type: None,
+            user_agent: "test",
+            client_ip: "127.0.0.1",
+            body: b"",
+            origin: Origin::default(),
+            identity: None,
+        };
+        handle(tokens, &req, "https://gw.example")
+    }
+
+    /// The discovery document names the configured issuer (else the gateway's own URL), the
+    /// ring's signing algorithm and where its keys are.
+    #[test]
+    fn discovery_names_the_issuer_and_the_signing_algorithm() {
+        let pem = crate::auth::keygen::generate_pem(Algorithm::ES256).unwrap();
+        let key = RingKey::from_pem(Some("k1".into()), pem.expose(), Algorithm::ES256).unwrap();
+        let es = TokenSettings { keys: vec![key], algorithm: Algorithm::ES256, ..settings() };
+        let (status, doc) = get(&TokenManager::new(&es), "/.well-known/openid-configuration").unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(doc["issuer"], "https://gw.example");
+        assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["ES256"]));
+        assert_eq!(doc["jwks_uri"], "https://gw.example/.well-known/jwks.json");
+        let named = TokenManager::new(&TokenSettings { issuer: Some("https://id.example".into()), ..es });
+        assert_eq!(get(&named, "/.well-known/openid-configuration").unwrap().1["issuer"], "https://id.example");
+        let (_, jwks) = get(&named, "/.well-known/jwks.json").unwrap();
+        assert_eq!(jwks["keys"][0]["kid"], "k1");
+        assert_eq!(get(&named, "/.well-known/other").unwrap_err().status, 404);
+    }
+}

@@ -252,3 +252,108 @@ fn each_key_verifies_the_algorithms_its_jwk_admits() {
     let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [x25519]}).to_string().as_bytes(), &all).unwrap();
     assert_eq!((keys.len(), skipped.len()), (0, 1));
 }
+
+/// A JWKS entry is taken only if it is meant for verifying signatures: a `use` other than `sig`,
+/// `key_ops` without `verify`, or an octet key pair on a curve other than Ed25519 is left out
+/// (with why), and the same key marked for signatures is taken.
+#[test]
+fn only_keys_meant_for_signature_verification_are_taken() {
+    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let ec = signer("ES256", "k1");
+    let taken = |jwk: &Value| {
+        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes(), &all).unwrap();
+        assert_eq!(keys.len() + skipped.len(), 1);
+        skipped.first().cloned().map_or(Ok(()), Err)
+    };
+    let with = |k: &str, v: Value| {
+        let mut j = ec.jwk.clone();
+        j[k] = v;
+        j
+    };
+    assert_eq!(taken(&with("use", "sig".into())), Ok(()));
+    assert!(taken(&with("use", "enc".into())).unwrap_err().contains("`use`"));
+    assert_eq!(taken(&with("key_ops", serde_json::json!(["verify"]))), Ok(()));
+    assert_eq!(taken(&with("key_ops", serde_json::json!(["sign", "verify"]))), Ok(()));
+    assert!(taken(&with("key_ops", serde_json::json!(["encrypt"]))).unwrap_err().contains("`key_ops`"));
+    // An octet key pair naming a NIST curve is not an Ed25519 key, whatever its bytes.
+    let ed = signer("EdDSA", "e");
+    let mut okp = ed.jwk.clone();
+    okp["crv"] = "P-256".into();
+    okp.as_object_mut().unwrap().remove("alg");
+    assert!(taken(&okp).unwrap_err().contains("unsupported key type"), "{okp}");
+    okp["crv"] = "Ed25519".into();
+    assert_eq!(taken(&okp), Ok(()));
+}
+
+/// The RSA size floor counts the modulus's bits, not its bytes: a 2047-bit modulus (256 bytes,
+/// the top bit clear) is refused, a 2048-bit one is taken, and leading zero bytes do not count.
+#[test]
+fn an_rsa_modulus_is_measured_in_bits() {
+    use base64::Engine;
+    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let rsa = |modulus: &[u8]| {
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(modulus);
+        let jwk = serde_json::json!({"kty": "RSA", "kid": "r", "n": n, "e": "AQAB"});
+        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes(), &all).unwrap();
+        (keys.len(), skipped)
+    };
+    let mut modulus = vec![0xc5u8; 256];
+    assert_eq!(rsa(&modulus), (1, vec![]));
+    modulus[0] = 0x7f;
+    let (taken, skipped) = rsa(&modulus);
+    assert!(taken == 0 && skipped[0].contains("2047 bits"), "{skipped:?}");
+    let padded: Vec<u8> = [0u8, 0].into_iter().chain(vec![0xc5u8; 255]).collect();
+    let (taken, skipped) = rsa(&padded);
+    assert!(taken == 0 && skipped[0].contains("2040 bits"), "{skipped:?}");
+}
+
+/// A key verifies a signature of its own private key under an algorithm it admits, and nothing
+/// else: not another message, not another algorithm of the same family it does not admit.
+#[test]
+fn a_key_verifies_only_its_own_signatures_under_its_algorithms() {
+    let s = signer("ES256", "k1");
+    let (keys, _) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+    let key = &keys.keys()[0];
+    let token = sign(&s, Algorithm::ES256, Some("k1"), &claims(now()));
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    assert!(key.verifies(message.as_bytes(), signature, Algorithm::ES256));
+    assert!(!key.verifies(b"another message", signature, Algorithm::ES256));
+    assert!(!key.verifies(message.as_bytes(), signature, Algorithm::ES384), "an algorithm the key does not admit");
+    let other = sign(&signer("ES256", "k1"), Algorithm::ES256, Some("k1"), &claims(now()));
+    assert!(!key.verifies(message.as_bytes(), other.rsplit_once('.').unwrap().1, Algorithm::ES256), "another key's signature");
+}
+
+/// A token without a `kid` is only verified when the provider has exactly one key: with two it
+/// is refused outright (no key is guessed), with one it verifies.
+#[test]
+fn a_token_without_a_kid_needs_a_provider_with_one_key() {
+    let (a, b) = (signer("ES256", "a"), signer("ES256", "b"));
+    let p = idp(vec![Algorithm::ES256]);
+    let set = |jwks: Vec<&Value>| parse_jwks(serde_json::json!({"keys": jwks}).to_string().as_bytes(), &[Algorithm::ES256]).unwrap().0;
+    let token = sign(&a, Algorithm::ES256, None, &claims(now()));
+    assert_eq!(verify(&token, &p, &set(vec![&a.jwk, &b.jwk]), &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::UnknownKey));
+    assert_eq!(verify(&token, &p, &set(vec![&b.jwk, &a.jwk]), &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::UnknownKey));
+    assert!(verify(&token, &p, &set(vec![&a.jwk]), &roles(), now()).is_ok());
+    assert_eq!(verify(&token, &p, &set(vec![]), &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::UnknownKey));
+}
+
+/// A token may live exactly `max_lifetime` (one second more is refused), and scopes may come as
+/// a list as well as a space-separated string.
+#[test]
+fn the_lifetime_bound_is_inclusive_and_scopes_may_be_a_list() {
+    let s = signer("ES256", "k1");
+    let (keys, _) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+    let p = idp(vec![Algorithm::ES256]);
+    let t = now();
+    let check = |c: &Value| verify(&sign(&s, Algorithm::ES256, Some("k1"), c), &p, &keys, &roles(), t);
+    let mut c = claims(t);
+    c["exp"] = (t + 86_400).into();
+    assert!(check(&c).is_ok(), "exactly max_lifetime");
+    c["exp"] = (t + 86_401).into();
+    assert_eq!(check(&c).unwrap_err(), ExternalError::Token(TokenError::InvalidClaims));
+    let mut c = claims(t);
+    c["scope"] = serde_json::json!(["projects.read", 7, "projects.write"]);
+    assert_eq!(check(&c).unwrap().0.scopes, Some(vec!["projects.read".to_string(), "projects.write".to_string()]));
+    c["scope"] = serde_json::json!({"not": "scopes"});
+    assert_eq!(check(&c).unwrap().0.scopes, Some(vec![]));
+}

@@ -4,7 +4,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
 
-fn settings() -> TokenSettings {
+/// HS256 with one unnamed key, 15-minute access tokens, no issuer or audience.
+pub(crate) fn settings() -> TokenSettings {
     TokenSettings {
         keys: vec![RingKey::hmac(None, &Secret::new(SECRET.to_vec()))],
         algorithm: Algorithm::HS256,
@@ -424,4 +425,53 @@ fn a_ring_signs_with_its_first_key_and_verifies_with_every_key_until_one_is_remo
     assert_eq!(keyed.authenticate(&plain).unwrap_err(), TokenError::UnknownKey);
     // An HMAC ring publishes nothing.
     assert_eq!(manager().jwks(), serde_json::json!({"keys": []}));
+}
+
+/// Each jsonwebtoken failure reads as the reason operators see in audit events and metrics: an
+/// algorithm problem of any kind is `bad_algorithm`, a claim problem `invalid_claims`, anything
+/// about the token's encoding `malformed`.
+#[test]
+fn jsonwebtoken_failures_read_as_the_documented_reasons() {
+    use jsonwebtoken::errors::{Error, ErrorKind};
+    let reason = |k: ErrorKind| TokenError::from(Error::from(k)).reason();
+    for (kind, expected) in [
+        (ErrorKind::InvalidSignature, "bad_signature"),
+        (ErrorKind::ExpiredSignature, "expired"),
+        (ErrorKind::InvalidAlgorithm, "bad_algorithm"),
+        (ErrorKind::InvalidAlgorithmName, "bad_algorithm"),
+        (ErrorKind::MissingAlgorithm, "bad_algorithm"),
+        (ErrorKind::UnsupportedAlgorithm, "bad_algorithm"),
+        (ErrorKind::InvalidIssuer, "invalid_claims"),
+        (ErrorKind::InvalidAudience, "invalid_claims"),
+        (ErrorKind::InvalidSubject, "invalid_claims"),
+        (ErrorKind::ImmatureSignature, "invalid_claims"),
+        (ErrorKind::MissingRequiredClaim("exp".into()), "invalid_claims"),
+        (ErrorKind::InvalidClaimFormat("exp".into()), "invalid_claims"),
+        (ErrorKind::InvalidToken, "malformed"),
+        (ErrorKind::InvalidKeyFormat, "malformed"),
+    ] {
+        assert_eq!(reason(kind.clone()), expected, "{kind:?}");
+    }
+}
+
+/// Every identity value of a token becomes an upstream header, so each is checked on its own:
+/// an unsafe session id or role is refused even when every other claim is fine.
+#[test]
+fn each_identity_claim_is_checked_on_its_own() {
+    let m = manager();
+    for (claim, value) in [("user_id", "a b"), ("sid", "s\u{1}1"), ("sid", ""), ("role", "ad min"), ("jti", "j j")] {
+        let mut c = good_claims();
+        c[claim] = value.into();
+        assert_eq!(m.authenticate(&forge(Algorithm::HS256, SECRET, &c)), Err(TokenError::Malformed), "{claim}={value:?}");
+    }
+    assert!(m.authenticate(&forge(Algorithm::HS256, SECRET, &good_claims())).is_ok());
+}
+
+/// What the binary reads off the manager (the login reply's `expires_in`, how long a revocation
+/// is kept: the access lifetime plus the leeway) is what the settings say.
+#[test]
+fn the_manager_reports_its_lifetimes() {
+    let m = TokenManager::new(&TokenSettings { access_ttl: Duration::from_secs(600), leeway_seconds: 30, ..settings() });
+    assert_eq!((m.access_ttl(), m.leeway_seconds()), (Duration::from_secs(600), 30));
+    assert_eq!(m.create_token_pair("7", "user", "s").unwrap().expires_in, m.access_ttl().as_secs());
 }
