@@ -43,8 +43,12 @@ mod tests {
     use jsonwebtoken::Algorithm;
 
     fn get(tokens: &TokenManager, path: &str) -> Reply {
+        request(tokens, &Method::GET, path)
+    }
+
+    fn request(tokens: &TokenManager, method: &Method, path: &str) -> Reply {
         let req = ApiRequest {
-            method: &Method::GET,
+            method,
             path,
             content_type: None,
             user_agent: "test",
@@ -73,5 +77,6 @@ mod tests {
         let (_, jwks) = get(&named, "/.well-known/jwks.json").unwrap();
         assert_eq!(jwks["keys"][0]["kid"], "k1");
         assert_eq!(get(&named, "/.well-known/other").unwrap_err().status, 404);
+        assert_eq!(request(&named, &Method::POST, "/.well-known/jwks.json").unwrap_err().status, 405);
     }
 }

@@ -74,16 +74,26 @@ fn sign(s: &Signer, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String
     jsonwebtoken::encode(&h, claims, &s.encoding).unwrap()
 }
 
+/// Every algorithm a provider may use.
+fn all_algorithms() -> Vec<Algorithm> {
+    EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect()
+}
+
+/// A provider's keys from a JWKS whose `keys` list is `keys`; the keys left out, each with why.
+fn key_set(keys: Value, allowed: &[Algorithm]) -> (KeySet, Vec<String>) {
+    parse_jwks(serde_json::json!({ "keys": keys }).to_string().as_bytes(), allowed).unwrap()
+}
+
 fn now() -> u64 {
     crate::clock::unix_now()
 }
 
 #[test]
 fn tokens_of_each_algorithm_verify_and_map_to_an_identity() {
-    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let all = all_algorithms();
     for (kind, alg) in [("2048", Algorithm::RS256), ("2048", Algorithm::PS256), ("ES256", Algorithm::ES256), ("EdDSA", Algorithm::EdDSA)] {
         let s = signer(kind, "k1");
-        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &all).unwrap();
+        let (keys, skipped) = key_set(serde_json::json!([s.jwk]), &all);
         assert!(skipped.is_empty(), "{skipped:?}");
         let (id, exp) = verify(&sign(&s, alg, Some("k1"), &claims(now())), &idp(all.clone()), &keys, &roles(), now()).unwrap();
         assert_eq!((id.user_id.as_str(), id.role.as_deref(), id.provider()), ("alice", Some("admin"), Some("corp")), "{alg:?}");
@@ -95,9 +105,9 @@ fn tokens_of_each_algorithm_verify_and_map_to_an_identity() {
 
 #[test]
 fn the_algorithm_comes_from_the_key_not_the_token() {
-    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let all = all_algorithms();
     let ec = signer("ES256", "ec");
-    let (keys, _) = parse_jwks(serde_json::json!({"keys": [ec.jwk]}).to_string().as_bytes(), &all).unwrap();
+    let (keys, _) = key_set(serde_json::json!([ec.jwk]), &all);
     let p = idp(all.clone());
     // HS256 with the public key as the secret: the classic confusion attack.
     let x = ec.jwk["x"].as_str().unwrap();
@@ -113,21 +123,21 @@ fn the_algorithm_comes_from_the_key_not_the_token() {
     .unwrap();
     assert_eq!(verify(&confused, &p, &keys, &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::BadAlgorithm));
     // An algorithm the provider is not configured for: the key is left out altogether.
-    let (none, skipped) = parse_jwks(serde_json::json!({"keys": [ec.jwk]}).to_string().as_bytes(), &[Algorithm::RS256]).unwrap();
+    let (none, skipped) = key_set(serde_json::json!([ec.jwk]), &[Algorithm::RS256]);
     assert!(none.is_empty() && skipped.len() == 1);
     // An RSA key shorter than 2048 bits is refused; a symmetric key is never taken.
     let weak = signer("1024", "weak");
     let octet = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "oct"});
-    let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [weak.jwk, octet]}).to_string().as_bytes(), &all).unwrap();
+    let (keys, skipped) = key_set(serde_json::json!([weak.jwk, octet]), &all);
     assert!(keys.is_empty());
     assert!(skipped[0].contains("1024 bits"), "{skipped:?}");
 }
 
 #[test]
 fn claims_are_checked_and_mapped_with_the_providers_rules() {
-    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let all = all_algorithms();
     let s = signer("ES256", "k1");
-    let (keys, _) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &all).unwrap();
+    let (keys, _) = key_set(serde_json::json!([s.jwk]), &all);
     let p = idp(all);
     let check = |c: &Value| verify(&sign(&s, Algorithm::ES256, Some("k1"), c), &p, &keys, &roles(), now());
     let with = |k: &str, v: Value| {
@@ -219,7 +229,7 @@ fn the_gateways_gate_admits_a_providers_token_as_its_user() {
 /// its type and curve admit (RSA: RS and PS; P-256: ES256; P-384: ES384; Ed25519: EdDSA).
 #[test]
 fn each_key_verifies_the_algorithms_its_jwk_admits() {
-    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let all = all_algorithms();
     let rsa = signer("2048", "r");
     let p384 = {
         let out = std::process::Command::new("openssl")
@@ -230,7 +240,7 @@ fn each_key_verifies_the_algorithms_its_jwk_admits() {
         serde_json::to_value(Jwk::from_encoding_key(&encoding, Algorithm::ES384).unwrap()).unwrap()
     };
     let algorithms_of = |jwk: &Value| {
-        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes(), &all).unwrap();
+        let (keys, skipped) = key_set(serde_json::json!([jwk]), &all);
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!((keys.len(), keys.is_empty()), (1, false));
         keys.keys()[0].algorithms.clone()
@@ -249,7 +259,7 @@ fn each_key_verifies_the_algorithms_its_jwk_admits() {
     assert_eq!(algorithms_of(&signer("EdDSA", "e").jwk), vec![EdDSA]);
     // An X25519 key is an octet key pair too, but not a signing one.
     let x25519 = serde_json::json!({"kty": "OKP", "crv": "X25519", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"});
-    let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [x25519]}).to_string().as_bytes(), &all).unwrap();
+    let (keys, skipped) = key_set(serde_json::json!([x25519]), &all);
     assert_eq!((keys.len(), skipped.len()), (0, 1));
 }
 
@@ -258,10 +268,10 @@ fn each_key_verifies_the_algorithms_its_jwk_admits() {
 /// (with why), and the same key marked for signatures is taken.
 #[test]
 fn only_keys_meant_for_signature_verification_are_taken() {
-    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let all = all_algorithms();
     let ec = signer("ES256", "k1");
     let taken = |jwk: &Value| {
-        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes(), &all).unwrap();
+        let (keys, skipped) = key_set(serde_json::json!([jwk]), &all);
         assert_eq!(keys.len() + skipped.len(), 1);
         skipped.first().cloned().map_or(Ok(()), Err)
     };
@@ -290,11 +300,11 @@ fn only_keys_meant_for_signature_verification_are_taken() {
 #[test]
 fn an_rsa_modulus_is_measured_in_bits() {
     use base64::Engine;
-    let all: Vec<Algorithm> = EXTERNAL_ALGORITHMS.iter().map(|(_, a)| *a).collect();
+    let all = all_algorithms();
     let rsa = |modulus: &[u8]| {
         let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(modulus);
         let jwk = serde_json::json!({"kty": "RSA", "kid": "r", "n": n, "e": "AQAB"});
-        let (keys, skipped) = parse_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes(), &all).unwrap();
+        let (keys, skipped) = key_set(serde_json::json!([jwk]), &all);
         (keys.len(), skipped)
     };
     let mut modulus = vec![0xc5u8; 256];
@@ -312,7 +322,7 @@ fn an_rsa_modulus_is_measured_in_bits() {
 #[test]
 fn a_key_verifies_only_its_own_signatures_under_its_algorithms() {
     let s = signer("ES256", "k1");
-    let (keys, _) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+    let (keys, _) = key_set(serde_json::json!([s.jwk]), &[Algorithm::ES256]);
     let key = &keys.keys()[0];
     let token = sign(&s, Algorithm::ES256, Some("k1"), &claims(now()));
     let (message, signature) = token.rsplit_once('.').unwrap();
@@ -329,7 +339,7 @@ fn a_key_verifies_only_its_own_signatures_under_its_algorithms() {
 fn a_token_without_a_kid_needs_a_provider_with_one_key() {
     let (a, b) = (signer("ES256", "a"), signer("ES256", "b"));
     let p = idp(vec![Algorithm::ES256]);
-    let set = |jwks: Vec<&Value>| parse_jwks(serde_json::json!({"keys": jwks}).to_string().as_bytes(), &[Algorithm::ES256]).unwrap().0;
+    let set = |jwks: Vec<&Value>| key_set(serde_json::json!(jwks), &[Algorithm::ES256]).0;
     let token = sign(&a, Algorithm::ES256, None, &claims(now()));
     assert_eq!(verify(&token, &p, &set(vec![&a.jwk, &b.jwk]), &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::UnknownKey));
     assert_eq!(verify(&token, &p, &set(vec![&b.jwk, &a.jwk]), &roles(), now()).unwrap_err(), ExternalError::Token(TokenError::UnknownKey));
@@ -342,7 +352,7 @@ fn a_token_without_a_kid_needs_a_provider_with_one_key() {
 #[test]
 fn the_lifetime_bound_is_inclusive_and_scopes_may_be_a_list() {
     let s = signer("ES256", "k1");
-    let (keys, _) = parse_jwks(serde_json::json!({"keys": [s.jwk]}).to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+    let (keys, _) = key_set(serde_json::json!([s.jwk]), &[Algorithm::ES256]);
     let p = idp(vec![Algorithm::ES256]);
     let t = now();
     let check = |c: &Value| verify(&sign(&s, Algorithm::ES256, Some("k1"), c), &p, &keys, &roles(), t);
