@@ -35,6 +35,7 @@
 //! the process) and shared by every thread. The sync task's health checks and the endpoints
 //! therefore see the same connection state: when `/readyz` says ready, logins work.
 
+mod cluster;
 mod conn;
 
 use async_trait::async_trait;

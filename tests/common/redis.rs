@@ -210,13 +210,18 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_nodes(1000)
+    }
+
+    fn start_nodes(node_timeout_ms: u64) -> Self {
+        let timeout = node_timeout_ms.to_string();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
-                    "1000",
+                    &timeout,
                     "--cluster-config-file",
                     "nodes.conf",
                 ])
@@ -271,5 +276,43 @@ impl RedisCluster {
             }
         }
         None
+    }
+}
+
+impl RedisCluster {
+    /// A cluster whose nodes take `node_timeout_ms` to declare a master failed (production
+    /// clusters use seconds, as the acceptance runs did with 2000).
+    pub fn start_with_node_timeout(node_timeout_ms: u64) -> Self {
+        Self::start_nodes(node_timeout_ms)
+    }
+
+    /// Indexes of the running nodes that are masters now.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running() && self.nodes[i].cli(&["ROLE"]).starts_with("master")).collect()
+    }
+
+    /// Indexes of the running nodes that are replicas now.
+    pub fn replicas(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running() && self.nodes[i].cli(&["ROLE"]).starts_with("slave")).collect()
+    }
+
+    /// Whether every running node says the cluster is ok and no slot is served by `gone` (the
+    /// port of a node that was killed): its replica has taken over.
+    pub fn took_over_from(&self, gone: u16) -> bool {
+        let live: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.is_running()).collect();
+        live.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            && live.iter().all(|n| {
+                n.cli(&["CLUSTER", "NODES"]).lines().all(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let port = f.get(1).and_then(|a| a.split(['@', ':']).nth(1)).and_then(|p| p.parse::<u16>().ok());
+                    // A line for the killed node: it must be marked failed or hold no slots.
+                    port != Some(gone) || f.len() <= 8 || f[2].contains("fail")
+                })
+            })
+    }
+
+    /// Whether every running replica has a live, synced link to its master.
+    pub fn replicas_synced(&self) -> bool {
+        self.replicas().iter().all(|&i| self.nodes[i].cli(&["INFO", "replication"]).contains("master_link_status:up"))
     }
 }

@@ -7,29 +7,30 @@
 //!   in flight on the old one fail (the store reports unavailable) and the next ones go to the
 //!   new master; nothing restarts;
 //! - cluster: the crate's async `ClusterConnection` (slot map, MOVED/ASK redirects, refreshes
-//!   the map when a replica is promoted).
+//!   the map when a replica is promoted), watched and replaced when it stops answering, with
+//!   the nodes learned from the cluster itself (see [`super::cluster`]).
 //!
 //! Pub/sub needs a connection of its own: to the server (standalone), to the current master
-//! (sentinel; a replica would do too, as messages are replicated), or to the first seed node
-//! that answers (cluster: a plain `PUBLISH` reaches every node of a cluster, so a subscriber on
-//! any node hears every instance).
+//! (sentinel; a replica would do too, as messages are replicated), or to the first node that
+//! answers, learned ones first (cluster: a plain `PUBLISH` reaches every node of a cluster, so
+//! a subscriber on any node hears every instance).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
-use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, TlsMode, Value};
 
+use super::cluster::{self, Nodes};
 use crate::store::{RedisMode, RedisSettings, StoreError};
 
 /// How often the sentinels are asked who the master is.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A connection to whichever deployment: cheap to clone, shared by every task.
 #[derive(Clone)]
@@ -77,7 +78,7 @@ impl ConnectionLike for Conn {
 enum Target {
     Standalone(redis::Client),
     Sentinel(tokio::sync::Mutex<SentinelClient>),
-    Cluster { client: ClusterClient, nodes: Vec<redis::Client> },
+    Cluster { nodes: Nodes, settings: RedisSettings },
 }
 
 /// The current connection, and the server it talks to (for pub/sub and messages).
@@ -107,7 +108,7 @@ fn manager_config() -> ConnectionManagerConfig {
 }
 
 /// `host:port` as connection info with the settings' credentials and TLS.
-fn node_info(address: &str, s: &RedisSettings) -> Result<ConnectionInfo, StoreError> {
+pub(super) fn node_info(address: &str, s: &RedisSettings) -> Result<ConnectionInfo, StoreError> {
     let scheme = if s.tls { "rediss" } else { "redis" };
     let info = format!("{scheme}://{address}").into_connection_info().map_err(invalid)?;
     Ok(with_credentials(info, s))
@@ -154,25 +155,9 @@ impl Connector {
                 Target::Sentinel(tokio::sync::Mutex::new(b.build().map_err(invalid)?))
             }
             RedisMode::Cluster { nodes } => {
-                let infos = nodes.iter().map(|n| node_info(n, s)).collect::<Result<Vec<_>, _>>()?;
-                let mut b = ClusterClient::builder(infos.clone())
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    // Long enough to ride out a replica's promotion (redirects and map refreshes
-                    // are retried within it), short enough not to hold callers.
-                    .overall_response_timeout(Some(Duration::from_millis(2000)));
-                if let Some(u) = &s.username {
-                    b = b.username(u);
-                }
-                if let Some(p) = &s.password {
-                    b = b.password(p);
-                }
-                if s.tls {
-                    b = b.tls(TlsMode::Secure);
-                }
-                let client = b.build().map_err(invalid)?;
-                let nodes = infos.into_iter().map(redis::Client::open).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
-                Target::Cluster { client, nodes }
+                // Built once here so that a bad address is refused at start.
+                cluster::client(nodes, s)?;
+                Target::Cluster { nodes: Nodes::new(nodes.clone()), settings: s.clone() }
             }
         };
         Ok(Connector { target, current: ArcSwapOption::empty() })
@@ -192,17 +177,31 @@ impl Connector {
                 }))),
                 Err(e) => tracing::error!(error = %e, "cannot create the Redis connection manager"),
             },
-            Target::Cluster { client, .. } => {
-                let config =
-                    redis::cluster::ClusterConfig::new().set_connection_timeout(CONNECT_TIMEOUT).set_response_timeout(RESPONSE_TIMEOUT);
-                let conn = client.get_pending_async_connection_with_config(config);
-                self.current.store(Some(Arc::new(Current { conn: Conn::Cluster(conn), server: None, address: "cluster".into() })));
-            }
+            Target::Cluster { nodes, settings } => match cluster::client(&nodes.all(), settings) {
+                Ok(client) => {
+                    self.replace_cluster(cluster::connect(&client));
+                    tokio::spawn(cluster::watch(Arc::downgrade(self)));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot create the Redis Cluster client"),
+            },
             Target::Sentinel(_) => {
                 let me = Arc::downgrade(self);
                 tokio::spawn(follow(me));
             }
         }
+    }
+
+    /// The cluster's nodes and settings (None for the other deployments).
+    pub(super) fn cluster_nodes(&self) -> Option<(&Nodes, &RedisSettings)> {
+        match &self.target {
+            Target::Cluster { nodes, settings } => Some((nodes, settings)),
+            _ => None,
+        }
+    }
+
+    /// Swaps in a new cluster connection; commands in flight on the old one finish or time out.
+    pub(super) fn replace_cluster(&self, conn: ClusterConnection) {
+        self.current.store(Some(Arc::new(Current { conn: Conn::Cluster(conn), server: None, address: "cluster".into() })));
     }
 
     /// The connection commands go to.
@@ -217,13 +216,20 @@ impl Connector {
     /// A dedicated pub/sub connection.
     pub async fn pubsub(&self) -> Result<PubSub, StoreError> {
         match &self.target {
-            Target::Cluster { nodes, .. } => {
+            Target::Cluster { nodes, settings } => {
                 let mut last = StoreError::Unavailable("no cluster node".into());
-                for node in nodes {
+                for address in nodes.all() {
+                    let node = match node_info(&address, settings).and_then(|i| redis::Client::open(i).map_err(invalid)) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            last = e;
+                            continue;
+                        }
+                    };
                     match tokio::time::timeout(CONNECT_TIMEOUT * 2, node.get_async_pubsub()).await {
                         Ok(Ok(p)) => return Ok(p),
                         Ok(Err(e)) => last = invalid(e),
-                        Err(_) => last = StoreError::Unavailable(format!("{} timed out", node.get_connection_info().addr())),
+                        Err(_) => last = StoreError::Unavailable(format!("{address} timed out")),
                     }
                 }
                 Err(last)
@@ -312,12 +318,17 @@ impl Connector {
                 };
                 (lines, r)
             }
-            (Target::Cluster { nodes, .. }, RedisMode::Cluster { nodes: names }) => {
+            (Target::Cluster { .. }, RedisMode::Cluster { nodes: names }) => {
                 let mut ok = false;
-                for (client, a) in nodes.iter().zip(names) {
+                for a in names {
                     let mut cmd = redis::cmd("CLUSTER");
                     cmd.arg("INFO");
-                    let r = match ping(client.clone(), cmd).await {
+                    let client = node_info(a, s).and_then(|i| redis::Client::open(i).map_err(invalid));
+                    let r = match client {
+                        Err(e) => Err(e.to_string()),
+                        Ok(client) => ping(client, cmd).await,
+                    };
+                    let r = match r {
                         Ok(Value::BulkString(b)) if String::from_utf8_lossy(&b).contains("cluster_state:ok") => Ok(()),
                         Ok(Value::VerbatimString { text, .. }) if text.contains("cluster_state:ok") => Ok(()),
                         Ok(_) => Err("answers, but the cluster state is not ok".to_string()),

@@ -1,0 +1,230 @@
+//! Redis Cluster: the crate's async `ClusterConnection`, watched and replaced when it stops
+//! answering, and the cluster's nodes learned from the cluster itself.
+//!
+//! Why a watchdog: redis-rs 1.8's cluster driver can deadlock when a master dies under load.
+//! A lost connection starts a background repair (`reconnect_loop`) that queues for the slot
+//! map's write lock; a slot refresh then queues behind it, and while a refresh runs the driver
+//! stops polling repairs. Tokio's fair lock hands the lock to the queued repair, which is never
+//! polled again, so the refresh waits forever and every later command times out (seen: no
+//! login for 120 s after a promotion; without concurrent traffic the lock is free and the bug
+//! never shows). The watchdog sends one keyed read every [`WATCH_EVERY`]; when two in a row
+//! get no answer, it builds a new connection from every node it knows and swaps it in: the
+//! new one bootstraps from the live nodes and the promoted replica's slot map.
+//!
+//! Why learn nodes: the seeds in `gateway.yaml` may all be dead after a failover (a single
+//! seed that was the victim). The nodes the cluster itself lists (`CLUSTER NODES`, asked of a
+//! live node every [`LEARN_EVERY`]) are kept, and both a rebuilt connection and the pub/sub
+//! connection start from them.
+
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{RedisError, TlsMode, Value};
+
+use super::conn::{node_info, Connector, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::store::{RedisSettings, StoreError};
+
+/// How often the cluster connection is asked whether it still answers.
+pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// How long the watchdog's read may take before it counts as no answer.
+const WATCH_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Unanswered reads in a row that replace the connection.
+const STUCK_AFTER: u32 = 2;
+/// A new connection gets this long before it may be replaced in turn.
+const REBUILD_GAP: Duration = Duration::from_millis(1500);
+/// How often the node list is learned from the cluster.
+const LEARN_EVERY: Duration = Duration::from_secs(5);
+/// The key the watchdog reads (any answer, a value, nil or an error reply, proves the driver
+/// is alive; only silence counts against it).
+const WATCH_KEY: &str = "portcullis-watchdog";
+
+/// The configured seeds and the nodes learned since.
+pub struct Nodes {
+    seeds: Vec<String>,
+    learned: Mutex<Vec<String>>,
+}
+
+impl Nodes {
+    pub fn new(seeds: Vec<String>) -> Self {
+        Nodes { seeds, learned: Mutex::new(Vec::new()) }
+    }
+
+    /// Every node to try: the learned ones first (they are the cluster's current view), then
+    /// any seed not among them.
+    pub fn all(&self) -> Vec<String> {
+        let mut out = self.learned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for s in &self.seeds {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
+    fn learn(&self, nodes: Vec<String>) {
+        if !nodes.is_empty() {
+            *self.learned.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
+        }
+    }
+}
+
+/// The `host:port` of every node `CLUSTER NODES` lists that is not failed or without an
+/// address, masters first.
+pub fn parse_nodes(text: &str) -> Vec<String> {
+    let mut masters = Vec::new();
+    let mut replicas = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(addr), Some(flags)) = (f.get(1), f.get(2)) else { continue };
+        if flags.split(',').any(|fl| matches!(fl, "fail" | "fail?" | "noaddr" | "handshake")) {
+            continue;
+        }
+        // `ip:port@cport[,hostname]`
+        let Some(host_port) = addr.split(['@', ',']).next().filter(|a| a.contains(':') && !a.starts_with(':')) else { continue };
+        let list = if flags.split(',').any(|fl| fl == "master") { &mut masters } else { &mut replicas };
+        if !list.iter().any(|a: &String| a == host_port) {
+            list.push(host_port.to_string());
+        }
+    }
+    masters.extend(replicas);
+    masters
+}
+
+/// A cluster client for `addresses` with the settings' credentials, TLS and timeouts.
+pub fn client(addresses: &[String], s: &RedisSettings) -> Result<ClusterClient, StoreError> {
+    let infos = addresses.iter().map(|n| node_info(n, s)).collect::<Result<Vec<_>, _>>()?;
+    let mut b = ClusterClient::builder(infos)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        // Long enough to ride out a replica's promotion (redirects and map refreshes are retried
+        // within it), short enough not to hold callers.
+        .overall_response_timeout(Some(Duration::from_millis(2000)));
+    if let Some(u) = &s.username {
+        b = b.username(u);
+    }
+    if let Some(p) = &s.password {
+        b = b.password(p);
+    }
+    if s.tls {
+        b = b.tls(TlsMode::Secure);
+    }
+    b.build().map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// A connection that connects in the background (commands wait for it).
+pub fn connect(client: &ClusterClient) -> ClusterConnection {
+    let config = redis::cluster::ClusterConfig::new().set_connection_timeout(CONNECT_TIMEOUT).set_response_timeout(RESPONSE_TIMEOUT);
+    client.get_pending_async_connection_with_config(config)
+}
+
+/// Whether an answer, or an error, shows the connection's driver has stopped answering.
+fn silent(r: &Result<Result<Value, RedisError>, tokio::time::error::Elapsed>) -> bool {
+    match r {
+        Err(_) => true,
+        Ok(Ok(_)) => false,
+        Ok(Err(e)) => e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_cluster_error(),
+    }
+}
+
+/// `CLUSTER NODES` of the first node of `nodes` that answers.
+async fn ask_nodes(nodes: &[String], s: &RedisSettings) -> Option<Vec<String>> {
+    for n in nodes {
+        let Ok(client) = node_info(n, s).and_then(|i| redis::Client::open(i).map_err(|e| StoreError::Unavailable(e.to_string()))) else {
+            continue;
+        };
+        let ask = async {
+            let mut c = client.get_multiplexed_async_connection().await?;
+            redis::cmd("CLUSTER").arg("NODES").query_async::<String>(&mut c).await
+        };
+        if let Ok(Ok(text)) = tokio::time::timeout(RESPONSE_TIMEOUT, ask).await {
+            let found = parse_nodes(&text);
+            if !found.is_empty() {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Watches the cluster connection for as long as the connector lives: learns the nodes, and
+/// replaces a connection that stopped answering.
+pub async fn watch(me: Weak<Connector>) {
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut silent_in_a_row = 0;
+    let mut rebuilt = Instant::now();
+    let mut learned: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let Some(c) = me.upgrade() else { return };
+        let Some((nodes, settings)) = c.cluster_nodes() else { return };
+        if learned.is_none_or(|at| at.elapsed() >= LEARN_EVERY) {
+            if let Some(found) = ask_nodes(&nodes.all(), settings).await {
+                nodes.learn(found);
+                learned = Some(Instant::now());
+            }
+        }
+        let Ok(mut conn) = c.conn() else { continue };
+        let answer = tokio::time::timeout(WATCH_TIMEOUT, redis::cmd("GET").arg(WATCH_KEY).query_async::<Value>(&mut conn)).await;
+        if !silent(&answer) {
+            silent_in_a_row = 0;
+            continue;
+        }
+        silent_in_a_row += 1;
+        if silent_in_a_row < STUCK_AFTER || rebuilt.elapsed() < REBUILD_GAP {
+            continue;
+        }
+        let all = nodes.all();
+        match client(&all, settings) {
+            Ok(new) => {
+                tracing::warn!(nodes = %all.join(","), "Redis Cluster: the connection stopped answering; reconnecting from the known nodes");
+                c.replace_cluster(connect(&new));
+                rebuilt = Instant::now();
+                silent_in_a_row = 0;
+            }
+            Err(e) => tracing::warn!(error = %e, "Redis Cluster: cannot build a new connection"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_read_from_cluster_nodes_live_masters_first() {
+        let text = "\
+07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@40003 master,fail - 0 1426238318243 3 disconnected 10923-16383
+6ec2 127.0.0.1:30005@40005,node-5.example slave 67ed 0 1426238316232 5 connected
+e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+824f :0@0 master,noaddr - 0 0 0 disconnected
+garbage
+";
+        assert_eq!(parse_nodes(text), vec!["127.0.0.1:30002", "127.0.0.1:30001", "127.0.0.1:30004", "127.0.0.1:30005"]);
+        assert!(parse_nodes("").is_empty());
+    }
+
+    #[test]
+    fn learned_nodes_come_first_and_seeds_are_never_forgotten() {
+        let n = Nodes::new(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(n.all(), vec!["a:1", "b:2"]);
+        n.learn(vec!["c:3".into(), "b:2".into()]);
+        assert_eq!(n.all(), vec!["c:3", "b:2", "a:1"]);
+        n.learn(Vec::new());
+        assert_eq!(n.all(), vec!["c:3", "b:2", "a:1"], "an empty answer keeps what was known");
+    }
+
+    #[test]
+    fn only_silence_counts_against_the_connection() {
+        use redis::ErrorKind;
+        assert!(!silent(&Ok(Ok(Value::Nil))));
+        let refused: RedisError = (ErrorKind::Server(redis::ServerErrorKind::ResponseError), "NOPERM").into();
+        assert!(!silent(&Ok(Err(refused))), "an error reply is an answer");
+        let io: RedisError = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into();
+        assert!(silent(&Ok(Err(io))));
+    }
+}

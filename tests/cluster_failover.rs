@@ -1,0 +1,259 @@
+//! Redis Cluster failover the way production meets it: two gateways on a six-node cluster
+//! (three masters, three replicas, `cluster-node-timeout 2000`), the masters as the only seeds,
+//! API rate limits synchronising through the store every 100 ms, and steady proxied load from
+//! rotating users on both instances. Each master is killed in turn and restarted (it rejoins as
+//! a replica of its successor), then a replica is killed; another cluster is given a single seed
+//! and that seed is killed. After each fault the store must serve again on every instance:
+//! logins, refreshes of sessions made before the fault, revocations that reach the other
+//! instance through pub/sub, rate limits shared across instances, and `/readyz`. The recovery
+//! time after the promotion is printed (run with `--no-capture`).
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
+
+mod common;
+
+use common::config::Config;
+use common::redis::RedisCluster;
+use common::{eventually, MockUpstream, Reply, TestGateway};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "failover-password-123";
+/// The shared route limit the sharing check spends (per user, across both instances).
+const TIGHT: u64 = 20;
+/// How long after the promotion every store operation must work again. The target is 5 s; the
+/// deadline leaves room for a loaded machine, and the measured time is printed.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(10);
+
+fn config(upstream: &str, seeds: &[String]) -> String {
+    Config::seed(upstream)
+        .set("store", &format!("{{ backend: redis, redis: {{ mode: cluster, nodes: {seeds:?} }} }}"))
+        // Reconciliation once an hour: a revocation that reaches the other instance in seconds
+        // came through pub/sub.
+        .set("sessions", "{ activity_flush_seconds: 3600 }")
+        .set("rate_limits", &format!("{{ api: {{ per_user: {{ requests: 1000000, per_seconds: 60 }} }}, routes: {{ tight: {{ requests: {TIGHT}, per_seconds: 60 }} }} }}"))
+        .add_route("{ name: tight, path: /tight, require_role: guest, upstream: app, rate_limit: tight }")
+        .yaml()
+}
+
+fn login(gw: &TestGateway, email: &str) -> Reply {
+    gw.request("POST", "/auth/login").json(&json!({"email": email, "password": PASSWORD})).send()
+}
+
+fn tokens_of(r: &Reply) -> (String, String) {
+    let v = r.json();
+    (v["access_token"].as_str().unwrap().into(), v["refresh_token"].as_str().unwrap().into())
+}
+
+fn refresh(gw: &TestGateway, token: &str) -> Reply {
+    gw.request("POST", "/auth/refresh").json(&json!({"refresh_token": token})).send()
+}
+
+/// Steady proxied load on both instances (20 users in rotation, each request counted by the
+/// per-user limit, so the windows sync every 100 ms) until `stop`; counts failures.
+fn steady_load<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    gws: [&'s TestGateway; 2],
+    stop: &'s AtomicBool,
+    failed: &'s AtomicUsize,
+    sent: &'s AtomicUsize,
+) {
+    for (i, gw) in gws.into_iter().enumerate() {
+        let tokens: Vec<String> = (0..20).map(|u| gw.token(&format!("load-{i}-{u}"), "user")).collect();
+        scope.spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let status = gw.get("/profile").bearer(&tokens[n % tokens.len()]).send().status;
+                n += 1;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if status != 200 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                // Pacing of the load, not a wait for an effect.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+    }
+}
+
+/// A session made before a fault, to be refreshed after it.
+struct Kept {
+    refresh: String,
+}
+
+/// Two gateways on one cluster with users to sign in as.
+struct Rig {
+    a: TestGateway,
+    b: TestGateway,
+    round: usize,
+}
+
+impl Rig {
+    fn start(upstream: &MockUpstream, seeds: &[String]) -> Rig {
+        let text = config(&upstream.url(), seeds);
+        let rig = Rig { a: TestGateway::start(&text), b: TestGateway::start(&text), round: 0 };
+        for i in 0..8 {
+            rig.a.create_user(&format!("u{i}@example.com"), PASSWORD, "user");
+        }
+        rig
+    }
+
+    /// Sessions on every user (so on every slot the sessions land in), made before a fault.
+    fn keep_sessions(&self) -> Vec<Kept> {
+        (0..8)
+            .map(|i| {
+                let r = login(&self.a, &format!("u{i}@example.com"));
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                Kept { refresh: tokens_of(&r).1 }
+            })
+            .collect()
+    }
+
+    /// Logs in on both instances until both work; when they did.
+    fn logins_work(&self, deadline: Duration) -> Option<Instant> {
+        let start = Instant::now();
+        let mut i = 0;
+        while start.elapsed() < deadline {
+            i += 1;
+            let email = format!("u{}@example.com", i % 8);
+            if login(&self.a, &email).status == 200 && login(&self.b, &email).status == 200 {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Everything the store does works on both instances.
+    fn assert_store_works(&mut self, kept: &mut [Kept], what: &str) {
+        self.round += 1;
+        let (a, b) = (&self.a, &self.b);
+        // Refreshes of the sessions made before the fault, on both instances.
+        for (i, k) in kept.iter_mut().enumerate() {
+            let gw = if i % 2 == 0 { a } else { b };
+            let r = refresh(gw, &k.refresh);
+            assert_eq!(r.status, 200, "{what}: a session from before the fault refreshes: {}", String::from_utf8_lossy(&r.body));
+            k.refresh = tokens_of(&r).1;
+        }
+        // A logout on one instance reaches the other through pub/sub (reconciliation is hourly).
+        for (from, to) in [(a, b), (b, a)] {
+            let r = login(from, "u0@example.com");
+            assert_eq!(r.status, 200, "{what}");
+            let (access, _) = tokens_of(&r);
+            assert_eq!(to.get("/profile").bearer(&access).send().status, 200);
+            assert_eq!(from.request("POST", "/auth/logout").bearer(&access).send().status, 200, "{what}: logout");
+            assert!(
+                eventually(Duration::from_secs(5), || to.get("/profile").bearer(&access).send().status == 401),
+                "{what}: the other instance learned of the logout through pub/sub"
+            );
+        }
+        // Rate limits are shared: a fresh user spends the route's limit across both instances,
+        // no more (each instance alone would admit only its share without the store) and no
+        // less (a sync that fails leaves each instance its first half share: 10 in all).
+        let user = format!("limited-{}", self.round);
+        let (ta, tb) = (a.token(&user, "user"), b.token(&user, "user"));
+        let mut admitted = 0u64;
+        let start = Instant::now();
+        while admitted < TIGHT && start.elapsed() < Duration::from_secs(10) {
+            admitted += u64::from(a.get("/tight").bearer(&ta).send().status == 200);
+            admitted += u64::from(b.get("/tight").bearer(&tb).send().status == 200);
+            // Pacing: a sync every 100 ms hands each instance its next share.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!((TIGHT..=TIGHT + 2).contains(&admitted), "{what}: the limit is shared across instances: {admitted} of {TIGHT} admitted");
+        assert!(
+            eventually(Duration::from_secs(3), || a.get("/tight").bearer(&ta).send().status == 429
+                && b.get("/tight").bearer(&tb).send().status == 429),
+            "{what}: both instances refuse once the shared limit is spent"
+        );
+        for gw in [a, b] {
+            assert_eq!(gw.admin_get("/readyz").status, 200, "{what}: ready");
+        }
+    }
+}
+
+/// Kills node `victim`, waits for its replica's promotion, and measures how long after it the
+/// store serves logins on both instances again; then checks everything else the store does.
+fn kill_and_recover(cluster: &mut RedisCluster, rig: &mut Rig, victim: usize, what: &str) -> Duration {
+    let mut kept = rig.keep_sessions();
+    let port = cluster.nodes[victim].port;
+    let stop = AtomicBool::new(false);
+    let (failed, sent) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let (fault_at, promoted_at, recovered_at) = std::thread::scope(|s| {
+        steady_load(s, [&rig.a, &rig.b], &stop, &failed, &sent);
+        // Let the load and the syncs run before the fault.
+        assert!(eventually(Duration::from_secs(5), || sent.load(Ordering::Relaxed) > 200));
+        let fault_at = Instant::now();
+        cluster.nodes[victim].kill();
+        let promoted = eventually(Duration::from_secs(30), || cluster.took_over_from(port));
+        let promoted_at = Instant::now();
+        let recovered_at = rig.logins_work(RECOVERY_DEADLINE);
+        stop.store(true, Ordering::Relaxed);
+        assert!(promoted, "{what}: the cluster took over from the killed node");
+        (fault_at, promoted_at, recovered_at)
+    });
+    if recovered_at.is_none() {
+        let log = rig.a.log();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("redis") || l.contains("store") || l.contains("cluster")).collect();
+        eprintln!("instance A's store log lines, last 80:\n{}", lines[lines.len().saturating_sub(80)..].join("\n"));
+    }
+    let recovered_at =
+        recovered_at.unwrap_or_else(|| panic!("{what}: logins did not work again within {RECOVERY_DEADLINE:?} of the promotion"));
+    let recovery = recovered_at.saturating_duration_since(promoted_at);
+    println!(
+        "== {what}: promotion {:?} after the kill; logins on both instances {:?} after the promotion; proxied {} failed of {}",
+        promoted_at - fault_at,
+        recovery,
+        failed.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed)
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "{what}: proxied requests are decided from local views and never fail");
+    rig.assert_store_works(&mut kept, what);
+    recovery
+}
+
+#[test]
+fn every_master_killed_in_turn_under_load_and_restarted_as_a_replica() {
+    let mut cluster = RedisCluster::start_with_node_timeout(2000);
+    let up = MockUpstream::start();
+    let masters = cluster.masters();
+    let seeds: Vec<String> = masters.iter().map(|&i| format!("127.0.0.1:{}", cluster.nodes[i].port)).collect();
+    let mut rig = Rig::start(&up, &seeds);
+    let mut kept = rig.keep_sessions();
+    rig.assert_store_works(&mut kept, "before any fault");
+
+    for (n, &victim) in masters.iter().enumerate() {
+        let what = format!("master {} of 3 (port {}) killed", n + 1, cluster.nodes[victim].port);
+        kill_and_recover(&mut cluster, &mut rig, victim, &what);
+        // The killed master comes back and rejoins as a replica of the node that replaced it.
+        cluster.nodes[victim].restart();
+        assert!(
+            eventually(Duration::from_secs(30), || cluster.nodes[victim].cli(&["ROLE"]).starts_with("slave") && cluster.replicas_synced()),
+            "{what}: the old master rejoined as a replica"
+        );
+        let mut kept = rig.keep_sessions();
+        rig.assert_store_works(&mut kept, &format!("{what}, then restarted as a replica"));
+    }
+
+    // A replica killed: nothing is promoted, nothing may stop working.
+    let replica = cluster.replicas()[0];
+    cluster.nodes[replica].kill();
+    let mut kept = rig.keep_sessions();
+    rig.assert_store_works(&mut kept, "a replica killed");
+}
+
+#[test]
+fn the_only_seed_killed_under_load() {
+    let mut cluster = RedisCluster::start_with_node_timeout(2000);
+    let up = MockUpstream::start();
+    let victim = cluster.masters()[0];
+    let seeds = vec![format!("127.0.0.1:{}", cluster.nodes[victim].port)];
+    let mut rig = Rig::start(&up, &seeds);
+    kill_and_recover(&mut cluster, &mut rig, victim, "the single configured seed (a master) killed");
+    // A gateway started now, with its only seed dead, is not ready and says so; the running
+    // ones keep working from the topology they learned.
+    let late = TestGateway::start_unready(&config(&up.url(), &seeds));
+    assert_eq!(late.admin_get("/readyz").status, 503, "no seed answers: not ready");
+    let mut kept = rig.keep_sessions();
+    rig.assert_store_works(&mut kept, "after the seed's death");
+}
