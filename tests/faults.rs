@@ -142,16 +142,30 @@ fn store_reads_work(gws: &[&TestGateway], tokens: &[String], deadline: Duration)
 
 #[test]
 fn sentinel_failover_under_load() {
+    sentinel_failover(false);
+}
+
+/// The sentinel the gateway asks first dies with the master: the others are asked.
+#[test]
+fn sentinel_failover_with_the_first_sentinel_killed_too() {
+    sentinel_failover(true);
+}
+
+fn sentinel_failover(kill_first_sentinel: bool) {
     let master = RedisServer::start();
     let replica = RedisServer::replica_of(&master);
     assert!(eventually(Duration::from_secs(10), || replica.cli(&["INFO", "replication"]).contains("master_link_status:up")));
-    let sentinels = Sentinels::start(&master, 3);
+    let mut sentinels = Sentinels::start(&master, 3);
     let up = MockUpstream::start();
     let store =
         format!("{{ backend: redis, redis: {{ mode: sentinel, sentinels: {:?}, master_name: portcullis }} }}", sentinels.addresses());
     // Reconciliation once an hour: a revocation that reaches the other instance in seconds came
     // through pub/sub.
-    let config = format!("{}\nsessions: {{ activity_flush_seconds: 3600 }}\n", seed_config_with_store(&up.url(), &store));
+    // Rate limits syncing through the store every 100 ms, as in production.
+    let config = format!(
+        "{}\nsessions: {{ activity_flush_seconds: 3600 }}\nrate_limits: {{ api: {{ per_user: {{ requests: 1000000, per_seconds: 60 }} }} }}\n",
+        seed_config_with_store(&up.url(), &store)
+    );
     let (a, b) = (TestGateway::start(&config), TestGateway::start(&config));
     assert_eq!(a.metric("portcullis_store_up"), Some(1.0));
 
@@ -173,6 +187,9 @@ fn sentinel_failover_under_load() {
         std::thread::sleep(Duration::from_secs(1));
         let fault_at = Instant::now();
         master.kill();
+        if kill_first_sentinel {
+            sentinels.kill(0);
+        }
         assert!(eventually(Duration::from_secs(30), || sentinels.master_port() == Some(replica.port)), "the replica was promoted");
         let promoted = Instant::now();
         let recovered_at = store_reads_work(&gws, &tokens, Duration::from_secs(30));
@@ -181,8 +198,12 @@ fn sentinel_failover_under_load() {
         stop.store(true, Ordering::Relaxed);
         (fault_at, recovered_at)
     });
-    let report =
-        Report { name: "Sentinel: master killed, replica promoted", fault_at, recovered_at, samples: samples.into_inner().unwrap() };
+    let name = if kill_first_sentinel {
+        "Sentinel: master and the first sentinel killed, replica promoted"
+    } else {
+        "Sentinel: master killed, replica promoted"
+    };
+    let report = Report { name, fault_at, recovered_at, samples: samples.into_inner().unwrap() };
     report.print();
     report.assert_clean();
 

@@ -135,6 +135,7 @@ impl Drop for RedisServer {
 pub struct Sentinels {
     children: Vec<Child>,
     pub ports: Vec<u16>,
+    dead: Vec<usize>,
     _dir: tempfile::TempDir,
 }
 
@@ -165,7 +166,7 @@ impl Sentinels {
             children.push(child);
             ports.push(port);
         }
-        let s = Sentinels { children, ports, _dir: dir };
+        let s = Sentinels { children, ports, dead: Vec::new(), _dir: dir };
         let ready = eventually(Duration::from_secs(15), || {
             s.ports.iter().all(|p| s.cli(*p, &["SENTINEL", "get-master-addr-by-name", "portcullis"]).contains(&master.port.to_string()))
         });
@@ -178,9 +179,17 @@ impl Sentinels {
         self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
     }
 
-    /// The port of the master the sentinels name now.
+    /// Kills sentinel `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+        self.dead.push(i);
+    }
+
+    /// The port of the master the live sentinels name now.
     pub fn master_port(&self) -> Option<u16> {
-        let out = self.cli(self.ports[0], &["SENTINEL", "get-master-addr-by-name", "portcullis"]);
+        let live = (0..self.ports.len()).find(|i| !self.dead.contains(i))?;
+        let out = self.cli(self.ports[live], &["SENTINEL", "get-master-addr-by-name", "portcullis"]);
         out.lines().nth(1).and_then(|p| p.trim().parse().ok())
     }
 
