@@ -603,3 +603,99 @@ fn a_stream_ends_when_its_token_expires_if_asked() {
     );
     drop(app);
 }
+
+/// Half-open as circuit breakers mean it: when a primary's unhealthy period ends it is tried
+/// again in its configured place, by `half_open_trials` requests shared by every instance (the
+/// others go to the fallback while the trial is out); a failed trial makes it unhealthy for a
+/// period `unhealthy_backoff` times longer, a successful one makes it healthy.
+#[test]
+fn a_half_open_primary_gets_one_trial_across_instances_in_its_place_and_backs_off_when_it_fails() {
+    let redis = RedisServer::start();
+    let p = [MockUpstream::start().named("p1"), MockUpstream::start().named("p2"), MockUpstream::start().named("p3")];
+    let app = MockUpstream::start();
+    let config = format!(
+        "{}{}",
+        seed_config_with_store(&app.url(), &redis_store(&redis.url())),
+        llm_section_probing(&p[0].url(), &p[1].url(), &p[2].url(), "", "", 2)
+    )
+    .replace(
+        "failure_threshold: 3, unhealthy_seconds: 2, degraded_latency_ms: 2000 }",
+        "failure_threshold: 1, unhealthy_seconds: 2, degraded_latency_ms: 2000, degraded_seconds: 600, half_open_trials: 1, unhealthy_backoff: 2, max_unhealthy_seconds: 60 }",
+    );
+    assert!(config.contains("half_open_trials: 1"));
+    let (a, b) = (TestGateway::start_with_env(&config, &KEYS), TestGateway::start_with_env(&config, &KEYS));
+    let token = a.token("u1", "user");
+    let admin = a.token("root", "admin");
+    let chat = |gw: &TestGateway| {
+        let r = gw.request("POST", "/v1/chat/completions").bearer(&token).json(&json!({"model": "m", "messages": []})).send();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        World::provider_of(&r)
+    };
+    let p1_of = |gw: &TestGateway| {
+        let v = gw.get("/admin/providers").bearer(&admin).send().json();
+        v["providers"].as_array().unwrap().iter().find(|x| x["name"] == "p1").unwrap().clone()
+    };
+    let ejected = || {
+        // The primary fails once (threshold 1): unhealthy, and both instances know it.
+        p[0].set_behavior(Behavior::Status(500, None));
+        assert_eq!(chat(&a), "p2", "failed over");
+        for gw in [&a, &b] {
+            assert_eventually!(p1_of(gw)["status"] == "unhealthy", "every instance knows p1 is out");
+        }
+        assert_eq!(chat(&b), "p2", "skipped while its period lasts");
+    };
+    ejected();
+
+    // The period ends: one trial, whichever instance sends it; while it is out (p1 answers
+    // slowly), every other request goes to the fallback.
+    p[0].set_behavior(Behavior::Ok);
+    p[0].set_delay(Duration::from_millis(600));
+    for gw in [&a, &b] {
+        assert!(common::eventually(Duration::from_secs(10), || p1_of(gw)["half_open"] == true), "half-open once the period ends");
+    }
+    let hits = p[0].hits();
+    let served: Vec<String> = std::thread::scope(|s| {
+        let (a, b, chat) = (&a, &b, &chat);
+        let runs: Vec<_> = (0..6).map(|i| s.spawn(move || chat(if i % 2 == 0 { a } else { b }))).collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(served.iter().filter(|p| *p == "p1").count(), 1, "exactly one trial across both instances: {served:?}");
+    assert_eq!(p[0].hits(), hits + 1);
+    assert!(served.iter().all(|p| p == "p1" || p == "p2"), "the others went to the fallback: {served:?}");
+    // The trial answered: healthy, first again, on both instances.
+    p[0].set_delay(Duration::ZERO);
+    for gw in [&a, &b] {
+        assert_eventually!(p1_of(gw)["status"] == "healthy", "the trial healed p1 everywhere");
+        assert_eq!(chat(gw), "p1");
+    }
+
+    // Out again (a first period of 2 s), and this time the trial fails: the next period is
+    // twice as long (4 s), and the fallback serves meanwhile.
+    ejected();
+    assert!(common::eventually(Duration::from_secs(10), || p1_of(&a)["half_open"] == true));
+    assert_eq!(chat(&a), "p2", "the trial failed and the fallback answered the same request");
+    let p1 = p1_of(&a);
+    assert_eq!(
+        (p1["status"].as_str(), p1["unhealthy_periods"].as_u64(), p1["half_open"].as_bool()),
+        (Some("unhealthy"), Some(2), Some(false))
+    );
+    let until = p1["unavailable_until"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let until_s = rfc3339_seconds(&until);
+    assert!((now + 3..=now + 5).contains(&until_s), "a 4 s period after a failed trial: until {until}, now {now}");
+    drop(app);
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339_seconds(t: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) as u64
+}

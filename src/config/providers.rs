@@ -17,11 +17,23 @@ pub(super) fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
     if raw.failure_threshold == 0 || raw.unhealthy_seconds == 0 || raw.degraded_seconds == 0 {
         problem(p, "health", "`failure_threshold`, `unhealthy_seconds` and `degraded_seconds` must be at least 1");
     }
+    if raw.half_open_trials == 0 {
+        problem(p, "health.half_open_trials", "must be at least 1 (a provider needs a trial to come back)");
+    }
+    if !raw.unhealthy_backoff.is_finite() || raw.unhealthy_backoff < 1.0 {
+        problem(p, "health.unhealthy_backoff", "must be a number of at least 1 (1: every period as long as the first)");
+    }
+    if raw.max_unhealthy_seconds < raw.unhealthy_seconds {
+        problem(p, "health.max_unhealthy_seconds", "must be at least `unhealthy_seconds`");
+    }
     Rules {
         failure_threshold: raw.failure_threshold.max(1),
-        unhealthy_ms: raw.unhealthy_seconds * 1000,
+        unhealthy_ms: raw.unhealthy_seconds.saturating_mul(1000),
         degraded_latency_ms: raw.degraded_latency_ms,
-        degraded_ms: raw.degraded_seconds.max(1) * 1000,
+        degraded_ms: raw.degraded_seconds.max(1).saturating_mul(1000),
+        half_open_trials: raw.half_open_trials.max(1),
+        unhealthy_backoff: if raw.unhealthy_backoff.is_finite() { raw.unhealthy_backoff.max(1.0) } else { 1.0 },
+        max_unhealthy_ms: raw.max_unhealthy_seconds.saturating_mul(1000),
     }
 }
 

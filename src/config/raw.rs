@@ -710,11 +710,25 @@ pub struct RawHealth {
     /// A provider degraded by failures is tried again in its place after this long without a
     /// new failure.
     pub degraded_seconds: u64,
+    /// Trial requests (across every instance) a provider gets when its unhealthy period ends.
+    pub half_open_trials: u32,
+    /// A failed trial starts a period this many times longer than the one before...
+    pub unhealthy_backoff: f64,
+    /// ...up to this long.
+    pub max_unhealthy_seconds: u64,
 }
 
 impl Default for RawHealth {
     fn default() -> Self {
-        RawHealth { failure_threshold: 3, unhealthy_seconds: 300, degraded_latency_ms: 2000, degraded_seconds: 30 }
+        RawHealth {
+            failure_threshold: 3,
+            unhealthy_seconds: 300,
+            degraded_latency_ms: 2000,
+            degraded_seconds: 30,
+            half_open_trials: 1,
+            unhealthy_backoff: 2.0,
+            max_unhealthy_seconds: 3600,
+        }
     }
 }
 

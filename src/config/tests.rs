@@ -372,3 +372,16 @@ models_pricing: {{ smart: {{ prompt_per_million: 2.5, completion_per_million: 10
     assert_eq!(c.llm.model_label(Some("gpt-9")), "other", "labels stay within the config's names");
     assert!((c.llm.prices["smart"].cost(1_000_000, 100_000) - 3.5).abs() < 1e-9);
 }
+
+#[test]
+fn half_open_trials_and_the_backoff_are_checked_with_their_place() {
+    let e = errors(&format!(
+        "{SEED}health: {{ unhealthy_seconds: 60, half_open_trials: 0, unhealthy_backoff: 0.5, max_unhealthy_seconds: 30 }}\n"
+    ));
+    for key in ["health.half_open_trials", "health.unhealthy_backoff", "health.max_unhealthy_seconds"] {
+        assert!(e.iter().any(|l| l.starts_with("gw.yaml:") && l.contains(key)), "{key}: {e:?}");
+    }
+    assert!(errors(&format!("{SEED}health: {{ half_open_trials: 3, unhealthy_backoff: 1.5, max_unhealthy_seconds: 900 }}\n")).is_empty());
+    let e = errors(&format!("{SEED}health: {{ half_open_trails: 3 }}\n"));
+    assert!(e.iter().any(|l| l.contains("half_open_trials")), "did-you-mean: {e:?}");
+}

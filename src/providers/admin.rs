@@ -58,6 +58,8 @@ fn provider_json(name: &str, s: &health::State, now: u64) -> Value {
         "last_check": (s.last_check > 0).then(|| rfc3339(s.last_check / 1000)),
         "response_time_ms": s.response_time_ms.map(|v| (v * 10.0).round() / 10.0),
         "consecutive_failures": s.consecutive_failures,
+        "half_open": s.is_half_open(now),
+        "unhealthy_periods": s.ejections,
         "reason": s.reason,
         "unavailable_until": (!s.is_available(now)).then(|| rfc3339(s.unhealthy_until.max(s.retry_after_until).min(u64::MAX / 2) / 1000)),
     })

@@ -35,7 +35,7 @@ impl Status {
 }
 
 /// `health:` in gateway.yaml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rules {
     pub failure_threshold: u32,
     pub unhealthy_ms: u64,
@@ -43,11 +43,41 @@ pub struct Rules {
     /// A provider degraded by failures is tried again in its configured place after this long
     /// without a new failure.
     pub degraded_ms: u64,
+    /// When an unhealthy period ends, this many trial requests (across every instance) may go
+    /// to the provider, in its configured place, until one of them answers.
+    pub half_open_trials: u32,
+    /// Each unhealthy period after a failed trial is this many times the one before...
+    pub unhealthy_backoff: f64,
+    /// ...up to this long (ms).
+    pub max_unhealthy_ms: u64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 }
+        Rules {
+            failure_threshold: 3,
+            unhealthy_ms: 300_000,
+            degraded_latency_ms: 2_000,
+            degraded_ms: 30_000,
+            half_open_trials: 1,
+            unhealthy_backoff: 2.0,
+            max_unhealthy_ms: 3_600_000,
+        }
+    }
+}
+
+impl Rules {
+    /// The length of the `ejection`-th unhealthy period in a row (1 for the first).
+    pub fn unhealthy_period(&self, ejection: u32) -> u64 {
+        let factor = self.unhealthy_backoff.max(1.0).powi(ejection.saturating_sub(1).min(64) as i32);
+        let period = (self.unhealthy_ms as f64 * factor).min(self.max_unhealthy_ms.max(self.unhealthy_ms) as f64);
+        period as u64
+    }
+
+    /// How long a claimed trial may go without an answer before another may be sent (a trial
+    /// whose client went away must not keep the provider out for good).
+    pub fn trial_timeout(&self) -> u64 {
+        self.unhealthy_ms.clamp(1_000, 60_000)
     }
 }
 
@@ -76,6 +106,15 @@ pub struct State {
     /// degraded by failures).
     #[serde(default)]
     pub degraded_until: u64,
+    /// Unhealthy periods in a row (a failed trial adds one; a success resets).
+    #[serde(default)]
+    pub ejections: u32,
+    /// Half-open: trials that may still be claimed in this period (see [`State::claim_trial`]).
+    #[serde(default)]
+    pub trials_left: u32,
+    /// Half-open: the trials claimed lapse then (ms) if none has answered.
+    #[serde(default)]
+    pub trials_until: u64,
     /// Bumped on every change (optimistic concurrency in the store).
     pub version: u64,
 }
@@ -101,6 +140,9 @@ impl State {
         self.last_check = now;
         self.unhealthy_until = 0;
         self.degraded_until = 0;
+        self.ejections = 0;
+        self.trials_left = 0;
+        self.trials_until = 0;
         let slow = self.response_time_ms.is_some_and(|avg| avg > rules.degraded_latency_ms as f64);
         self.status = if slow { Status::Degraded } else { Status::Healthy };
         self.reason = slow.then(|| "slow responses".to_string());
@@ -108,7 +150,8 @@ impl State {
     }
 
     /// A failed response or attempt: `failure_threshold` in a row make it unhealthy for
-    /// `unhealthy_ms`; fewer make it degraded.
+    /// `unhealthy_ms`; fewer make it degraded. A failure while half-open (a failed trial) makes
+    /// it unhealthy again at once, for a period `unhealthy_backoff` times longer (capped).
     pub fn record_failure(&mut self, reason: &str, rt_ms: Option<f64>, now: u64, rules: &Rules) {
         if let Some(rt) = rt_ms {
             self.average(rt);
@@ -121,14 +164,54 @@ impl State {
             return;
         }
         self.reason = Some(reason.to_string());
-        if self.consecutive_failures >= rules.failure_threshold {
-            self.status = Status::Unhealthy;
-            self.unhealthy_until = now + rules.unhealthy_ms;
-        } else if self.status != Status::Unhealthy {
+        if self.is_half_open(now) {
+            self.eject(self.ejections.saturating_add(1), now, rules);
+        } else if self.status == Status::Unhealthy {
+            // A failure inside the period (tried in panic mode): the period starts again.
+            self.eject(self.ejections.max(1), now, rules);
+        } else if self.consecutive_failures >= rules.failure_threshold {
+            self.eject(1, now, rules);
+        } else {
             self.status = Status::Degraded;
             self.degraded_until = now.saturating_add(rules.degraded_ms);
         }
         self.version += 1;
+    }
+
+    /// Out of rotation for the `ejection`-th period in a row; trials are ready for its end.
+    fn eject(&mut self, ejection: u32, now: u64, rules: &Rules) {
+        self.status = Status::Unhealthy;
+        self.ejections = ejection;
+        self.unhealthy_until = now.saturating_add(rules.unhealthy_period(ejection));
+        self.trials_left = rules.half_open_trials.max(1);
+        self.trials_until = 0;
+    }
+
+    /// Unhealthy, and its period (and any operator's hold or Retry-After pause) has ended: trial
+    /// requests decide what it is.
+    pub fn is_half_open(&self, now: u64) -> bool {
+        self.status == Status::Unhealthy && now >= self.unhealthy_until && now >= self.manual_until && now >= self.retry_after_until
+    }
+
+    /// Half-open with a trial still to be had (none left to claim, or the claimed ones lapsed).
+    pub fn trial_open(&self, now: u64) -> bool {
+        self.is_half_open(now) && (self.trials_left > 0 || now >= self.trials_until)
+    }
+
+    /// Claims one trial request of a half-open provider; false when every trial of this period
+    /// is out and none has lapsed. Claims lapse after [`Rules::trial_timeout`].
+    pub fn claim_trial(&mut self, now: u64, rules: &Rules) -> bool {
+        if !self.trial_open(now) {
+            return false;
+        }
+        if self.trials_left == 0 {
+            // The trials claimed earlier never answered: a new round.
+            self.trials_left = rules.half_open_trials.max(1);
+        }
+        self.trials_left -= 1;
+        self.trials_until = now.saturating_add(rules.trial_timeout());
+        self.version += 1;
+        true
     }
 
     /// A 429 with Retry-After: out of rotation for that long (and a failure).
@@ -156,23 +239,29 @@ impl State {
         if status == Status::Healthy {
             self.consecutive_failures = 0;
             self.retry_after_until = 0;
+            self.ejections = 0;
         }
+        // An operator's unhealthy ends like a period: one trial decides.
+        self.trials_left = 1;
+        self.trials_until = 0;
         self.version += 1;
     }
 
-    /// Not inside an unhealthy period or a Retry-After pause (a provider whose period has ended
-    /// is available again: half-open).
+    /// Not inside an unhealthy period or a Retry-After pause, and, when half-open, with a trial
+    /// to be had (while every trial is out, the provider waits for their answer).
     pub fn is_available(&self, now: u64) -> bool {
-        now >= self.unhealthy_until && now >= self.retry_after_until
+        now >= self.unhealthy_until && now >= self.retry_after_until && (!self.is_half_open(now) || self.trial_open(now))
     }
 
     /// The class a chain orders this provider in at `now`: its status, except that a provider
     /// degraded by failures is tried again in its configured place once `degraded_ms` has passed
-    /// without a new failure (its failures still count towards the threshold). A provider
-    /// degraded for slowness, or by an operator, keeps its class.
+    /// without a new failure (its failures still count towards the threshold), and a half-open
+    /// one is tried in its configured place (by its trial requests). A provider degraded for
+    /// slowness, or by an operator, keeps its class.
     pub fn class(&self, now: u64) -> Status {
         match self.status {
             Status::Degraded if self.degraded_until != 0 && now >= self.degraded_until && now >= self.manual_until => Status::Healthy,
+            Status::Unhealthy if self.is_half_open(now) => Status::Healthy,
             s => s,
         }
     }
@@ -232,7 +321,7 @@ mod tests {
 
     #[test]
     fn an_operators_override_holds_against_passive_signals_until_it_ends() {
-        let rules = Rules { failure_threshold: 2, unhealthy_ms: 1_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 };
+        let rules = Rules { failure_threshold: 2, unhealthy_ms: 1_000, ..RULES };
         let mut s = State::default();
         s.mark(Status::Unhealthy, Some("maintenance".into()), Some(60_000), 1_000);
         // A request that was in flight when the override was set succeeds, another fails.
@@ -327,7 +416,96 @@ mod tests {
         assert_eq!(p.status, Status::Degraded);
     }
 
-    const RULES: Rules = Rules { failure_threshold: 3, unhealthy_ms: 300_000, degraded_latency_ms: 2_000, degraded_ms: 30_000 };
+    const RULES: Rules = Rules {
+        failure_threshold: 3,
+        unhealthy_ms: 300_000,
+        degraded_latency_ms: 2_000,
+        degraded_ms: 30_000,
+        half_open_trials: 1,
+        unhealthy_backoff: 2.0,
+        max_unhealthy_ms: 1_200_000,
+    };
+
+    /// The half-open rows of the README's table, step by step: a primary beside a healthy
+    /// fallback, its period ending, a trial in its place, a failed trial backing off, a
+    /// successful one healing it.
+    #[test]
+    fn a_provider_whose_period_ends_is_tried_in_its_place_by_a_bounded_number_of_trials() {
+        let rules = Rules { half_open_trials: 2, ..RULES };
+        let mut states = vec![State::default(); 2];
+        let order_at = |states: &Vec<State>, now| attempts(&[0, 1], |i| &states[i], Order::Config, now).0;
+        for t in 0..3 {
+            states[0].record_failure("500", None, t, &rules);
+        }
+        // unhealthy: skipped while the period lasts
+        assert_eq!((states[0].status, states[0].ejections), (Status::Unhealthy, 1));
+        assert_eq!(order_at(&states, 300_001), vec![1]);
+        assert!(!states[0].is_half_open(300_001));
+        // --the period ends--> half-open: in its configured place, first again
+        let end = 2 + 300_000;
+        assert!(states[0].is_half_open(end) && states[0].trial_open(end));
+        assert_eq!(states[0].class(end), Status::Healthy);
+        assert_eq!(order_at(&states, end), vec![0, 1]);
+        // two trials may be claimed (across instances: the claim is a compare-and-set of this
+        // state in the store), a third waits for their answer and the fallback serves it
+        assert!(states[0].claim_trial(end, &rules));
+        assert!(states[0].claim_trial(end + 1, &rules));
+        assert!(!states[0].claim_trial(end + 2, &rules));
+        assert_eq!(order_at(&states, end + 2), vec![1], "while the trials are out, the fallback serves");
+        // a trial that never answers lapses after the trial timeout: another may go
+        let lapse = end + 1 + rules.trial_timeout();
+        assert!(!states[0].trial_open(lapse - 1) && states[0].trial_open(lapse));
+        assert!(states[0].claim_trial(lapse, &rules));
+        // --a trial fails--> unhealthy again, for a period `unhealthy_backoff` times longer
+        states[0].record_failure("500", None, lapse, &rules);
+        assert_eq!((states[0].status, states[0].ejections, states[0].unhealthy_until), (Status::Unhealthy, 2, lapse + 600_000));
+        assert_eq!(order_at(&states, lapse + 599_999), vec![1]);
+        // ... and again, capped at `max_unhealthy_ms`
+        let next = lapse + 600_000;
+        assert!(states[0].claim_trial(next, &rules));
+        states[0].record_failure("timeout", None, next, &rules);
+        assert_eq!(states[0].unhealthy_until, next + 1_200_000);
+        let next = next + 1_200_000;
+        assert!(states[0].claim_trial(next, &rules));
+        states[0].record_failure("timeout", None, next, &rules);
+        assert_eq!((states[0].ejections, states[0].unhealthy_until), (4, next + 1_200_000), "capped");
+        // --a trial succeeds--> healthy, the backoff forgotten
+        let next = next + 1_200_000;
+        assert!(states[0].claim_trial(next, &rules));
+        states[0].record_success(80.0, next, &rules);
+        assert_eq!((states[0].status, states[0].ejections, states[0].consecutive_failures), (Status::Healthy, 0, 0));
+        assert_eq!(order_at(&states, next), vec![0, 1]);
+        for t in 0..3 {
+            states[0].record_failure("500", None, next + t, &rules);
+        }
+        assert_eq!(states[0].unhealthy_until, next + 2 + 300_000, "the first period again");
+        // A provider that is not half-open has no trial to claim.
+        assert!(!State::default().claim_trial(0, &rules));
+    }
+
+    #[test]
+    fn an_operators_unhealthy_ends_in_a_trial_and_a_retry_after_pause_delays_it() {
+        let mut s = State::default();
+        s.mark(Status::Unhealthy, Some("maintenance".into()), Some(10_000), 0);
+        assert!(!s.is_half_open(9_999) && s.is_half_open(10_000));
+        assert!(s.claim_trial(10_000, &RULES) && !s.claim_trial(10_001, &RULES));
+        let mut p = State::default();
+        for t in 0..3 {
+            p.record_failure("500", None, t, &RULES);
+        }
+        p.record_rate_limited(400_000, 3, &RULES);
+        assert!(!p.is_half_open(300_003), "paused by Retry-After past the period");
+        assert!(p.is_half_open(400_003));
+    }
+
+    #[test]
+    fn unhealthy_periods_grow_by_the_backoff_up_to_the_cap() {
+        let r = Rules { unhealthy_ms: 4_000, unhealthy_backoff: 3.0, max_unhealthy_ms: 50_000, ..RULES };
+        assert_eq!([1, 2, 3, 4, 100].map(|e| r.unhealthy_period(e)), [4_000, 12_000, 36_000, 50_000, 50_000]);
+        let flat = Rules { unhealthy_backoff: 1.0, ..r };
+        assert_eq!(flat.unhealthy_period(9), 4_000);
+        assert_eq!(Rules { max_unhealthy_ms: 1, ..r }.unhealthy_period(3), 4_000, "the cap is never below the first period");
+    }
 
     #[test]
     fn failures_degrade_then_make_unhealthy_for_the_period_and_half_open_recovers() {

@@ -117,6 +117,63 @@ impl Tracker {
         Err(StoreError::Unavailable("provider state kept changing".into()))
     }
 
+    /// Claims a trial request of a half-open provider ([`State::claim_trial`]): a
+    /// compare-and-set in the store, so `half_open_trials` bounds the trials of every instance
+    /// together; when the store cannot be asked, the claim is this instance's alone. Only a
+    /// half-open provider's request waits for this (one store round trip).
+    pub async fn claim_trial(&self, name: &str) -> bool {
+        let rules = self.rules();
+        if !self.state(name).trial_open(now_ms()) {
+            return false;
+        }
+        match self.store_claim(name, &rules).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::debug!(provider = %name, error = %e, "trial claimed locally: the store cannot be asked");
+                self.claim_local(name, &rules)
+            }
+        }
+    }
+
+    async fn store_claim(&self, name: &str, rules: &Rules) -> Result<bool, StoreError> {
+        for _ in 0..5 {
+            let current = decode(self.store.provider_state(name).await?).unwrap_or_default();
+            let now = now_ms();
+            if !current.is_half_open(now) {
+                // Another instance's trial has decided already (healthy again, or out anew).
+                let available = current.is_available(now);
+                self.set_local(name, current, false);
+                return Ok(available);
+            }
+            let mut next = current.clone();
+            if !next.claim_trial(now, rules) {
+                self.set_local(name, current, false);
+                return Ok(false);
+            }
+            next.version = current.version + 1;
+            if self.store.provider_cas(name, current.version, &encode(&next)?).await? {
+                self.set_local(name, next, true);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn claim_local(&self, name: &str, rules: &Rules) -> bool {
+        let now = now_ms();
+        let mut claimed = false;
+        self.states.rcu(|m| {
+            let mut next = HashMap::clone(m);
+            let mut s = next.get(name).cloned().unwrap_or_default();
+            let version = s.version;
+            claimed = s.claim_trial(now, rules);
+            s.version = version;
+            next.insert(name.to_string(), s);
+            next
+        });
+        claimed
+    }
+
     /// Records one outcome: in the local view at once (the next request already sees it), in
     /// the store without waiting (the request path never awaits the store).
     pub fn record(self: &Arc<Self>, name: &str, change: impl Fn(&mut State, &Rules, u64) + Send + Sync + 'static) {
@@ -203,5 +260,32 @@ mod tests {
         b.update("openai", |s, r, now| s.record_success(10.0, now, r)).await.unwrap();
         a.refresh(&["openai".to_string()]).await.unwrap();
         assert_eq!((a.state("openai").status, a.state("openai").consecutive_failures), (Status::Healthy, 0));
+    }
+
+    #[tokio::test]
+    async fn the_trials_of_a_half_open_provider_are_shared_by_every_instance() {
+        let store: Arc<dyn ProviderStore> = Arc::new(MemoryStore::new());
+        let rules = Rules { unhealthy_ms: 1, half_open_trials: 2, ..Rules::default() };
+        let a = Tracker::new(store.clone(), rules, None);
+        let b = Tracker::new(store.clone(), rules, None);
+        let c = Tracker::new(store.clone(), rules, None);
+        for _ in 0..3 {
+            a.update("openai", |s, r, now| s.record_failure("500", None, now, r)).await.unwrap();
+        }
+        assert!(!a.claim_trial("openai").await, "still inside its period: no trial");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for t in [&b, &c] {
+            t.refresh(&["openai".to_string()]).await.unwrap();
+        }
+        // Two trials in all: the first two claims win, wherever they are made.
+        assert!(b.claim_trial("openai").await);
+        assert!(a.claim_trial("openai").await, "a's local view is stale, the store decides");
+        assert!(!c.claim_trial("openai").await, "both trials are out");
+        assert!(!b.claim_trial("openai").await);
+        // A trial succeeds: healthy everywhere, no claim needed.
+        b.update("openai", |s, r, now| s.record_success(10.0, now, r)).await.unwrap();
+        c.refresh(&["openai".to_string()]).await.unwrap();
+        assert!(c.state("openai").is_healthy(now_ms()));
+        assert!(!c.claim_trial("openai").await, "a healthy provider has no trial to claim");
     }
 }

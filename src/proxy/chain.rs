@@ -153,6 +153,11 @@ impl Gateway {
         for (pi, own_model) in tries.iter() {
             let pi = *pi;
             let provider = &set.providers[pi];
+            // A half-open provider is tried in its place by its bounded trials only: when they
+            // are all out (on any instance), the next provider serves this request.
+            if !panic && state_of(pi).is_half_open(now_ms()) && !tracker.claim_trial(&provider.name).await {
+                continue;
+            }
             let plan = match Plan::new(llm_call.as_ref(), provider, *own_model, &body, path, set) {
                 Ok(p) => p,
                 Err(message) => {
