@@ -37,24 +37,26 @@
 
 mod cluster;
 mod conn;
+mod lua;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::limits::{Decision, Flush, Limit, LockoutPolicy, LockoutState};
 
 use self::conn::{Conn, Connector};
+use self::lua::Lua;
 use super::{
     session_ttl, AuditStream, Backend, CredentialStore, LimitStore, ProviderStore, RedisSettings, Registry, RevocationNotices, Rotation,
     SessionRecord, SessionStore, Settlement, StoreError, UsageStore, UserRecord, UserStore, WindowUse,
 };
 use crate::llm::budget::Window;
 
-// The atomic operations, one Lua script each (src/store/lua/, loaded by SHA after the first
-// use). Each file says what its KEYS and ARGV are.
+// The atomic operations, one Lua script each (src/store/lua/, run by SHA and sent whole to a
+// node that lacks them: see [`lua`]). Each file says what its KEYS and ARGV are.
 const CREATE_USER: &str = include_str!("lua/create_user.lua");
 const ROTATE: &str = include_str!("lua/rotate_refresh.lua");
 const TOUCH: &str = include_str!("lua/touch_sessions.lua");
@@ -73,14 +75,14 @@ const PROVIDER_STATE_TTL_MS: u64 = 24 * 3600 * 1000;
 pub struct RedisStore {
     connector: Arc<Connector>,
     prefix: String,
-    create_user: Script,
-    rotate: Script,
-    revoke: Script,
-    gcra: Script,
-    login_failed: Script,
-    provider_cas: Script,
-    touch_keys: Script,
-    reserve_tokens: Script,
+    create_user: Lua,
+    rotate: Lua,
+    revoke: Lua,
+    gcra: Lua,
+    login_failed: Lua,
+    provider_cas: Lua,
+    touch_keys: Lua,
+    reserve_tokens: Lua,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -97,14 +99,14 @@ impl RedisStore {
         Ok(RedisStore {
             connector: Arc::new(Connector::new(settings)?),
             prefix: prefix.to_string(),
-            create_user: Script::new(CREATE_USER),
-            rotate: Script::new(ROTATE),
-            revoke: Script::new(REVOKE),
-            gcra: Script::new(GCRA),
-            login_failed: Script::new(LOGIN_FAILED),
-            provider_cas: Script::new(PROVIDER_CAS),
-            touch_keys: Script::new(TOUCH_KEYS),
-            reserve_tokens: Script::new(RESERVE_TOKENS),
+            create_user: Lua::new(CREATE_USER),
+            rotate: Lua::new(ROTATE),
+            revoke: Lua::new(REVOKE),
+            gcra: Lua::new(GCRA),
+            login_failed: Lua::new(LOGIN_FAILED),
+            provider_cas: Lua::new(PROVIDER_CAS),
+            touch_keys: Lua::new(TOUCH_KEYS),
+            reserve_tokens: Lua::new(RESERVE_TOKENS),
         })
     }
 
@@ -405,7 +407,7 @@ impl SessionStore for RedisStore {
         // their refresh tokens stop rotating.
         let mut con = self.con()?;
         for chunk in session_ids.chunks(500) {
-            let mut call = self.revoke.prepare_invoke();
+            let mut call = self.revoke.call();
             call.key(self.key("revoked")).arg(until).arg(now()).arg(self.key("revocations"));
             for id in chunk {
                 call.arg(id);
@@ -686,7 +688,7 @@ impl UsageStore for RedisStore {
         if windows.is_empty() {
             return Ok(None);
         }
-        let mut inv = self.reserve_tokens.prepare_invoke();
+        let mut inv = self.reserve_tokens.call();
         for k in self.token_keys(user, windows) {
             inv.key(k);
         }

@@ -7,9 +7,12 @@
 //! stops polling repairs. Tokio's fair lock hands the lock to the queued repair, which is never
 //! polled again, so the refresh waits forever and every later command times out (seen: no
 //! login for 120 s after a promotion; without concurrent traffic the lock is free and the bug
-//! never shows). The watchdog sends one keyed read every [`WATCH_EVERY`]; when two in a row
-//! get no answer, it builds a new connection from every node it knows and swaps it in: the
-//! new one bootstraps from the live nodes and the promoted replica's slot map.
+//! never shows). A slot map refreshed from a node that had not yet heard of the promotion
+//! stays stale too: a refused connection only makes the driver reconnect to the dead node,
+//! never refresh the map. Every [`WATCH_EVERY`] the watchdog pings the master of one slot of
+//! each master's share; when two rounds in a row go unanswered, it builds a new connection
+//! from every node it knows and swaps it in: the new one bootstraps from the live nodes and
+//! the promoted replica's slot map.
 //!
 //! Why learn nodes: the seeds in `gateway.yaml` may all be dead after a failover (a single
 //! seed that was the victim). The nodes the cluster itself lists (`CLUSTER NODES`, asked of a
@@ -21,34 +24,50 @@ use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{RedisError, TlsMode, Value};
 
-use super::conn::{node_info, Connector, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::conn::{node_info, Conn, Connector, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::store::{RedisSettings, StoreError};
 
 /// How often the cluster connection is asked whether it still answers.
-pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+pub const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// How long the watchdog's read may take before it counts as no answer.
 const WATCH_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Unanswered reads in a row that replace the connection.
 const STUCK_AFTER: u32 = 2;
 /// A new connection gets this long before it may be replaced in turn.
-const REBUILD_GAP: Duration = Duration::from_millis(1500);
+const REBUILD_GAP: Duration = Duration::from_millis(1000);
 /// How often the node list is learned from the cluster.
 const LEARN_EVERY: Duration = Duration::from_secs(5);
 /// The key the watchdog reads (any answer, a value, nil or an error reply, proves the driver
 /// is alive; only silence counts against it).
 const WATCH_KEY: &str = "portcullis-watchdog";
 
+/// What `CLUSTER NODES` says: the live nodes, and one slot of each master's share.
+#[derive(Debug, Default, PartialEq)]
+pub struct Topology {
+    /// `host:port` of every node that is not failed or without an address, masters first.
+    pub nodes: Vec<String>,
+    /// The first slot each master (failed or not) serves: the watchdog asks one per master, so
+    /// a slot range whose owner died and whose map entry went stale is noticed.
+    pub probe_slots: Vec<u16>,
+}
+
 /// The configured seeds and the nodes learned since.
 pub struct Nodes {
     seeds: Vec<String>,
     learned: Mutex<Vec<String>>,
+    probe_slots: Mutex<Vec<u16>>,
 }
 
 impl Nodes {
     pub fn new(seeds: Vec<String>) -> Self {
-        Nodes { seeds, learned: Mutex::new(Vec::new()) }
+        Nodes { seeds, learned: Mutex::new(Vec::new()), probe_slots: Mutex::new(Vec::new()) }
+    }
+
+    fn probe_slots(&self) -> Vec<u16> {
+        self.probe_slots.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Every node to try: the learned ones first (they are the cluster's current view), then
@@ -63,33 +82,45 @@ impl Nodes {
         out
     }
 
-    fn learn(&self, nodes: Vec<String>) {
-        if !nodes.is_empty() {
-            *self.learned.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
+    fn learn(&self, t: Topology) {
+        if !t.nodes.is_empty() {
+            *self.learned.lock().unwrap_or_else(|p| p.into_inner()) = t.nodes;
+        }
+        if !t.probe_slots.is_empty() {
+            *self.probe_slots.lock().unwrap_or_else(|p| p.into_inner()) = t.probe_slots;
         }
     }
 }
 
-/// The `host:port` of every node `CLUSTER NODES` lists that is not failed or without an
-/// address, masters first.
-pub fn parse_nodes(text: &str) -> Vec<String> {
+/// Reads `CLUSTER NODES`.
+pub fn parse_nodes(text: &str) -> Topology {
     let mut masters = Vec::new();
     let mut replicas = Vec::new();
+    let mut probe_slots = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (Some(addr), Some(flags)) = (f.get(1), f.get(2)) else { continue };
+        let is_master = flags.split(',').any(|fl| fl == "master");
+        // Slots: `0-5460`, `5461`, or `[slot->-node]` while migrating (skipped).
+        let first_slot = f.iter().skip(8).find_map(|r| r.split('-').next().and_then(|n| n.parse::<u16>().ok()));
+        if let (true, Some(slot)) = (is_master, first_slot) {
+            if slot < 16384 && !probe_slots.contains(&slot) {
+                probe_slots.push(slot);
+            }
+        }
         if flags.split(',').any(|fl| matches!(fl, "fail" | "fail?" | "noaddr" | "handshake")) {
             continue;
         }
         // `ip:port@cport[,hostname]`
         let Some(host_port) = addr.split(['@', ',']).next().filter(|a| a.contains(':') && !a.starts_with(':')) else { continue };
-        let list = if flags.split(',').any(|fl| fl == "master") { &mut masters } else { &mut replicas };
+        let list = if is_master { &mut masters } else { &mut replicas };
         if !list.iter().any(|a: &String| a == host_port) {
             list.push(host_port.to_string());
         }
     }
     masters.extend(replicas);
-    masters
+    probe_slots.sort_unstable();
+    Topology { nodes: masters, probe_slots }
 }
 
 /// A cluster client for `addresses` with the settings' credentials, TLS and timeouts.
@@ -129,7 +160,7 @@ fn silent(r: &Result<Result<Value, RedisError>, tokio::time::error::Elapsed>) ->
 }
 
 /// `CLUSTER NODES` of the first node of `nodes` that answers.
-async fn ask_nodes(nodes: &[String], s: &RedisSettings) -> Option<Vec<String>> {
+async fn ask_nodes(nodes: &[String], s: &RedisSettings) -> Option<Topology> {
     for n in nodes {
         let Ok(client) = node_info(n, s).and_then(|i| redis::Client::open(i).map_err(|e| StoreError::Unavailable(e.to_string()))) else {
             continue;
@@ -140,12 +171,30 @@ async fn ask_nodes(nodes: &[String], s: &RedisSettings) -> Option<Vec<String>> {
         };
         if let Ok(Ok(text)) = tokio::time::timeout(RESPONSE_TIMEOUT, ask).await {
             let found = parse_nodes(&text);
-            if !found.is_empty() {
+            if !found.nodes.is_empty() {
                 return Some(found);
             }
         }
     }
     None
+}
+
+/// Whether the connection answers for every master's slots (a `PING` routed to the master of
+/// each of `slots`, all at once), or, before the slots are known, for one key.
+async fn answers(conn: ClusterConnection, slots: &[u16]) -> bool {
+    if slots.is_empty() {
+        let mut conn = conn;
+        let answer = tokio::time::timeout(WATCH_TIMEOUT, redis::cmd("GET").arg(WATCH_KEY).query_async::<Value>(&mut conn)).await;
+        return !silent(&answer);
+    }
+    let each = slots.iter().map(|&slot| {
+        let mut conn = conn.clone();
+        async move {
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+            tokio::time::timeout(WATCH_TIMEOUT, conn.route_command(redis::cmd("PING"), route)).await
+        }
+    });
+    futures_util::future::join_all(each).await.iter().all(|a| !silent(a))
 }
 
 /// Watches the cluster connection for as long as the connector lives: learns the nodes, and
@@ -166,9 +215,8 @@ pub async fn watch(me: Weak<Connector>) {
                 learned = Some(Instant::now());
             }
         }
-        let Ok(mut conn) = c.conn() else { continue };
-        let answer = tokio::time::timeout(WATCH_TIMEOUT, redis::cmd("GET").arg(WATCH_KEY).query_async::<Value>(&mut conn)).await;
-        if !silent(&answer) {
+        let Ok(Conn::Cluster(conn)) = c.conn() else { continue };
+        if answers(conn, &nodes.probe_slots()).await {
             silent_in_a_row = 0;
             continue;
         }
@@ -204,17 +252,22 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
 824f :0@0 master,noaddr - 0 0 0 disconnected
 garbage
 ";
-        assert_eq!(parse_nodes(text), vec!["127.0.0.1:30002", "127.0.0.1:30001", "127.0.0.1:30004", "127.0.0.1:30005"]);
-        assert!(parse_nodes("").is_empty());
+        let t = parse_nodes(text);
+        assert_eq!(t.nodes, vec!["127.0.0.1:30002", "127.0.0.1:30001", "127.0.0.1:30004", "127.0.0.1:30005"]);
+        assert_eq!(t.probe_slots, vec![0, 5461, 10923], "the failed master's share is probed too");
+        assert_eq!(parse_nodes(""), Topology::default());
+        let migrating = "e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected [93->-292f] 100\n";
+        assert_eq!(parse_nodes(migrating).probe_slots, vec![100], "a migrating slot is no probe point");
     }
 
     #[test]
     fn learned_nodes_come_first_and_seeds_are_never_forgotten() {
         let n = Nodes::new(vec!["a:1".into(), "b:2".into()]);
         assert_eq!(n.all(), vec!["a:1", "b:2"]);
-        n.learn(vec!["c:3".into(), "b:2".into()]);
+        n.learn(Topology { nodes: vec!["c:3".into(), "b:2".into()], probe_slots: vec![0, 9] });
         assert_eq!(n.all(), vec!["c:3", "b:2", "a:1"]);
-        n.learn(Vec::new());
+        n.learn(Topology::default());
+        assert_eq!(n.probe_slots(), vec![0, 9]);
         assert_eq!(n.all(), vec!["c:3", "b:2", "a:1"], "an empty answer keeps what was known");
     }
 
