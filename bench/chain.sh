@@ -8,7 +8,11 @@
 #   POST /v1/chat/completions: before (passed through unread), after without `llm_limits` (usage
 #   read), after with `llm_limits` on the memory store, and on Redis (one reservation and one
 #   settlement per call).
-# Without BEFORE only the "after" rows run. Writes bench/results-chain.md.
+# Without BEFORE only the "after" rows run. Then the sequential latency: SEQ (500) chat
+# completions one after another over one kept-alive connection (curl), ROUNDS rounds, straight
+# to the upstream, through a plain upstream route and through the chain: what a single caller
+# waits, where the throughput rows cannot show a wait that costs no CPU.
+# Writes bench/results-chain.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"
@@ -52,11 +56,14 @@ LIMITS='llm_limits: { default: { tokens_per_minute: 1000000000000, tokens_per_da
 config 127.0.0.1:8185 127.0.0.1:9285 "store: { backend: memory }" "" > "$W/after.yaml"
 config 127.0.0.1:8186 127.0.0.1:9286 "store: { backend: memory }" "$LIMITS" > "$W/budget-mem.yaml"
 config 127.0.0.1:8187 127.0.0.1:9287 "store: { backend: redis, redis_url: \"redis://127.0.0.1:9479\" }" "$LIMITS" > "$W/budget-redis.yaml"
+# The same gateway with the chain's path as a plain upstream route (for the sequential latency).
+config 127.0.0.1:8188 127.0.0.1:9288 "store: { backend: memory }" "" | sed 's|chain: llm }|upstream: up }|' > "$W/plain.yaml"
 # start BIN CONFIG: runs a gateway; its pid in STARTED.
 start() { $PIN_SUT "$1" run -c "$2" >/dev/null 2>"$2.log" & STARTED=$!; KILL_PIDS+=("$STARTED"); }
 start target/release/portcullis "$W/after.yaml"; AFTER=$STARTED
 start target/release/portcullis "$W/budget-mem.yaml"; MEM=$STARTED
 start target/release/portcullis "$W/budget-redis.yaml"; RED=$STARTED
+start target/release/portcullis "$W/plain.yaml"
 SYSTEMS=()
 if [ -n "${BEFORE:-}" ]; then
   config 127.0.0.1:8184 127.0.0.1:9284 "store: { backend: memory }" "" > "$W/before.yaml"
@@ -70,7 +77,7 @@ SYSTEMS+=(
   "chat completion, after: usage + budgets (memory store)|http://127.0.0.1:8186/v1/chat/completions|POST|$MEM"
   "chat completion, after: usage + budgets (redis store)|http://127.0.0.1:8187/v1/chat/completions|POST|$RED"
 )
-for port in 9000 9479 8185 8186 8187 ${BEFORE:+8184}; do
+for port in 9000 9479 8185 8186 8187 8188 ${BEFORE:+8184}; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 sleep 1
@@ -129,5 +136,41 @@ ratio("chat completion, after: usage read, no budgets", "chat completion, before
 ratio("chat completion, after: usage + budgets (memory store)", "chat completion, before (passed through unread)")
 ratio("chat completion, after: usage + budgets (redis store)", "chat completion, before (passed through unread)")
 ratio("chat completion, after: usage + budgets (memory store)", "chat completion, after: usage read, no budgets")
+PY
+
+# Sequential latency: one caller, one kept-alive connection, one call after another.
+SEQ="${SEQ:-500}"
+seq_ms() { # URL -> "p50 p99" in ms over SEQ calls on one connection
+  local urls=(); for _ in $(seq 1 "$SEQ"); do urls+=("$1"); done
+  $PIN_LOAD curl -s -w '%{stderr}%{time_total}\n' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"model":"gpt-4o","max_tokens":64,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}' "${urls[@]}" 2>&1 >/dev/null \
+    | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f\n", a[int((NR+1)/2)]*1000, a[int(NR*0.99)]*1000}'
+}
+SEQ_ROWS=("straight to the upstream|http://127.0.0.1:9000/v1/chat/completions"
+          "through a plain upstream route|http://127.0.0.1:8188/v1/chat/completions"
+          "through the provider chain|http://127.0.0.1:8185/v1/chat/completions")
+echo "row,round,p50_ms,p99_ms" > "$W/seq.csv"
+for round in $(seq 1 "$ROUNDS"); do
+  for entry in "${SEQ_ROWS[@]}"; do
+    IFS='|' read -r name url <<< "$entry"
+    read -r p50 p99 < <(seq_ms "$url")
+    echo "\"$name\",$round,$p50,$p99" >> "$W/seq.csv"
+    echo "round $round: sequential, $name: p50 $p50 ms, p99 $p99 ms" >&2
+  done
+done
+python3 - "$W/seq.csv" "$SEQ" "$ROUNDS" <<'PY' >> bench/results-chain.md
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+order = []
+for r in rows:
+    if r["row"] not in order: order.append(r["row"])
+med = {s: {k: statistics.median(float(r[k]) for r in rows if r["row"] == s) for k in ["p50_ms", "p99_ms"]} for s in order}
+print(f"\n## Sequential latency\n\n{sys.argv[2]} non-streaming chat completions one after another over one kept-alive connection (curl), medians of {sys.argv[3]} rounds.\n")
+print("| path | p50 ms | p99 ms |")
+print("|---|---:|---:|")
+for s in order:
+    print(f"| {s} | {med[s]['p50_ms']:.3f} | {med[s]['p99_ms']:.3f} |")
+plain, chain = med["through a plain upstream route"], med["through the provider chain"]
+print(f"\nThe chain's overhead over the plain route: {chain['p50_ms'] - plain['p50_ms']:+.3f} ms p50, {chain['p99_ms'] - plain['p99_ms']:+.3f} ms p99.")
 PY
 cat bench/results-chain.md

@@ -22,6 +22,7 @@ mod endpoints;
 pub mod guard;
 pub mod headers;
 mod limits;
+mod plan;
 mod relay;
 pub mod reply;
 mod snapshot;

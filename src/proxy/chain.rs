@@ -19,12 +19,12 @@
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::relay::{Attempt, Plan, Served};
+use super::plan::{Attempt, LlmCall, Plan, Served};
 use super::{reply, Answer, Gateway, RequestCtx};
 use crate::admission::Reject;
 use crate::clock::{now_ms, unix_now};
-use crate::llm::{self, usage::Usage, Api, Call};
-use crate::providers::budget::{limit_headers, Reservation, Verdict};
+use crate::llm::{self, usage::Usage, Call};
+use crate::providers::budget::{limit_headers, Verdict};
 use crate::providers::health::{self, State};
 use crate::providers::models;
 use crate::providers::request::Body;
@@ -55,21 +55,6 @@ fn no_provider(no: NoProvider, model: &str) -> Reject {
             Reject::new(400, "api_not_served", format!("no provider of this chain serves {} requests", api.as_str()), "api_not_served")
         }
     }
-}
-
-/// An LLM call on its way through a chain: what it asked, under which public model it is
-/// counted, and its reservation.
-pub(super) struct LlmCall {
-    pub api: Api,
-    /// None when the body was too large to read whole (passed through unread).
-    pub call: Option<Call>,
-    /// The `model` label (a name from the config, or `other`).
-    pub model_label: String,
-    /// The public model the client named.
-    pub model: Option<String>,
-    pub reservation: Option<Reservation>,
-    /// Prompt tokens estimated from the request (for answers that report no usage).
-    pub prompt_estimate: u64,
 }
 
 impl Gateway {

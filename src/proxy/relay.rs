@@ -16,133 +16,20 @@ use pingora::upstreams::peer::Peer;
 use serde_json::Value;
 use std::time::Instant;
 
-use super::chain::LlmCall;
+use super::plan::{Attempt, Plan, Relay, Served};
 use super::{headers, Gateway, RequestCtx};
 use crate::llm::anthropic::{self, StreamTranslator};
 use crate::llm::sse;
 use crate::llm::usage::{self, StreamUsage, Usage};
-use crate::llm::{self, Api};
-use crate::providers::models;
-use crate::providers::request::{provider_request, retry_after_ms, Body};
-use crate::providers::{Provider, ProviderSet};
+use crate::llm::Api;
+use crate::providers::request::{provider_request, retry_after_ms};
+use crate::providers::Provider;
 
 /// The largest answer read whole (to translate it or read its usage): larger ones are relayed
 /// without their usage, or refused as broken when they needed translating.
 const MAX_READ_ANSWER: usize = 16 << 20;
 /// The largest server-sent event.
 const MAX_EVENT: usize = 1 << 20;
-
-/// How an answer comes back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Relay {
-    /// Byte for byte, unread (not an LLM call).
-    Raw,
-    /// Byte for byte in the provider's API, its usage read on the way; `strip_usage`: remove
-    /// OpenAI's usage chunk, which the client did not ask for.
-    Observe { api: Api, strip_usage: bool },
-    /// An Anthropic answer translated for an OpenAI client.
-    Translate { include_usage: bool },
-}
-
-/// What one provider receives for this request, and how its answer comes back.
-pub(super) struct Plan {
-    body: Body,
-    path: String,
-    relay: Relay,
-    /// The provider speaks Anthropic's API (`anthropic-version` is due).
-    anthropic: bool,
-    /// The public model the client named (translated answers carry it).
-    model: String,
-    prompt_estimate: u64,
-}
-
-impl Plan {
-    /// The plan for `provider`; Err when the client's call cannot be put in its API.
-    pub fn new(
-        lc: Option<&LlmCall>,
-        provider: &Provider,
-        own_model: Option<&str>,
-        body: &Body,
-        path: &str,
-        set: &ProviderSet,
-    ) -> Result<Plan, String> {
-        let anthropic = provider.api == Api::Anthropic;
-        let renamed = || -> Body {
-            match own_model.and_then(|m| models::with_model(&body.bytes, m)).filter(|_| !body.more) {
-                Some(b) => Body { bytes: b.into(), more: false },
-                None => Body { bytes: body.bytes.clone(), more: body.more },
-            }
-        };
-        let Some(lc) = lc else {
-            return Ok(Plan {
-                body: renamed(),
-                path: path.to_string(),
-                relay: Relay::Raw,
-                anthropic,
-                model: String::new(),
-                prompt_estimate: 0,
-            });
-        };
-        let model = lc.model.clone().unwrap_or_default();
-        let Some(call) = &lc.call else {
-            // Too large to read: passed through to a provider of the client's API.
-            let relay = Relay::Observe { api: provider.api, strip_usage: false };
-            return Ok(Plan { body: renamed(), path: path.to_string(), relay, anthropic, model, prompt_estimate: lc.prompt_estimate });
-        };
-        let default_max = set.llm.budgets.as_ref().map_or(4096, |b| b.reserve_tokens);
-        // The client's own bytes when the provider would receive the same JSON.
-        let unchanged = call.api == provider.api
-            && own_model.is_none_or(|m| Some(m) == call.model.as_deref())
-            && !(provider.api == Api::OpenAi && call.stream && !call.wants_stream_usage);
-        let bytes: Bytes = if unchanged {
-            body.bytes.clone()
-        } else {
-            let json = call.provider_body(provider.api, own_model, default_max)?;
-            serde_json::to_vec(&json).map_err(|e| e.to_string())?.into()
-        };
-        let relay = match (call.api, provider.api) {
-            (Api::OpenAi, Api::Anthropic) => Relay::Translate { include_usage: call.wants_stream_usage },
-            (client, theirs) => {
-                Relay::Observe { api: theirs, strip_usage: client == Api::OpenAi && call.stream && !call.wants_stream_usage }
-            }
-        };
-        Ok(Plan {
-            body: Body { bytes, more: false },
-            path: llm::provider_path(path, call.api, provider.api),
-            relay,
-            anthropic,
-            model,
-            prompt_estimate: call.prompt_estimate,
-        })
-    }
-}
-
-/// How an answered attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Served {
-    /// Tokens used, if the answer said (or they were estimated).
-    pub usage: Option<Usage>,
-    /// ok, error (a non-2xx answer), broken, cut_off, client_closed, invalid_request.
-    pub outcome: &'static str,
-    pub status: u16,
-}
-
-impl Served {
-    pub fn nothing(outcome: &'static str) -> Self {
-        Served { usage: None, outcome, status: 0 }
-    }
-}
-
-/// What one attempt came to.
-pub(super) enum Attempt {
-    /// The response was relayed (or the client went away).
-    Done(Served),
-    /// Nothing reached the client: the next provider may be tried.
-    Failover(String),
-    /// Bytes already reached the client and the provider broke (or the stream was cut off):
-    /// the stream must end abruptly.
-    Broken(Box<Error>, Served),
-}
 
 /// One read of the answer's body.
 enum Read {
@@ -255,8 +142,11 @@ impl Gateway {
         }
         // From here on the wait that matters is the gap between chunks.
         up.set_read_timeout(Some(provider.stream_idle_timeout));
-        let mut recheck = tokio::time::interval(std::time::Duration::from_millis(250));
-        recheck.tick().await;
+        // The first check a quarter second from now. (Not `interval()` and a first `tick()`:
+        // that tick is due "now", which tokio's millisecond timer wheel fires on its next turn,
+        // up to a millisecond later; every call through a chain waited for it.)
+        let every = std::time::Duration::from_millis(250);
+        let recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let stream =
             resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
         let ok = resp.status.is_success();
