@@ -152,3 +152,27 @@ fn grafana_and_the_alert_rules_are_provisioned_into_the_stack() {
     let volumes: Vec<&str> = service(&c, "prometheus")["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert!(volumes.contains(&"./alerts.yml:/etc/prometheus/alerts.yml:ro"), "{volumes:?}");
 }
+
+#[test]
+fn the_first_start_builds_no_dev_dependencies() {
+    // `scripts/run` (and the image) build the demo upstreams as the `portcullis-demo` package:
+    // `cargo build --example` would compile criterion and proptest into a newcomer's first start.
+    let run = std::fs::read_to_string(repo().join("scripts/run")).unwrap();
+    let dockerfile = std::fs::read_to_string(repo().join("docker/Dockerfile")).unwrap();
+    for (name, text) in [("scripts/run", &run), ("docker/Dockerfile", &dockerfile)] {
+        let build = text.lines().find(|l| l.contains("cargo build")).unwrap_or_else(|| panic!("{name} builds"));
+        assert!(!build.contains("--example"), "{name} builds no example: {build}");
+        assert!(build.contains("-p portcullis-demo"), "{name} builds the demo package: {build}");
+    }
+    assert!(run.contains("target/release/echo ") && run.contains("target/release/mock_llm "), "scripts/run starts the demo binaries");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "--locked", "-p", "portcullis-demo", "-e", "normal,build", "--prefix", "none"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    for dev_only in ["criterion ", "proptest ", "portcullis v"] {
+        assert!(!tree.lines().any(|l| l.starts_with(dev_only)), "the demo build pulls in {dev_only}");
+    }
+}
