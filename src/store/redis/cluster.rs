@@ -19,7 +19,7 @@
 //! live node every [`LEARN_EVERY`]) are kept, and both a rebuilt connection and the pub/sub
 //! connection start from them.
 
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
@@ -27,7 +27,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{RedisError, TlsMode, Value};
 
-use super::conn::{node_info, Conn, Connector, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use arc_swap::ArcSwapOption;
+
+use super::info::{node_info, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::store::{RedisSettings, StoreError};
 
 /// How often the cluster connection is asked whether it still answers.
@@ -89,6 +91,46 @@ impl Nodes {
         if !t.probe_slots.is_empty() {
             *self.probe_slots.lock().unwrap_or_else(|p| p.into_inner()) = t.probe_slots;
         }
+    }
+}
+
+/// One cluster deployment: its nodes, settings and the connection commands use now.
+pub struct Cluster {
+    nodes: Nodes,
+    settings: RedisSettings,
+    current: ArcSwapOption<ClusterConnection>,
+}
+
+impl Cluster {
+    /// Checks the seeds (a bad address is refused at start); connects nothing yet.
+    pub fn new(seeds: &[String], settings: &RedisSettings) -> Result<Arc<Self>, StoreError> {
+        client(seeds, settings)?;
+        Ok(Arc::new(Cluster { nodes: Nodes::new(seeds.to_vec()), settings: settings.clone(), current: ArcSwapOption::empty() }))
+    }
+
+    /// Starts connecting and watching (on the runtime that will drive the connection).
+    pub fn start(self: &Arc<Self>) {
+        match client(&self.nodes.all(), &self.settings) {
+            Ok(c) => {
+                self.current.store(Some(Arc::new(connect(&c))));
+                tokio::spawn(watch(Arc::downgrade(self)));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot create the Redis Cluster client"),
+        }
+    }
+
+    /// The connection commands go to (None before [`Cluster::start`]).
+    pub fn conn(&self) -> Option<ClusterConnection> {
+        self.current.load().as_deref().cloned()
+    }
+
+    /// Every node to try, learned ones first.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes.all()
+    }
+
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
     }
 }
 
@@ -199,7 +241,7 @@ async fn answers(conn: ClusterConnection, slots: &[u16]) -> bool {
 
 /// Watches the cluster connection for as long as the connector lives: learns the nodes, and
 /// replaces a connection that stopped answering.
-pub async fn watch(me: Weak<Connector>) {
+async fn watch(me: Weak<Cluster>) {
     let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut silent_in_a_row = 0;
@@ -208,14 +250,14 @@ pub async fn watch(me: Weak<Connector>) {
     loop {
         tick.tick().await;
         let Some(c) = me.upgrade() else { return };
-        let Some((nodes, settings)) = c.cluster_nodes() else { return };
+        let (nodes, settings) = (&c.nodes, &c.settings);
         if learned.is_none_or(|at| at.elapsed() >= LEARN_EVERY) {
             if let Some(found) = ask_nodes(&nodes.all(), settings).await {
                 nodes.learn(found);
                 learned = Some(Instant::now());
             }
         }
-        let Ok(Conn::Cluster(conn)) = c.conn() else { continue };
+        let Some(conn) = c.conn() else { continue };
         if answers(conn, &nodes.probe_slots()).await {
             silent_in_a_row = 0;
             continue;
@@ -228,7 +270,7 @@ pub async fn watch(me: Weak<Connector>) {
         match client(&all, settings) {
             Ok(new) => {
                 tracing::warn!(nodes = %all.join(","), "Redis Cluster: the connection stopped answering; reconnecting from the known nodes");
-                c.replace_cluster(connect(&new));
+                c.current.store(Some(Arc::new(connect(&new))));
                 rebuilt = Instant::now();
                 silent_in_a_row = 0;
             }

@@ -22,15 +22,14 @@ use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, TlsMode, Value};
+use redis::{Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture, TlsMode, Value};
 
-use super::cluster::{self, Nodes};
+use super::cluster::Cluster;
+use super::info::{invalid, node_info, with_credentials, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::store::{RedisMode, RedisSettings, StoreError};
 
 /// How often the sentinels are asked who the master is.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A connection to whichever deployment: cheap to clone, shared by every task.
 #[derive(Clone)]
@@ -78,7 +77,7 @@ impl ConnectionLike for Conn {
 enum Target {
     Standalone(redis::Client),
     Sentinel(tokio::sync::Mutex<SentinelClient>),
-    Cluster { nodes: Nodes, settings: RedisSettings },
+    Cluster(Arc<Cluster>),
 }
 
 /// The current connection, and the server it talks to (for pub/sub and messages).
@@ -95,34 +94,12 @@ pub struct Connector {
     current: ArcSwapOption<Current>,
 }
 
-fn invalid(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(200))
-}
-
-/// `host:port` as connection info with the settings' credentials and TLS.
-pub(super) fn node_info(address: &str, s: &RedisSettings) -> Result<ConnectionInfo, StoreError> {
-    let scheme = if s.tls { "rediss" } else { "redis" };
-    let info = format!("{scheme}://{address}").into_connection_info().map_err(invalid)?;
-    Ok(with_credentials(info, s))
-}
-
-fn with_credentials(info: ConnectionInfo, s: &RedisSettings) -> ConnectionInfo {
-    let mut redis = info.redis_settings().clone();
-    if let Some(u) = &s.username {
-        redis = redis.set_username(u);
-    }
-    if let Some(p) = &s.password {
-        redis = redis.set_password(p);
-    }
-    info.set_redis_settings(redis)
 }
 
 fn sentinel_addr(address: &str, tls: bool) -> Result<ConnectionAddr, StoreError> {
@@ -154,11 +131,7 @@ impl Connector {
                 }
                 Target::Sentinel(tokio::sync::Mutex::new(b.build().map_err(invalid)?))
             }
-            RedisMode::Cluster { nodes } => {
-                // Built once here so that a bad address is refused at start.
-                cluster::client(nodes, s)?;
-                Target::Cluster { nodes: Nodes::new(nodes.clone()), settings: s.clone() }
-            }
+            RedisMode::Cluster { nodes } => Target::Cluster(Cluster::new(nodes, s)?),
         };
         Ok(Connector { target, current: ArcSwapOption::empty() })
     }
@@ -177,13 +150,7 @@ impl Connector {
                 }))),
                 Err(e) => tracing::error!(error = %e, "cannot create the Redis connection manager"),
             },
-            Target::Cluster { nodes, settings } => match cluster::client(&nodes.all(), settings) {
-                Ok(client) => {
-                    self.replace_cluster(cluster::connect(&client));
-                    tokio::spawn(cluster::watch(Arc::downgrade(self)));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot create the Redis Cluster client"),
-            },
+            Target::Cluster(cluster) => cluster.start(),
             Target::Sentinel(_) => {
                 let me = Arc::downgrade(self);
                 tokio::spawn(follow(me));
@@ -191,21 +158,11 @@ impl Connector {
         }
     }
 
-    /// The cluster's nodes and settings (None for the other deployments).
-    pub(super) fn cluster_nodes(&self) -> Option<(&Nodes, &RedisSettings)> {
-        match &self.target {
-            Target::Cluster { nodes, settings } => Some((nodes, settings)),
-            _ => None,
-        }
-    }
-
-    /// Swaps in a new cluster connection; commands in flight on the old one finish or time out.
-    pub(super) fn replace_cluster(&self, conn: ClusterConnection) {
-        self.current.store(Some(Arc::new(Current { conn: Conn::Cluster(conn), server: None, address: "cluster".into() })));
-    }
-
     /// The connection commands go to.
     pub fn conn(&self) -> Result<Conn, StoreError> {
+        if let Target::Cluster(cluster) = &self.target {
+            return cluster.conn().map(Conn::Cluster).ok_or_else(|| StoreError::Unavailable("not connected yet".into()));
+        }
         self.current
             .load()
             .as_ref()
@@ -216,10 +173,10 @@ impl Connector {
     /// A dedicated pub/sub connection.
     pub async fn pubsub(&self) -> Result<PubSub, StoreError> {
         match &self.target {
-            Target::Cluster { nodes, settings } => {
+            Target::Cluster(cluster) => {
                 let mut last = StoreError::Unavailable("no cluster node".into());
-                for address in nodes.all() {
-                    let node = match node_info(&address, settings).and_then(|i| redis::Client::open(i).map_err(invalid)) {
+                for address in cluster.nodes() {
+                    let node = match node_info(&address, cluster.settings()).and_then(|i| redis::Client::open(i).map_err(invalid)) {
                         Ok(n) => n,
                         Err(e) => {
                             last = e;
@@ -318,7 +275,7 @@ impl Connector {
                 };
                 (lines, r)
             }
-            (Target::Cluster { .. }, RedisMode::Cluster { nodes: names }) => {
+            (Target::Cluster(_), RedisMode::Cluster { nodes: names }) => {
                 let mut ok = false;
                 for a in names {
                     let mut cmd = redis::cmd("CLUSTER");
