@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Slow and flooding clients against one gateway (loopback only):
-#   bench/flood.sh   -> bench/results-flood.md
+#   bench/flood.sh                -> bench/results-flood.md
+#   NEW_RATE=100 bench/flood.sh   -> bench/results-flood-new-rate.md (with
+#     server.max_new_connections_per_ip_per_second: 100, so the flood's address is refused at
+#     accept, before a task is spawned, once its burst is spent)
 # A well-behaved client at a fixed rate (open loop, 16 kept-alive connections, latency counted
 # from when each request was due) measures p50/p99 while quiet, then while 2,000 slow-loris
 # connections (from 20 loopback addresses, a header byte every 2 s) and a flood of new
@@ -14,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PIN="${PIN:-0}"
 if [ "$PIN" = 1 ]; then ON_GW="taskset -c 0"; ON_ATTACK="taskset -c 1"; else ON_GW=""; ON_ATTACK=""; fi
-ROUNDS="${ROUNDS:-3}"; SECONDS_PER="${SECONDS_PER:-10}"; RATE="${RATE:-500}"; FLOOD="${FLOOD:-10000}"; LORIS="${LORIS:-2000}"
+NEW_RATE="${NEW_RATE:-0}"; ROUNDS="${ROUNDS:-3}"; SECONDS_PER="${SECONDS_PER:-10}"; RATE="${RATE:-500}"; FLOOD="${FLOOD:-10000}"; LORIS="${LORIS:-2000}"
 command -v redis-server >/dev/null || scripts/ensure-deps
 cargo build --release --bin portcullis --example echo --example flood >/dev/null 2>&1
 ulimit -n 65536 2>/dev/null || true
@@ -28,7 +31,8 @@ UP=127.0.0.1:39300; GW=127.0.0.1:39380; ADM=127.0.0.1:39390
 $ON_GW target/release/examples/echo "$UP" 2>/dev/null & PIDS+=($!)
 cat > "$WORK/gw.yaml" <<YAML
 server: { listen: "$GW", admin_listen: "$ADM", threads: 2, pid_file: "$WORK/p.pid", upgrade_sock: "$WORK/u.sock",
-          header_timeout_ms: 10000, max_connections: 10000, max_connections_per_ip: 200 }
+          header_timeout_ms: 10000, max_connections: 10000, max_connections_per_ip: 200,
+          max_new_connections_per_ip_per_second: $NEW_RATE }
 store: { backend: memory }
 audit: { sink: none }
 logging: { level: warn }
@@ -52,11 +56,12 @@ attacked() { # $1 = the attack's target (the gateway, or another server for the 
 }
 metric() { curl -fsS "http://$ADM/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
-OUT=bench/results-flood$([ "$PIN" = 1 ] && echo -pinned).md
+OUT=bench/results-flood$([ "$PIN" = 1 ] && echo -pinned)$([ "$NEW_RATE" != 0 ] && echo -new-rate).md
 {
   echo "# Slow and flooding clients (bench/flood.sh, $(date -u +%Y-%m-%d))"
   echo
   [ "$PIN" = 1 ] && echo "Pinned: attack tools on CPU 1; gateway, upstream and victim on CPU 0." && echo
+  [ "$NEW_RATE" != 0 ] && echo "With \`server.max_new_connections_per_ip_per_second: $NEW_RATE\`." && echo
   echo "Victim: $RATE req/s for ${SECONDS_PER}s per phase; attack: $LORIS slow-loris connections from 20 addresses + $FLOOD new connections/s from 127.0.0.9."
   echo
   echo "Floor: the same attack aimed at another server on this machine (the echo upstream, directly) while the victim still goes through the gateway: what the attack tools' own CPU and the kernel cost the victim on 2 shared cores."
@@ -82,7 +87,7 @@ mq=$(median "${Q99[@]}"); ma=$(median "${A99[@]}"); mf=$(median "${F99[@]}")
   echo
   echo "Median p99: quiet $mq µs, attacked $ma µs (ratio $(awk -v a="$ma" -v q="$mq" 'BEGIN { printf "%.2f", a / q }')), floor $mf µs (ratio $(awk -v a="$mf" -v q="$mq" 'BEGIN { printf "%.2f", a / q }'))."
   echo
-  echo "Gateway counters after the run: header timeouts $(metric portcullis_header_timeouts_total), refused per_ip $(metric 'portcullis_connections_refused_total{reason="per_ip"}'), refused total $(metric 'portcullis_connections_refused_total{reason="total"}')."
+  echo "Gateway counters after the run: header timeouts $(metric portcullis_header_timeouts_total), refused per_ip $(metric 'portcullis_connections_refused_total{reason="per_ip"}'), refused total $(metric 'portcullis_connections_refused_total{reason="total"}'), refused new_per_ip $(metric 'portcullis_connections_refused_total{reason="new_per_ip"}')."
   echo
   echo "Attack tools said:"
   echo '```'

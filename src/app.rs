@@ -279,7 +279,11 @@ pub fn build_server(config: Config, opts: RunOptions) -> Result<Server, BuildErr
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let limits = ConnLimits::new(ConnCaps { total: config.server.max_connections, per_ip: config.server.max_connections_per_ip });
+    let limits = ConnLimits::new(ConnCaps {
+        total: config.server.max_connections,
+        per_ip: config.server.max_connections_per_ip,
+        new_per_ip_per_second: config.server.max_new_connections_per_ip_per_second,
+    });
     let (header_timeout, max_header_bytes) = (config.server.header_timeout, config.server.max_header_bytes);
     let (config_path, running) = (config.source.clone(), RestartOnly::of(&config));
     let state: Arc<ArcSwap<Snapshot>> = Arc::new(ArcSwap::from_pointee(reload::snapshot(config, metrics.as_deref())));

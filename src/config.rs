@@ -103,6 +103,8 @@ pub struct ServerSettings {
     /// Caps on open client connections (0 = none).
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// New connections per peer address per second (0 = no limit).
+    pub max_new_connections_per_ip_per_second: u32,
     pub tls: Option<TlsListen>,
 }
 

@@ -5,6 +5,11 @@
 //!   per peer address. A Pingora `ConnectionFilter` ([`AcceptFilter`]) refuses a connection right
 //!   after `accept`, before TLS or any read, when a cap is already reached; the exact count is
 //!   kept by a slot ([`ConnSlot`]) each admitted connection holds until it closes.
+//! - **a new-connection rate per address** (`server.max_new_connections_per_ip_per_second`,
+//!   off by default): the same filter refuses a peer that opens connections faster, before
+//!   Pingora spawns a task for them. A token bucket per address ([`NewConnRate`], GCRA: a
+//!   burst of `rate` connections, then one every `1/rate` s); addresses idle for a second are
+//!   forgotten.
 //! - **a total deadline for a request's header section** (`server.header_timeout_ms`): Pingora
 //!   0.9 only bounds each read (a byte every 59 s keeps a connection forever). [`Guarded`] wraps
 //!   Pingora's HTTP proxy app: for each HTTP/1 request it reads the header section itself, under
@@ -39,6 +44,8 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 pub struct ConnCaps {
     pub total: usize,
     pub per_ip: usize,
+    /// New connections per address per second (0 = no limit).
+    pub new_per_ip_per_second: u32,
 }
 
 /// Which cap refused a connection.
@@ -46,6 +53,8 @@ pub struct ConnCaps {
 pub enum Refused {
     Total,
     PerIp,
+    /// The address opened connections faster than its rate.
+    NewPerIp,
 }
 
 impl Refused {
@@ -54,6 +63,7 @@ impl Refused {
         match self {
             Refused::Total => "total",
             Refused::PerIp => "per_ip",
+            Refused::NewPerIp => "new_per_ip",
         }
     }
 }
@@ -64,6 +74,65 @@ pub struct ConnLimits {
     caps: ConnCaps,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    rate: Option<NewConnRate>,
+}
+
+/// How fast each address may open connections: a GCRA token bucket per address.
+#[derive(Debug)]
+pub struct NewConnRate {
+    /// Nanoseconds between connections at the steady rate.
+    interval: u64,
+    /// How far ahead of now an address's schedule may run (the burst less one).
+    tolerance: u64,
+    start: std::time::Instant,
+    /// Per address: when its bucket is full again (ns since `start`).
+    full_at: Mutex<RateMap>,
+}
+
+#[derive(Debug, Default)]
+struct RateMap {
+    full_at: HashMap<IpAddr, u64>,
+    /// The size after the last sweep: the next sweep waits until the map doubles.
+    swept_len: usize,
+}
+
+impl NewConnRate {
+    pub fn new(per_second: u32) -> Self {
+        let interval = 1_000_000_000 / u64::from(per_second.max(1));
+        NewConnRate {
+            interval,
+            tolerance: interval * u64::from(per_second.max(1) - 1),
+            start: std::time::Instant::now(),
+            full_at: Mutex::new(RateMap::default()),
+        }
+    }
+
+    /// Whether `ip` may open a connection `now_ns` after the start (and counts it if so).
+    pub fn allow_at(&self, ip: IpAddr, now_ns: u64) -> bool {
+        let mut m = self.full_at.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = m.full_at.get(&ip).copied().unwrap_or(0).max(now_ns);
+        if tat - now_ns > self.tolerance {
+            return false;
+        }
+        m.full_at.insert(ip, tat + self.interval);
+        // Addresses whose bucket is full again hold no state worth keeping; swept when the
+        // map has doubled since the last sweep, so the cost is amortised over the inserts.
+        if m.full_at.len() > 1024 && m.full_at.len() > 2 * m.swept_len {
+            m.full_at.retain(|_, at| *at > now_ns);
+            m.swept_len = m.full_at.len();
+        }
+        true
+    }
+
+    fn allow(&self, ip: IpAddr) -> bool {
+        let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.allow_at(ip, now)
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.full_at.lock().unwrap().full_at.len()
+    }
 }
 
 /// An admitted connection's place; gives it back when dropped.
@@ -90,7 +159,20 @@ impl Drop for ConnSlot {
 
 impl ConnLimits {
     pub fn new(caps: ConnCaps) -> Arc<Self> {
-        Arc::new(ConnLimits { caps, total: AtomicUsize::new(0), per_ip: Mutex::new(HashMap::new()) })
+        let rate = (caps.new_per_ip_per_second > 0).then(|| NewConnRate::new(caps.new_per_ip_per_second));
+        Arc::new(ConnLimits { caps, total: AtomicUsize::new(0), per_ip: Mutex::new(HashMap::new()), rate })
+    }
+
+    /// The check at accept: a cap already reached for `ip` (no slot taken), or `ip` opening
+    /// connections faster than its rate (an admitted connection counts against it).
+    pub fn refuse_at_accept(&self, ip: Option<IpAddr>) -> Option<Refused> {
+        if let Some(reason) = self.full(ip) {
+            return Some(reason);
+        }
+        match (&self.rate, ip) {
+            (Some(rate), Some(ip)) if !rate.allow(ip) => Some(Refused::NewPerIp),
+            _ => None,
+        }
     }
 
     /// Whether a cap is already reached for `ip` (the cheap check at accept; no slot taken).
@@ -150,7 +232,7 @@ impl std::fmt::Debug for AcceptFilter {
 #[async_trait]
 impl ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
-        match self.limits.full(addr.map(|a| a.ip())) {
+        match self.limits.refuse_at_accept(addr.map(|a| a.ip())) {
             None => true,
             Some(reason) => {
                 if let Some(m) = &self.metrics {
@@ -370,8 +452,58 @@ mod tests {
     }
 
     #[test]
+    fn new_connections_per_address_are_a_token_bucket() {
+        let rate = NewConnRate::new(4);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let sec = 1_000_000_000;
+        // A burst of four, then none until a quarter second has passed.
+        assert!((0..4).all(|_| rate.allow_at(a, sec)));
+        assert!(!rate.allow_at(a, sec), "the fifth in the same instant");
+        assert!(!rate.allow_at(a, sec + sec / 4 - 1));
+        assert!(rate.allow_at(a, sec + sec / 4), "one more each quarter second");
+        assert!(!rate.allow_at(a, sec + sec / 4));
+        assert!(rate.allow_at(b, sec), "each address has its own bucket");
+        // Refused attempts do not push the schedule back: a quarter second later one is allowed.
+        assert!((0..100).all(|_| !rate.allow_at(a, sec + sec / 2 - 1)));
+        assert!(rate.allow_at(a, sec + sec / 2));
+        // After a full second idle the whole burst is back.
+        assert!((0..4).all(|_| rate.allow_at(a, 3 * sec)));
+        assert!(!rate.allow_at(a, 3 * sec));
+        let one = NewConnRate::new(1);
+        assert!(one.allow_at(a, 0) && !one.allow_at(a, sec - 1) && one.allow_at(a, sec), "rate 1: one a second, no burst");
+    }
+
+    #[test]
+    fn idle_addresses_are_forgotten_as_the_table_grows() {
+        let rate = NewConnRate::new(10);
+        let sec = 1_000_000_000u64;
+        for i in 0..5000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            // Each address once, 1 ms apart: at any moment only the last 100 ms are live.
+            assert!(rate.allow_at(ip, sec + u64::from(i) * 1_000_000));
+        }
+        assert!(rate.tracked() < 2100, "swept as it grew: {} addresses kept", rate.tracked());
+    }
+
+    #[test]
+    fn the_accept_check_refuses_by_rate_only_when_configured() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let limited = ConnLimits::new(ConnCaps { total: 0, per_ip: 0, new_per_ip_per_second: 2 });
+        assert_eq!(limited.refuse_at_accept(Some(a)), None);
+        assert_eq!(limited.refuse_at_accept(Some(a)), None);
+        assert_eq!(limited.refuse_at_accept(Some(a)), Some(Refused::NewPerIp));
+        assert_eq!(limited.refuse_at_accept(None), None, "no address, no bucket");
+        let open = ConnLimits::new(ConnCaps { total: 0, per_ip: 0, new_per_ip_per_second: 0 });
+        assert!((0..1000).all(|_| open.refuse_at_accept(Some(a)).is_none()));
+        assert!(open.rate.is_none());
+        let capped = ConnLimits::new(ConnCaps { total: 1, per_ip: 0, new_per_ip_per_second: 100 });
+        let _slot = capped.admit(Some(a)).unwrap();
+        assert_eq!(capped.refuse_at_accept(Some(a)), Some(Refused::Total), "a cap reached refuses first, spending no token");
+    }
+
+    #[test]
     fn caps_count_per_address_and_in_total_and_slots_give_places_back() {
-        let limits = ConnLimits::new(ConnCaps { total: 3, per_ip: 2 });
+        let limits = ConnLimits::new(ConnCaps { total: 3, per_ip: 2, new_per_ip_per_second: 0 });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = limits.admit(Some(a)).unwrap();
@@ -389,7 +521,7 @@ mod tests {
         drop((a2, b1));
         assert_eq!(limits.open(), 1);
         assert_eq!(limits.per_ip.lock().unwrap().len(), 1, "addresses with no connection are forgotten");
-        let open = ConnLimits::new(ConnCaps { total: 0, per_ip: 0 });
+        let open = ConnLimits::new(ConnCaps { total: 0, per_ip: 0, new_per_ip_per_second: 0 });
         let many: Vec<_> = (0..100).map(|_| open.admit(Some(a)).unwrap()).collect();
         assert_eq!(open.open(), 100);
         assert!(open.per_ip.lock().unwrap().is_empty(), "no per-address bookkeeping without a per-address cap");

@@ -323,7 +323,7 @@ impl Metrics {
             connections_refused: counter_vec(
                 &r,
                 "connections_refused_total",
-                "Client connections closed at accept: over `server.max_connections` (reason=total) or `server.max_connections_per_ip` (reason=per_ip).",
+                "Client connections closed at accept: over `server.max_connections` (reason=total), `server.max_connections_per_ip` (reason=per_ip) or `server.max_new_connections_per_ip_per_second` (reason=new_per_ip).",
                 &["reason"],
             ),
             header_timeouts: counter(

@@ -92,10 +92,14 @@ impl RestartOnly {
     /// The keys whose values differ in `new`.
     pub fn changes(&self, new: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.server, &new.server);
-        let checks: [(&'static str, bool); 18] = [
+        let checks: [(&'static str, bool); 19] = [
             ("server.header_timeout_ms", a.header_timeout != b.header_timeout),
             ("server.max_connections", a.max_connections != b.max_connections),
             ("server.max_connections_per_ip", a.max_connections_per_ip != b.max_connections_per_ip),
+            (
+                "server.max_new_connections_per_ip_per_second",
+                a.max_new_connections_per_ip_per_second != b.max_new_connections_per_ip_per_second,
+            ),
             ("server.tls", a.tls != b.tls),
             ("audit", self.audit != new.audit),
             ("server.listen", a.listen != b.listen),

@@ -1,6 +1,7 @@
 //! Slow and flooding clients: the total deadline for a request's header section
 //! (`server.header_timeout_ms`) and the caps on open connections (`server.max_connections`,
-//! `server.max_connections_per_ip`), through the real gateway.
+//! `server.max_connections_per_ip`) and on the rate of new ones
+//! (`server.max_new_connections_per_ip_per_second`), through the real gateway.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its reason
 
 mod common;
@@ -131,4 +132,51 @@ fn connections_over_the_caps_are_closed_at_accept() {
     assert!(common::eventually(Duration::from_secs(5), || gw.metric("portcullis_connections_open") == Some(0.0)));
     let mut c = Connection::open(gw.addr);
     assert_eq!(c.send(gw.get("/public/x")).unwrap().status, 200);
+}
+
+#[test]
+fn an_address_opening_connections_too_fast_is_refused_at_accept() {
+    let (gw, up) = gateway(&[("server.max_new_connections_per_ip_per_second", "5")]);
+    // Ten new connections from one address as fast as they go: the burst of five is admitted
+    // (perhaps one more, refilled while the others were served), the rest are closed at accept
+    // without a reply and nothing of theirs reaches the upstream.
+    let mut kept = Vec::new();
+    let mut refused_now = 0;
+    for _ in 0..10 {
+        let mut c = Connection::from_stream(connect_from("127.0.0.4", gw.addr));
+        match c.send(gw.get("/public/x")) {
+            Some(r) => {
+                assert_eq!(r.status, 200);
+                kept.push(c);
+            }
+            None => refused_now += 1,
+        }
+    }
+    assert!((5..=7).contains(&kept.len()), "{} admitted of 10", kept.len());
+    assert_eq!(up.hits(), kept.len(), "refused connections sent nothing upstream");
+    let counted = gw.metric("portcullis_connections_refused_total{reason=\"new_per_ip\"}").unwrap();
+    assert_eq!(counted, refused_now as f64, "each refusal is counted");
+    // The rate is on new connections only: the admitted ones keep serving requests.
+    for c in &mut kept {
+        for _ in 0..3 {
+            assert_eq!(c.send(gw.get("/public/x")).unwrap().status, 200);
+        }
+    }
+    // Other addresses have their own budget.
+    let mut other = Connection::from_stream(connect_from("127.0.0.5", gw.addr));
+    assert_eq!(other.send(gw.get("/public/x")).unwrap().status, 200);
+    // The bucket refills: the flooding address gets in again (one every 200 ms).
+    assert!(common::eventually(Duration::from_secs(3), || {
+        Connection::from_stream(connect_from("127.0.0.4", gw.addr)).send(gw.get("/public/x")).is_some_and(|r| r.status == 200)
+    }));
+}
+
+#[test]
+fn the_new_connection_rate_is_off_by_default() {
+    let (gw, _up) = gateway(&[]);
+    for _ in 0..50 {
+        let mut c = Connection::from_stream(connect_from("127.0.0.6", gw.addr));
+        assert_eq!(c.send(gw.get("/public/x")).unwrap().status, 200);
+    }
+    assert_eq!(gw.metric("portcullis_connections_refused_total{reason=\"new_per_ip\"}").unwrap_or(0.0), 0.0);
 }

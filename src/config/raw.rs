@@ -30,6 +30,9 @@ pub struct RawServer {
     pub max_connections: usize,
     /// Open client connections from one peer address (0 = no cap); more are closed at accept.
     pub max_connections_per_ip: usize,
+    /// New client connections one peer address may open per second, with a burst of as many
+    /// (0 = no limit); more are closed at accept, before a task is spawned for them.
+    pub max_new_connections_per_ip_per_second: u32,
     /// TLS termination on `listen` (HTTP/2 via ALPN).
     pub tls: Option<RawTls>,
 }
@@ -178,6 +181,7 @@ impl Default for RawServer {
             header_timeout_ms: 10_000,
             max_connections: 10_000,
             max_connections_per_ip: 0,
+            max_new_connections_per_ip_per_second: 0,
             tls: None,
         }
     }

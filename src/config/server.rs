@@ -55,6 +55,9 @@ pub(super) fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -
     if s.max_connections_per_ip > 0 && s.max_connections > 0 && s.max_connections_per_ip > s.max_connections {
         problem(p, "server.max_connections_per_ip", "is larger than `max_connections`, so it can never apply");
     }
+    if s.max_new_connections_per_ip_per_second > 100_000 {
+        problem(p, "server.max_new_connections_per_ip_per_second", "must be at most 100000 (0 turns the limit off)");
+    }
     let trusted_proxies = trusted_proxies(&s.trusted_proxies, p);
     let tls = match &s.tls {
         Some(t) => Some(tls(t, source, p)?),
@@ -75,6 +78,7 @@ pub(super) fn lower_server(s: &RawServer, source: &Path, p: &mut Vec<Problem>) -
         header_timeout: std::time::Duration::from_millis(s.header_timeout_ms),
         max_connections: s.max_connections,
         max_connections_per_ip: s.max_connections_per_ip,
+        max_new_connections_per_ip_per_second: s.max_new_connections_per_ip_per_second,
         tls,
     })
 }

@@ -385,3 +385,16 @@ fn half_open_trials_and_the_backoff_are_checked_with_their_place() {
     let e = errors(&format!("{SEED}health: {{ half_open_trails: 3 }}\n"));
     assert!(e.iter().any(|l| l.contains("half_open_trials")), "did-you-mean: {e:?}");
 }
+
+#[test]
+fn the_new_connection_rate_is_off_by_default_and_bounded() {
+    let base = "roles: { admin: 1 }\nupstreams: { app: { url: \"http://127.0.0.1:3000\" } }\nroutes: [ { name: a, path: /a, public: true, upstream: app } ]\n";
+    let ok = format!("server: {{ max_new_connections_per_ip_per_second: 50 }}\n{base}");
+    assert_eq!(parse(&ok, Path::new("gw.yaml"), &env_with_secret).unwrap().server.max_new_connections_per_ip_per_second, 50);
+    assert_eq!(parse(base, Path::new("gw.yaml"), &env_with_secret).unwrap().server.max_new_connections_per_ip_per_second, 0);
+    let too_many = format!("server: {{ max_new_connections_per_ip_per_second: 1000000 }}\n{base}");
+    assert_eq!(
+        errors(&too_many),
+        vec!["gw.yaml:1:50: server.max_new_connections_per_ip_per_second: must be at most 100000 (0 turns the limit off)"]
+    );
+}

@@ -152,6 +152,12 @@ impl Connection {
         Connection { stream, buf: Vec::new() }
     }
 
+    /// Uses a connection opened elsewhere (from a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        Connection { stream, buf: Vec::new() }
+    }
+
     /// Sends raw bytes and reads one response (None if the server closed first).
     pub fn exchange(&mut self, bytes: &[u8]) -> Option<Reply> {
         self.stream.write_all(bytes).ok()?;
