@@ -56,7 +56,8 @@ attacked() { # $1 = the attack's target (the gateway, or another server for the 
 }
 metric() { curl -fsS "http://$ADM/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
-OUT=bench/results-flood$([ "$PIN" = 1 ] && echo -pinned)$([ "$NEW_RATE" != 0 ] && echo -new-rate).md
+SUFFIX=""; [ "$PIN" = 1 ] && SUFFIX="-pinned"; [ "$NEW_RATE" != 0 ] && SUFFIX="$SUFFIX-new-rate"
+OUT=bench/results-flood$SUFFIX.md
 {
   echo "# Slow and flooding clients (bench/flood.sh, $(date -u +%Y-%m-%d))"
   echo

@@ -15,7 +15,7 @@ use crate::auth::idp::ExternalError;
 use crate::auth::issuers::Issuers;
 use crate::auth::keys::{KeyEntry, KeyRefusal};
 use crate::auth::sessions::{SessionVeto, Sessions};
-use crate::auth::{bearer_token, TokenError, TokenManager};
+use crate::auth::{bearer_bytes, bearer_token, TokenError, TokenManager};
 use crate::clientcert::{CertMap, ClientCert};
 use crate::clock::unix_now;
 pub use crate::policy::Identity;
@@ -136,7 +136,8 @@ impl Presented<'_> {
 
 /// The key in an `Authorization: Bearer pcs_...` value.
 fn key_in_bearer(value: &[u8]) -> Option<&str> {
-    bearer_token(Some(value)).ok().filter(|t| t.starts_with(apikey::PREFIX))
+    let token = bearer_bytes(Some(value)).ok().filter(|t| t.starts_with(apikey::PREFIX.as_bytes()))?;
+    std::str::from_utf8(token).ok()
 }
 
 /// The verifiers of the current config.

@@ -21,4 +21,4 @@ pub mod tokens;
 pub mod users;
 pub mod wellknown;
 
-pub use tokens::{bearer_token, Claims, TokenError, TokenKind, TokenManager, TokenPair, TokenSpec};
+pub use tokens::{bearer_bytes, bearer_token, Claims, TokenError, TokenKind, TokenManager, TokenPair, TokenSpec};

@@ -495,15 +495,17 @@ impl TokenManager {
 /// The token in an `Authorization: Bearer <token>` header value. Its characters are checked
 /// by [`TokenManager::authenticate`] (once per distinct token, not on every cache hit).
 pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, TokenError> {
+    std::str::from_utf8(bearer_bytes(value)?).map_err(|_| TokenError::Malformed)
+}
+
+/// [`bearer_token`] before the UTF-8 check: the credential's bytes. Worked on bytes so that a
+/// caller that only asks "is this an API key?" never validates a whole JWT as text.
+pub fn bearer_bytes(value: Option<&[u8]>) -> Result<&[u8], TokenError> {
     const MAX_TOKEN_BYTES: usize = 8 * 1024;
-    let value = value.ok_or(TokenError::Missing)?;
-    let value = std::str::from_utf8(value).map_err(|_| TokenError::Malformed)?.trim();
-    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(TokenError::Malformed);
-    }
-    let token = token.trim_start();
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+    let value = value.ok_or(TokenError::Missing)?.trim_ascii();
+    let space = value.iter().position(|&b| b == b' ').ok_or(TokenError::Malformed)?;
+    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii_start());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed);
     }
     Ok(token)

@@ -24,15 +24,11 @@ impl Gateway {
         identity: Option<&Identity>,
         api_key: Option<&KeyEntry>,
     ) -> Result<(), Reject> {
-        let ip;
         let subject: [&str; 2] = match (identity, ctx.client_text()) {
             // A key is limited on its own, apart from its user's other keys and sessions.
             (Some(_), _) if api_key.is_some() => ["k:", api_key.map_or("", |k| k.record.id.as_str())],
             (Some(id), _) => ["u:", &id.user_id],
-            (None, Some(text)) => {
-                ip = text.to_string(); // ctx is borrowed mutably below
-                ["ip:", &ip]
-            }
+            (None, Some(text)) => ["ip:", text],
             (None, None) => return Ok(()),
         };
         let p = &snapshot.limit_policies;
@@ -42,15 +38,20 @@ impl Gateway {
             (Some(_), None) => snapshot.guards.rate_limits.api_user.map(|l| ("api_user", l, p.api_user.as_ref())),
             (None, _) => snapshot.guards.rate_limits.api_ip.map(|l| ("api_ip", l, p.api_ip.as_ref())),
         };
-        if let Some((name, limit, policy)) = general {
-            self.check_limit(ctx, name, &[name, ":", subject[0], subject[1]].concat(), limit, policy)?;
-        }
-        if let Some((name, limit)) = &route.rate_limit {
+        // Both keys are made before either check (the subject may borrow from `ctx`).
+        let general = general.map(|(name, limit, policy)| (name, limit, policy, Key::new(&[name, ":", subject[0], subject[1]])));
+        let own = route.rate_limit.as_ref().map(|(name, limit)| {
             let policy = match id {
                 RouteId::Configured(i) => p.routes.get(i).and_then(Option::as_ref),
                 RouteId::Gateway(_) => None,
             };
-            self.check_limit(ctx, name, &["route:", name, ":", subject[0], subject[1]].concat(), *limit, policy)?;
+            (name, *limit, policy, Key::new(&["route:", name, ":", subject[0], subject[1]]))
+        });
+        if let Some((name, limit, policy, key)) = general {
+            self.check_limit(ctx, name, key.as_str(), limit, policy)?;
+        }
+        if let Some((name, limit, policy, key)) = own {
+            self.check_limit(ctx, name, key.as_str(), limit, policy)?;
         }
         Ok(())
     }
@@ -60,8 +61,8 @@ impl Gateway {
         match (snapshot.guards.rate_limits.api_ip, ctx.client_text()) {
             (Some(limit), Some(ip)) => {
                 let policy = snapshot.limit_policies.api_ip.as_ref();
-                let key = ["api_ip:ip:", ip].concat();
-                self.check_limit(ctx, "api_ip", &key, limit, policy)
+                let key = Key::new(&["api_ip:ip:", ip]);
+                self.check_limit(ctx, "api_ip", key.as_str(), limit, policy)
             }
             _ => Ok(()),
         }
@@ -90,5 +91,53 @@ impl Gateway {
         reject.headers = headers.to_vec();
         reject.headers.push(("retry-after", d.retry_after_seconds.to_string()));
         Err(reject)
+    }
+}
+
+/// A limiter key, made on the stack when it fits: every request makes one or two, and the
+/// limiter only needs an owned key for a subject it has not seen.
+struct Key {
+    buf: [u8; 128],
+    len: usize,
+    long: Option<String>,
+}
+
+impl Key {
+    fn new(parts: &[&str]) -> Self {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut key = Key { buf: [0; 128], len, long: None };
+        if len > key.buf.len() {
+            key.long = Some(parts.concat());
+            return key;
+        }
+        let mut at = 0;
+        for p in parts {
+            key.buf[at..at + p.len()].copy_from_slice(p.as_bytes());
+            at += p.len();
+        }
+        key
+    }
+
+    fn as_str(&self) -> &str {
+        match &self.long {
+            Some(s) => s,
+            // Whole `str`s copied end to end are UTF-8.
+            None => std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Key;
+
+    #[test]
+    fn keys_join_their_parts_short_or_long() {
+        assert_eq!(Key::new(&["api_user", ":", "u:", "42"]).as_str(), "api_user:u:42");
+        assert_eq!(Key::new(&[]).as_str(), "");
+        let long = "é".repeat(100);
+        assert_eq!(Key::new(&["route:", "r", ":", "u:", &long]).as_str(), format!("route:r:u:{long}"));
+        let edge = "x".repeat(128);
+        assert_eq!(Key::new(&[&edge]).as_str(), edge, "exactly the buffer's size stays on the stack");
     }
 }
