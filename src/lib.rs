@@ -4,7 +4,7 @@
 //! matrix from gateway.yaml) before anything is forwarded upstream.
 //!
 //! The modules are layered, bottom to top: a module imports only from layers below its own
-//! (`scripts/modgraph` checks it, and the README's module map explains each one).
+//! (`scripts/modgraph` checks it, and the module map in docs/development.md explains each one).
 
 // Leaves: pure, no I/O, no other module of ours.
 pub mod apikey;

@@ -1,4 +1,4 @@
-//! `deploy/kubernetes/`: the manifests say what the README promises (two replicas, probes on the
+//! `deploy/kubernetes/`: the manifests say what docs/operations.md promises (two replicas, probes on the
 //! admin listener, non-root with a read-only root filesystem, a preStop that lets the drain
 //! finish, a PodDisruptionBudget), and the ConfigMap's gateway.yaml is one the gateway accepts.
 //! The ConfigMap's `..data` symlink swap itself is tested in tests/reload.rs.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 const KEYS: [(&str, &str); 2] = [("OA_KEY", "sk-oa-secret-key"), ("AN_KEY", "sk-ant-secret-key")];
 
-/// The README's chain: an OpenAI-compatible provider, then an Anthropic one, models mapped.
+/// The chain of docs/llm.md: an OpenAI-compatible provider, then an Anthropic one, models mapped.
 fn llm_config(base: String, primary: &str, fallback: &str, oa: &MockLlm, an: &MockLlm, extra: &str) -> String {
     format!(
         "{base}  - {{ name: llm, path: \"/v1/**\", methods: [POST, GET], require_role: viewer, chain: llm }}

@@ -180,12 +180,12 @@ fn crit_headers_and_impossible_lifetimes_are_refused_by_the_gateway() {
     drop(m);
 }
 
-/// The README's Python verification, run as an application behind the gateway would run it
+/// The Python verification in docs/configuration.md, run as an application behind the gateway would run it
 /// (PyJWT, installed by scripts/ensure-deps), against the gateway's real JWKS.
 #[test]
 fn the_readmes_python_verifies_the_assertion() {
-    let readme = include_str!("../README.md");
-    let start = readme.find("```python\nimport jwt  # PyJWT").expect("the README's Python example") + "```python\n".len();
+    let readme = include_str!("../docs/configuration.md");
+    let start = readme.find("```python\nimport jwt  # PyJWT").expect("the Python example in docs/configuration.md") + "```python\n".len();
     let code = &readme[start..start + readme[start..].find("```").unwrap()];
     for alg in ["ES256", "EdDSA"] {
         let keys = tempfile::tempdir().unwrap();

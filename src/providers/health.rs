@@ -426,7 +426,7 @@ mod tests {
         max_unhealthy_ms: 1_200_000,
     };
 
-    /// The half-open rows of the README's table, step by step: a primary beside a healthy
+    /// The half-open rows of the state table in docs/llm.md, step by step: a primary beside a healthy
     /// fallback, its period ending, a trial in its place, a failed trial backing off, a
     /// successful one healing it.
     #[test]
@@ -573,7 +573,7 @@ mod tests {
         assert_eq!(order(&[0, 1, 2], st, Order::Config, 1), vec![0, 1, 2]);
     }
 
-    /// The state machine of the README's table, step by step on one provider (primary) beside a
+    /// The state machine of the table in docs/llm.md, step by step on one provider (primary) beside a
     /// healthy fallback.
     #[test]
     fn a_provider_degraded_by_failures_is_tried_again_in_its_place_after_degraded_ms() {

@@ -265,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn the_trials_of_a_half_open_provider_are_shared_by_every_instance() {
         let store: Arc<dyn ProviderStore> = Arc::new(MemoryStore::new());
-        let rules = Rules { unhealthy_ms: 1, half_open_trials: 2, ..Rules::default() };
+        let rules = Rules { unhealthy_ms: 60_000, half_open_trials: 2, ..Rules::default() };
         let a = Tracker::new(store.clone(), rules, None);
         let b = Tracker::new(store.clone(), rules, None);
         let c = Tracker::new(store.clone(), rules, None);
@@ -273,7 +273,8 @@ mod tests {
             a.update("openai", |s, r, now| s.record_failure("500", None, now, r)).await.unwrap();
         }
         assert!(!a.claim_trial("openai").await, "still inside its period: no trial");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The period ends (moved into the past in the shared state, rather than waited for).
+        a.update("openai", |s, _, now| s.unhealthy_until = now.saturating_sub(1)).await.unwrap();
         for t in [&b, &c] {
             t.refresh(&["openai".to_string()]).await.unwrap();
         }
