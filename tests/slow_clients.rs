@@ -107,12 +107,13 @@ fn refused(s: &mut TcpStream) -> bool {
 fn connections_over_the_caps_are_closed_at_accept() {
     let (gw, _up) = gateway(&[("server.max_connections_per_ip", "3"), ("server.max_connections", "5")]);
     let mut held: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.1", gw.addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the gateway has admitted them (the gauge counts admitted connections).
+    assert!(common::eventually(Duration::from_secs(5), || gw.metric("portcullis_connections_open") == Some(3.0)));
     let mut fourth = connect_from("127.0.0.1", gw.addr);
     assert!(refused(&mut fourth), "a fourth connection from one address is closed");
     // Another address still gets in, up to the total.
     let mut other: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.2", gw.addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(common::eventually(Duration::from_secs(5), || gw.metric("portcullis_connections_open") == Some(5.0)));
     let mut over_total = connect_from("127.0.0.3", gw.addr);
     assert!(refused(&mut over_total), "the sixth connection in all is closed");
     for s in other.iter_mut().chain(held.iter_mut()) {
