@@ -26,6 +26,11 @@ const TIGHT: u64 = 20;
 /// an upper bound: an attempt that was in flight at the promotion fails only at the store's
 /// 2 s timeout, and the next attempt of its stream starts then.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the login streams are watched for their recovery. Longer than the deadline: the
+/// recovery is when a stream's first good attempt *started*, and the attempts that prove it
+/// (two in a row on each of 16 streams) wait their turn at the hashing threads, which run at
+/// idle priority behind the proxied load. The deadline is asserted on the measured time.
+const OBSERVE_FOR: Duration = Duration::from_secs(60);
 
 fn config(upstream: &str, seeds: &[String]) -> String {
     Config::seed(upstream)
@@ -33,6 +38,9 @@ fn config(upstream: &str, seeds: &[String]) -> String {
         // Reconciliation once an hour: a revocation that reaches the other instance in seconds
         // came through pub/sub.
         .set("sessions", "{ activity_flush_seconds: 3600 }")
+        // The test is about the store: cheap hashes keep the 16 login streams from queueing
+        // for seconds at the idle-priority hashing threads behind the proxied load.
+        .set("passwords", "{ memory_kib: 256, iterations: 1, parallelism: 1, max_concurrent: 2, max_queue: 64 }")
         .set("rate_limits", &format!("{{ api: {{ per_user: {{ requests: 1000000, per_seconds: 60 }} }}, routes: {{ tight: {{ requests: {TIGHT}, per_seconds: 60 }} }} }}"))
         .add_route("{ name: tight, path: /tight, require_role: guest, upstream: app, rate_limit: tight }")
         .yaml()
@@ -116,8 +124,9 @@ impl Rig {
     /// successes in a row. A stream recovered when its first attempt after its last failure
     /// started (a failed attempt lasts as long as the store's timeout, so its end would
     /// overstate the recovery); the store recovered when the last stream did.
-    fn logins_work(&self, deadline: Duration) -> Option<Instant> {
+    fn logins_work(&self, observe_for: Duration) -> Result<Instant, String> {
         type Stream = std::sync::Mutex<Vec<(Instant, bool)>>;
+        let last_failure = std::sync::Mutex::new(String::new());
         let streams: Vec<(&TestGateway, String, Stream)> = [&self.a, &self.b]
             .into_iter()
             .flat_map(|gw| (0..8).map(move |i| (gw, format!("u{i}@example.com"), Stream::default())))
@@ -129,20 +138,33 @@ impl Rig {
         let stop = AtomicBool::new(false);
         let done = std::thread::scope(|s| {
             for (gw, email, attempts) in &streams {
-                let stop = &stop;
+                let (stop, last_failure) = (&stop, &last_failure);
                 s.spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let at = Instant::now();
-                        let ok = login(gw, email).status == 200;
+                        let r = login(gw, email);
+                        let ok = r.status == 200;
+                        if !ok {
+                            *last_failure.lock().unwrap() =
+                                format!("{email}: {} after {:?}: {}", r.status, at.elapsed(), String::from_utf8_lossy(&r.body));
+                        }
                         attempts.lock().unwrap().push((at, ok));
                     }
                 });
             }
-            let done = eventually(deadline, || streams.iter().all(|(_, _, a)| recovered(&a.lock().unwrap()).is_some()));
+            let done = eventually(observe_for, || streams.iter().all(|(_, _, a)| recovered(&a.lock().unwrap()).is_some()));
             stop.store(true, Ordering::Relaxed);
             done
         });
-        done.then(|| streams.iter().filter_map(|(_, _, a)| recovered(&a.lock().unwrap())).max()).flatten()
+        let at = done.then(|| streams.iter().filter_map(|(_, _, a)| recovered(&a.lock().unwrap())).max()).flatten();
+        at.ok_or_else(|| {
+            let pending: Vec<String> = streams
+                .iter()
+                .filter(|(_, _, a)| recovered(&a.lock().unwrap()).is_none())
+                .map(|(_, email, a)| format!("{email} ({} attempts)", a.lock().unwrap().len()))
+                .collect();
+            format!("not recovered: {}; the last failure: {}", pending.join(", "), last_failure.lock().unwrap())
+        })
     }
 
     /// The store's log lines of both instances, for a failure message.
@@ -150,7 +172,10 @@ impl Rig {
         let mut out = String::new();
         for (name, gw) in [("A", &self.a), ("B", &self.b)] {
             let log = gw.log();
-            let lines: Vec<&str> = log.lines().filter(|l| l.contains("redis") || l.contains("store") || l.contains("luster")).collect();
+            let mut lines: Vec<&str> = log.lines().filter(|l| l.contains("redis") || l.contains("store") || l.contains("luster")).collect();
+            // One line of each run of the same message (the driver repeats its reconnects).
+            let message = |l: &str| l.split_once(' ').map_or(l, |(_, rest)| rest).to_string();
+            lines.dedup_by(|later, earlier| message(later) == message(earlier));
             out += &format!("instance {name}'s store log lines, last 40:\n{}\n", lines[lines.len().saturating_sub(40)..].join("\n"));
         }
         out
@@ -225,17 +250,21 @@ fn kill_and_recover(cluster: &mut RedisCluster, rig: &mut Rig, victim: usize, wh
         cluster.nodes[victim].kill();
         let promoted = eventually(Duration::from_secs(30), || cluster.took_over_from(port));
         let promoted_at = Instant::now();
-        let recovered_at = rig.logins_work(RECOVERY_DEADLINE);
+        let recovered_at = rig.logins_work(OBSERVE_FOR);
         stop.store(true, Ordering::Relaxed);
         assert!(promoted, "{what}: the cluster took over from the killed node");
         (fault_at, promoted_at, recovered_at)
     });
-    if recovered_at.is_none() {
-        eprintln!("{}", rig.store_log());
-    }
-    let recovered_at =
-        recovered_at.unwrap_or_else(|| panic!("{what}: logins did not work again within {RECOVERY_DEADLINE:?} of the promotion"));
+    let recovered_at = recovered_at.unwrap_or_else(|why| {
+        // The reason first: a long log after it may be cut from the report.
+        eprintln!("{what}: {why}\n{}", rig.store_log());
+        panic!("{what}: logins did not work again within {OBSERVE_FOR:?} of the promotion: {why}")
+    });
     let recovery = recovered_at.saturating_duration_since(promoted_at);
+    if recovery > RECOVERY_DEADLINE {
+        eprintln!("{what}: recovered after {recovery:?}\n{}", rig.store_log());
+        panic!("{what}: logins worked again {recovery:?} after the promotion, later than {RECOVERY_DEADLINE:?}");
+    }
     println!(
         "== {what}: promotion {:?} after the kill; logins on both instances {:?} after the promotion; proxied {} failed of {}",
         promoted_at - fault_at,
