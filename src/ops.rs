@@ -64,6 +64,14 @@ impl ServeHttp for AdminApp {
                 }
                 None => json(404, serde_json::json!({ "error": "not_found", "message": "metrics are disabled (metrics.enabled: false)" })),
             },
+            #[cfg(debug_assertions)]
+            ("POST", "/test/clock") if crate::clock::test::enabled() => {
+                let advance = req.uri.query().and_then(|q| q.strip_prefix("advance_seconds=")).and_then(|n| n.parse::<u64>().ok());
+                match advance {
+                    Some(n) => json(200, serde_json::json!({ "offset_seconds": crate::clock::test::advance(n) })),
+                    None => json(400, serde_json::json!({ "error": "invalid_request", "message": "use ?advance_seconds=N" })),
+                }
+            }
             (_, "/healthz" | "/readyz" | "/metrics") => {
                 json(405, serde_json::json!({ "error": "method_not_allowed", "message": "use GET" }))
             }

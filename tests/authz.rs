@@ -246,6 +246,24 @@ fn the_admin_listener_answers_healthz() {
     assert_eq!(gw.admin_get("/nope").status, 404);
 }
 
+/// The test clock (debug builds) answers only in a process started with
+/// `PORTCULLIS_TEST_CLOCK=1`; elsewhere the path is an unknown admin endpoint.
+#[test]
+fn the_test_clock_is_off_unless_asked_for() {
+    let up = MockUpstream::start();
+    let gw = TestGateway::start_with_env(&seed_config(&up.url()), &[("PORTCULLIS_TEST_CLOCK", "0")]);
+    let post = |gw: &TestGateway, target: &str| {
+        common::client::send_raw(gw.admin, &common::Request::new(gw.admin, "POST", target).to_bytes())
+    };
+    assert_eq!(post(&gw, "/test/clock?advance_seconds=3600").status, 404);
+    let token = gw.token("u", "user");
+    assert_eq!(gw.get("/profile").bearer(&token).send().status, 200, "the clock did not move");
+    let (_up, on) = setup();
+    assert_eq!(post(&on, "/test/clock?advance_seconds=x").status, 400);
+    assert_eq!(post(&on, "/test/clock?advance_seconds=60").json()["offset_seconds"], 60);
+    assert_eq!(post(&on, "/test/clock?advance_seconds=5").json()["offset_seconds"], 65);
+}
+
 #[test]
 fn no_secret_or_token_reaches_the_logs() {
     let (_up, gw) = setup();

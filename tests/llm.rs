@@ -250,10 +250,11 @@ fn a_user_out_of_tokens_gets_429_until_the_window_turns() {
     let limits = "{ default: { tokens_per_minute: 40 }, roles: { admin: { unlimited: true } } }";
     let gw = TestGateway::start_with_env(&budget_config(seed_config(&app.url()), &oa, &an, limits), &KEYS);
     let (token, admin) = (gw.token("u", "user"), gw.token("a", "admin"));
-    // The calls below must fall in one minute window: start early in one.
+    // The calls below must fall in one minute window: late in one, the gateway's clock is moved
+    // to the next one's start (the calls and their settlements take milliseconds).
     let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
     if into_minute > 45 {
-        std::thread::sleep(Duration::from_secs(61 - into_minute));
+        gw.advance_clock(60 - into_minute);
     }
     let mut served = 0;
     let refused = loop {
@@ -278,7 +279,8 @@ fn a_user_out_of_tokens_gets_429_until_the_window_turns() {
     assert_eq!(chat(&gw, &admin).status, 200, "other users, and unlimited roles, are not affected");
     assert_eq!(gw.metric("portcullis_llm_budget_rejections_total"), Some(1.0));
     assert_eq!(oa.seen().len(), 5, "the refused call never reached a provider");
-    std::thread::sleep(Duration::from_secs(retry) + Duration::from_millis(200));
+    // Retry-After is rounded up: the window has turned once that many seconds pass.
+    gw.advance_clock(retry);
     assert_eq!(chat(&gw, &token).status, 200, "a new window");
     drop((app, an));
 }

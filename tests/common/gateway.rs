@@ -76,6 +76,8 @@ impl TestGateway {
             .env_remove("REFRESH_TOKEN_EXPIRE_DAYS")
             .env("JWT_SECRET_KEY", TEST_SECRET)
             .env("RUST_LOG", "debug")
+            // Lets a test move the gateway's clock forward (debug builds only; see src/clock.rs).
+            .env("PORTCULLIS_TEST_CLOCK", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -122,6 +124,13 @@ impl TestGateway {
     /// `GET path` on the admin listener.
     pub fn admin_get(&self, path: &str) -> super::Reply {
         send_raw(self.admin, &Request::new(self.admin, "GET", path).to_bytes())
+    }
+
+    /// Moves the gateway's wall clock forward by `seconds` (budget windows, expiries, Retry-After
+    /// all follow it): a test sees a window turn without waiting for it.
+    pub fn advance_clock(&self, seconds: u64) {
+        let r = send_raw(self.admin, &Request::new(self.admin, "POST", &format!("/test/clock?advance_seconds={seconds}")).to_bytes());
+        assert_eq!(r.status, 200, "the test clock moved: {}", String::from_utf8_lossy(&r.body));
     }
 
     /// A token manager with the gateway's settings (same secret), to mint test tokens.
