@@ -374,6 +374,8 @@ impl Issuers {
                     "ready": keys > 0,
                     "last_fetch_ok_at": st.last_ok.map(crate::timefmt::rfc3339),
                     "last_error": st.last_error,
+                    // When the keys are next fetched (or taken from another instance).
+                    "next_refresh_in_seconds": s.next_refresh_ms.load(Ordering::Acquire).saturating_sub(now_ms()) / 1000,
                 }),
             )
         });
