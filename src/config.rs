@@ -11,6 +11,7 @@
 mod audit;
 mod cors;
 mod credentials;
+mod defaults;
 mod identity;
 mod lenient;
 mod limits;

@@ -252,9 +252,8 @@ fn the_admin_listener_answers_healthz() {
 fn the_test_clock_is_off_unless_asked_for() {
     let up = MockUpstream::start();
     let gw = TestGateway::start_with_env(&seed_config(&up.url()), &[("PORTCULLIS_TEST_CLOCK", "0")]);
-    let post = |gw: &TestGateway, target: &str| {
-        common::client::send_raw(gw.admin, &common::Request::new(gw.admin, "POST", target).to_bytes())
-    };
+    let post =
+        |gw: &TestGateway, target: &str| common::client::send_raw(gw.admin, &common::Request::new(gw.admin, "POST", target).to_bytes());
     assert_eq!(post(&gw, "/test/clock?advance_seconds=3600").status, 404);
     let token = gw.token("u", "user");
     assert_eq!(gw.get("/profile").bearer(&token).send().status, 200, "the clock did not move");

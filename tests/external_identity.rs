@@ -10,7 +10,7 @@ use common::config::Config;
 use common::{MockUpstream, TestGateway, TestIdp};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn gateway(up: &MockUpstream, idp: &TestIdp, algorithms: &str, min_refresh: u64, cooldown: u64) -> TestGateway {
     let config = Config::seed(&up.url())

@@ -1,11 +1,44 @@
 //! Lowering of `audit:`: the sink, its queue and sampling.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use std::path::Path;
 
-use super::raw::RawAudit;
 use super::{problem, Problem};
 use crate::audit::{AuditSettings, Sink};
 use crate::store::RedisSettings;
+
+/// `audit:`: the security audit log.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// `stdout`, `file`, `redis` or `none`.
+    pub sink: String,
+    /// For `sink: file`.
+    pub file: Option<String>,
+    /// For `sink: redis` (default: the store's Redis).
+    pub redis_url: Option<String>,
+    pub stream: String,
+    pub max_len: u64,
+    pub queue_size: usize,
+    /// Fraction of granted-access events kept, 0.0 to 1.0.
+    pub sample_granted: f64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            sink: "stdout".into(),
+            file: None,
+            redis_url: None,
+            stream: "portcullis:audit".into(),
+            max_len: 100_000,
+            queue_size: 65_536,
+            sample_granted: 1.0,
+        }
+    }
+}
 
 pub(super) fn lower_audit(
     raw: &RawAudit,

@@ -1,8 +1,33 @@
 //! Lowering of `cors:`: allowed origins, methods and headers.
 
-use super::raw::RawCors;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use super::{problem, Problem};
 use crate::cors::CorsPolicy;
+
+/// `cors:`: browser access from other origins; preflights are answered by the gateway.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCors {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_seconds: u64,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"].map(String::from).to_vec(),
+            allowed_headers: ["authorization", "content-type"].map(String::from).to_vec(),
+            allow_credentials: false,
+            max_age_seconds: 600,
+        }
+    }
+}
 
 pub(super) fn lower_cors(raw: &RawCors, p: &mut Vec<Problem>) -> Option<CorsPolicy> {
     if raw.allowed_origins.is_empty() {

@@ -1,12 +1,49 @@
 //! Lowering of `api_keys:` (the hashing secret from the environment) and `client_certs:` (the
 //! map from a certificate to a user and role).
 
-use super::raw::{RawApiKeys, RawClientCerts};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
 use super::{did_you_mean, problem, Problem};
 use crate::apikey::KeyHasher;
 use crate::auth::keys::ApiKeySettings;
 use crate::clientcert::{CertIdentity, CertMap};
 use crate::policy::Roles;
+
+/// `api_keys:`: API keys for machine clients.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApiKeys {
+    /// Environment variable holding the secret keys are hashed under (at least 32 bytes).
+    pub secret_env: String,
+    /// Users may create keys of their own role or lower through `/auth/api-keys`.
+    pub self_service: bool,
+    /// The most keys one user may hold.
+    pub max_per_user: usize,
+}
+
+impl Default for RawApiKeys {
+    fn default() -> Self {
+        RawApiKeys { secret_env: "API_KEY_SECRET".into(), self_service: false, max_per_user: 100 }
+    }
+}
+
+/// `client_certs:`: verified client certificates as identities.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClientCerts {
+    /// Certificate subject (`CN=build-bot,O=Example`) or SAN URI -> identity.
+    pub map: BTreeMap<String, RawCertIdentity>,
+}
+
+/// One entry of `client_certs.map`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertIdentity {
+    pub user_id: String,
+    pub role: String,
+}
 
 const MIN_SECRET_BYTES: usize = 32;
 

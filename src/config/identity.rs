@@ -1,15 +1,84 @@
 //! Lowering of `identity_providers:`: external issuers, each checked for a usable URL, its
 //! audiences, algorithms, claim paths, role map and refresh bounds.
 
-use jsonwebtoken::Algorithm;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use std::collections::BTreeMap;
+
+use jsonwebtoken::Algorithm;
 use std::time::Duration;
 
-use super::raw::RawIdentityProvider;
+use super::defaults;
 use super::{did_you_mean, problem, Problem};
 use crate::auth::fetch::{is_loopback, parse_url};
 use crate::auth::idp::{ClaimPaths, IdpSettings, JwksRefresh, JwksSource, EXTERNAL_ALGORITHMS};
 use crate::policy::Roles;
+
+/// One entry of `identity_providers:`: an external OpenID Connect / OAuth 2 issuer.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityProvider {
+    /// Must equal the tokens' `iss` exactly.
+    pub issuer: String,
+    /// Read `jwks_uri` from `{issuer}/.well-known/openid-configuration` (default: true unless
+    /// `jwks_uri` is given).
+    #[serde(default)]
+    pub discovery: Option<bool>,
+    /// The JWKS URL, given directly.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// At least one must be in the token's `aud`.
+    pub audiences: Vec<String>,
+    /// Any of RS256/384/512, PS256/384/512, ES256/384, EdDSA (default: RS256).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Dotted paths of the claims the identity is read from.
+    #[serde(default)]
+    pub claims: RawClaimPaths,
+    /// Provider role value -> gateway role; the highest mapped role wins.
+    #[serde(default)]
+    pub role_map: BTreeMap<String, String>,
+    /// The role of a token with no mapped role (default: none, such tokens are refused with 403).
+    #[serde(default)]
+    pub default_role: Option<String>,
+    #[serde(default = "defaults::idp_leeway")]
+    pub leeway_seconds: u64,
+    /// The longest `exp - iat` accepted (default 24 h).
+    #[serde(default = "defaults::idp_max_lifetime")]
+    pub max_lifetime_minutes: u64,
+    #[serde(default)]
+    pub jwks: RawJwksRefresh,
+}
+
+/// `identity_providers.NAME.claims`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClaimPaths {
+    pub user_id: String,
+    pub role: Option<String>,
+    pub scopes: Option<String>,
+}
+
+impl Default for RawClaimPaths {
+    fn default() -> Self {
+        RawClaimPaths { user_id: "sub".into(), role: None, scopes: Some("scope".into()) }
+    }
+}
+
+/// `identity_providers.NAME.jwks`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJwksRefresh {
+    pub min_refresh_seconds: u64,
+    pub max_refresh_seconds: u64,
+    pub unknown_kid_cooldown_seconds: u64,
+}
+
+impl Default for RawJwksRefresh {
+    fn default() -> Self {
+        RawJwksRefresh { min_refresh_seconds: 60, max_refresh_seconds: 86_400, unknown_kid_cooldown_seconds: 10 }
+    }
+}
 
 /// An issuer or JWKS URL: https, or http to a loopback host only (keys fetched in clear from
 /// another machine could be swapped on the way).

@@ -1,9 +1,61 @@
 //! Lowering of `rate_limits:` and `lockout:`.
 
-use super::raw::{RawLimit, RawLockout, RawRateLimits};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
 use super::{problem, Problem};
 use crate::limits::{Limit, LockoutPolicy};
 use crate::ratelimit::RateLimitSettings;
+
+/// `requests` per `per_seconds`.
+#[derive(Debug, Deserialize, JsonSchema, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub requests: u64,
+    pub per_seconds: u64,
+}
+
+/// `rate_limits.login:`.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLoginLimits {
+    pub per_ip: Option<RawLimit>,
+    pub per_account: Option<RawLimit>,
+}
+
+/// `rate_limits.api:`.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApiLimits {
+    pub per_user: Option<RawLimit>,
+    pub per_ip_public: Option<RawLimit>,
+}
+
+/// `rate_limits:`: nothing is limited unless configured here.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimits {
+    pub login: RawLoginLimits,
+    pub api: RawApiLimits,
+    /// Named limits that routes refer to with `rate_limit: NAME`.
+    pub routes: BTreeMap<String, RawLimit>,
+}
+
+/// `lockout:`: failed logins lock an account, doubling each time, reset by a success.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLockout {
+    pub after_failures: u32,
+    pub base_seconds: u64,
+    pub max_seconds: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        RawLockout { after_failures: 5, base_seconds: 60, max_seconds: 3600 }
+    }
+}
 
 pub(super) fn limit(raw: &RawLimit, path: &str, p: &mut Vec<Problem>) -> Option<Limit> {
     if raw.requests == 0 || raw.per_seconds == 0 {

@@ -1,9 +1,13 @@
 //! Lowering of `providers`, `provider_chains` and `health`.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use std::collections::BTreeMap;
+
 use std::time::Duration;
 
-use super::raw::{RawAuth, RawChain, RawHealth, RawLlmLimits, RawPrice, RawProvider, RawTokenLimits};
+use super::defaults;
+use super::upstreams::RawHealthCheck;
 use super::{did_you_mean, problem, Problem};
 use crate::llm::budget::{BudgetRules, TokenLimits};
 use crate::llm::Api;
@@ -12,6 +16,150 @@ use crate::providers::health::{Order, Rules};
 use crate::providers::models::ModelAccess;
 use crate::providers::{Chain, HealthCheck, LlmSettings, Price, Provider, ProviderAuth};
 use crate::secret::Secret;
+
+/// How a provider's API key is sent: `bearer`, `none`, or `{ header: NAME }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawAuth {
+    Kind(String),
+    Header(RawAuthHeader),
+}
+
+/// `auth: { header: x-api-key }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthHeader {
+    pub header: String,
+}
+
+/// `providers.NAME:`: an LLM provider.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub url: String,
+    /// The API it speaks: `openai` (default; OpenAI-compatible) or `anthropic` (Messages API:
+    /// OpenAI chat requests are translated, its key goes in `x-api-key`).
+    #[serde(default = "defaults::api")]
+    pub api: String,
+    /// The environment variable holding the API key (keys never live in the file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub health_check: Option<RawHealthCheck>,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Waiting for the response header (a timeout fails over).
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Waiting for the response header, if other than `read_timeout_ms` (a timeout fails over).
+    #[serde(default)]
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Public model name -> this provider's name for it; a provider without it passes the
+    /// client's model name through.
+    #[serde(default)]
+    pub models: Option<BTreeMap<String, String>>,
+    /// The longest gap between two chunks of the response body (default `read_timeout_ms`);
+    /// exceeded, the stream is ended and the provider recorded as failed.
+    #[serde(default)]
+    pub stream_idle_timeout_ms: Option<u64>,
+    #[serde(default = "defaults::yes")]
+    pub tls_verify: bool,
+}
+
+/// `llm_limits:`: token budgets per user, enforced before a request starts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlmLimits {
+    /// Every role's limits unless `roles` says otherwise.
+    #[serde(default)]
+    pub default: RawTokenLimits,
+    /// Role -> limits overlaid on the default.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawTokenLimits>,
+    /// Completion tokens reserved when a request names no `max_tokens`.
+    #[serde(default = "defaults::reserve_tokens")]
+    pub reserve_tokens: u64,
+}
+
+impl Default for RawLlmLimits {
+    fn default() -> Self {
+        RawLlmLimits { default: RawTokenLimits::default(), roles: BTreeMap::new(), reserve_tokens: defaults::reserve_tokens() }
+    }
+}
+
+/// One role's token limits.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenLimits {
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    /// No token limit at all.
+    #[serde(default)]
+    pub unlimited: bool,
+}
+
+/// `models_pricing.MODEL:`: what a model's tokens cost (for `portcullis_llm_cost_total`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub prompt_per_million: f64,
+    pub completion_per_million: f64,
+}
+
+/// `provider_chains.NAME:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawChain {
+    pub primary: String,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// `config` (default) or `latency`: the order inside each health class.
+    #[serde(default = "defaults::order")]
+    pub order: String,
+    /// Response statuses that fail over (before any byte reaches the client).
+    #[serde(default = "defaults::failover_on")]
+    pub failover_on: Vec<u16>,
+    /// Request bodies up to this size are buffered so they can be resent; larger ones stream
+    /// to one provider and are not retried.
+    #[serde(default = "defaults::max_retry_body_bytes")]
+    pub max_retry_body_bytes: usize,
+}
+
+/// `health:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealth {
+    pub failure_threshold: u32,
+    pub unhealthy_seconds: u64,
+    pub degraded_latency_ms: u64,
+    /// A provider degraded by failures is tried again in its place after this long without a
+    /// new failure.
+    pub degraded_seconds: u64,
+    /// Trial requests (across every instance) a provider gets when its unhealthy period ends.
+    pub half_open_trials: u32,
+    /// A failed trial starts a period this many times longer than the one before...
+    pub unhealthy_backoff: f64,
+    /// ...up to this long.
+    pub max_unhealthy_seconds: u64,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            failure_threshold: 3,
+            unhealthy_seconds: 300,
+            degraded_latency_ms: 2000,
+            degraded_seconds: 30,
+            half_open_trials: 1,
+            unhealthy_backoff: 2.0,
+            max_unhealthy_seconds: 3600,
+        }
+    }
+}
 
 pub(super) fn health(raw: &RawHealth, p: &mut Vec<Problem>) -> Rules {
     if raw.failure_threshold == 0 || raw.unhealthy_seconds == 0 || raw.degraded_seconds == 0 {

@@ -2,9 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::raw::{RawGrants, RawRoles};
 use super::{did_you_mean, problem, Problem, Where};
 use crate::policy::{PermissionMatrix, Roles};
+
+/// `roles:`: role name -> level (a missing level is reported, not defaulted).
+pub type RawRoles = BTreeMap<String, Option<i64>>;
+
+/// `permissions.<resource>:`: role -> actions.
+pub type RawGrants = BTreeMap<String, Option<Vec<String>>>;
 
 pub(super) fn lower_roles(raw: Option<&RawRoles>, p: &mut Vec<Problem>) -> Roles {
     let mut levels: Vec<(String, u32)> = Vec::new();

@@ -1,14 +1,46 @@
 //! Lowering of `routes:`: patterns, methods, access rules, targets and named limits.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use http::Method;
 use std::collections::HashMap;
 
-use super::raw::RawRoute;
 use super::{did_you_mean, problem, Problem, Where};
 use crate::limits::Limit;
 use crate::policy::roles::UnknownPermission;
 use crate::policy::routes::parse_pattern;
 use crate::policy::{Access, PermissionMatrix, Roles, Route, Target};
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub public: Option<bool>,
+    #[serde(default)]
+    pub require_role: Option<String>,
+    #[serde(default)]
+    pub permission: Option<String>,
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// A limit from `rate_limits.routes` for this route (per user, or per IP when public).
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// A provider chain from `provider_chains` (instead of `upstream`).
+    #[serde(default)]
+    pub chain: Option<String>,
+    /// Scopes a scope-limited credential (an API key made with scopes) must all hold.
+    #[serde(default)]
+    pub require_scopes: Vec<String>,
+    /// Only for clients with a verified TLS certificate (`server.tls.client_auth`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
 
 pub(super) type RouteEntry = (Vec<crate::policy::routes::Segment>, Option<Vec<Method>>, Route);
 

@@ -1,11 +1,96 @@
 //! Lowering of `server:`: listeners, process settings, trusted proxies, header limits, TLS.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::raw::{RawServer, RawTls};
+use super::defaults;
 use super::{problem, Problem, ServerSettings};
 use crate::clientip::Cidr;
+
+/// `server:`: listeners and Pingora's own process settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub admin_listen: String,
+    pub threads: usize,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub upstream_keepalive_pool_size: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (IPs or CIDRs); nobody's by default.
+    pub trusted_proxies: Vec<String>,
+    /// Requests whose header section is larger get 431.
+    pub max_header_bytes: usize,
+    /// Requests with more header fields get 431.
+    pub max_header_count: usize,
+    /// A request's whole header section must arrive within this (408 and close otherwise),
+    /// whatever pace its bytes come at.
+    pub header_timeout_ms: u64,
+    /// Open client connections, in total (0 = no cap); more are closed at accept.
+    pub max_connections: usize,
+    /// Open client connections from one peer address (0 = no cap); more are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// New client connections one peer address may open per second, with a burst of as many
+    /// (0 = no limit); more are closed at accept, before a task is spawned for them.
+    pub max_new_connections_per_ip_per_second: u32,
+    /// TLS termination on `listen` (HTTP/2 via ALPN).
+    pub tls: Option<RawTls>,
+}
+
+/// `server.tls:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain file.
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
+    /// `"1.3"` (default) or `"1.2"`.
+    #[serde(default = "defaults::tls_min")]
+    pub min_version: String,
+    /// Mutual TLS: client certificates signed by `ca`.
+    #[serde(default)]
+    pub client_auth: Option<RawClientAuth>,
+}
+
+/// `server.tls.client_auth:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// PEM file of the CA (or CAs) client certificates must be signed by.
+    pub ca: String,
+    /// `required`: no handshake without a valid certificate; `optional`: a certificate is
+    /// verified if sent, and routes may say `require_client_cert: true`.
+    pub mode: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9901".into(),
+            threads: 2,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+            pid_file: "/tmp/portcullis.pid".into(),
+            upgrade_sock: "/tmp/portcullis_upgrade.sock".into(),
+            upstream_keepalive_pool_size: 128,
+            trusted_proxies: Vec::new(),
+            max_header_bytes: 32 * 1024,
+            max_header_count: 100,
+            header_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
+            max_new_connections_per_ip_per_second: 0,
+            tls: None,
+        }
+    }
+}
 
 /// TLS termination on the proxy listener.
 #[derive(Debug, Clone, PartialEq, Eq)]

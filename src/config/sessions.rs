@@ -1,10 +1,38 @@
 //! Lowering of `sessions:`: timeouts, store-outage and role-change behaviour.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use std::time::Duration;
 
-use super::raw::RawSessions;
 use super::{problem, Problem};
 use crate::auth::sessions::{OutageMode, RoleChange, SessionSettings};
+
+/// `sessions:`: lifetimes and failure behaviour.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSessions {
+    pub idle_timeout_minutes: u64,
+    pub absolute_timeout_hours: u64,
+    pub on_store_outage: String,
+    pub on_role_change: String,
+    pub activity_flush_seconds: u64,
+    /// End a provider stream when the access token it started with expires.
+    pub end_streams_at_expiry: bool,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            idle_timeout_minutes: 30,
+            absolute_timeout_hours: 168,
+            on_store_outage: "serve_cached".into(),
+            on_role_change: "refresh".into(),
+            activity_flush_seconds: 5,
+            end_streams_at_expiry: false,
+        }
+    }
+}
 
 pub(super) fn lower_sessions(s: &RawSessions, p: &mut Vec<Problem>) -> Option<SessionSettings> {
     let on_store_outage = match s.on_store_outage.as_str() {

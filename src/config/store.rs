@@ -1,8 +1,68 @@
 //! Lowering of `store:`: the memory or Redis backend, and which Redis deployment.
 
-use super::raw::{RawRedis, RawStore};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use super::{did_you_mean, problem, Problem};
 use crate::store::{host_port, RedisMode, RedisSettings, StoreSettings};
+
+/// `store:`: where sessions, revocations and limits live.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub backend: String,
+    /// A standalone server (kept for configs written before `redis:`).
+    pub redis_url: Option<String>,
+    /// Which Redis deployment, and where.
+    pub redis: Option<RawRedis>,
+    pub key_prefix: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore { backend: "memory".into(), redis_url: None, redis: None, key_prefix: "portcullis:".into() }
+    }
+}
+
+/// `store.redis:`: a standalone server, a Sentinel-managed master, or a Cluster.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// `standalone`, `sentinel` or `cluster`.
+    pub mode: String,
+    /// standalone: `redis://host:port/db` (or `rediss://`, `redis+unix:///path`).
+    pub url: Option<String>,
+    /// sentinel: the sentinels' `host:port` addresses.
+    pub sentinels: Vec<String>,
+    /// sentinel: the name the sentinels monitor the master under.
+    pub master_name: Option<String>,
+    /// sentinel: the database number on the master.
+    pub db: i64,
+    /// cluster: seed nodes' `host:port` addresses (the rest are discovered).
+    pub nodes: Vec<String>,
+    /// The environment variable holding the ACL user name.
+    pub username_env: Option<String>,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// TLS to every node and sentinel.
+    pub tls: bool,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            mode: "standalone".into(),
+            url: None,
+            sentinels: Vec::new(),
+            master_name: None,
+            db: 0,
+            nodes: Vec::new(),
+            username_env: None,
+            password_env: None,
+            tls: false,
+        }
+    }
+}
 
 pub(super) fn lower_store(s: &RawStore, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<StoreSettings> {
     if s.key_prefix.contains(['{', '}']) {

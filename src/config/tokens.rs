@@ -1,14 +1,67 @@
 //! Lowering of `tokens:`: the key ring (secrets from the environment, private keys from files
 //! only their owner may read), algorithm, lifetimes, cache.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use jsonwebtoken::Algorithm;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::RawTokens;
 use super::{did_you_mean, problem, Problem};
 use crate::auth::tokens::{RingKey, TokenSettings};
 use crate::secret::Secret;
+
+/// `tokens:`: how JWTs are signed and checked. The secret itself only ever comes from the
+/// environment variable named here.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub secret_env: String,
+    pub algorithm: String,
+    pub access_ttl_minutes: u64,
+    pub refresh_ttl_days: u64,
+    pub leeway_seconds: u64,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Verified access tokens remembered so repeat requests skip signature verification
+    /// (0 turns the cache off).
+    pub verify_cache_size: usize,
+    /// A key ring: the first key signs, every listed key verifies (replaces `secret_env`).
+    pub keys: Option<Vec<RawTokenKey>>,
+    /// The longest lifetime (`exp - iat`) an access token may claim; default: the access TTL
+    /// plus the leeway.
+    pub max_lifetime_minutes: Option<u64>,
+}
+
+/// One key of `tokens.keys`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenKey {
+    /// The key id (`kid` in the tokens it signs).
+    pub id: Option<String>,
+    /// ES256/EdDSA: a PKCS#8 PEM private key file (mode 0600), relative to gateway.yaml.
+    pub private_key_file: Option<String>,
+    /// HS256/384/512: the environment variable holding the secret.
+    pub secret_env: Option<String>,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        RawTokens {
+            secret_env: "JWT_SECRET_KEY".into(),
+            algorithm: "HS256".into(),
+            access_ttl_minutes: 15,
+            refresh_ttl_days: 7,
+            leeway_seconds: 0,
+            issuer: None,
+            audience: None,
+            verify_cache_size: 4096,
+            keys: None,
+            max_lifetime_minutes: None,
+        }
+    }
+}
 
 const MIN_SECRET_BYTES: usize = 32;
 

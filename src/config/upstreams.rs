@@ -1,12 +1,61 @@
 //! Lowering of `upstreams:`: application upstreams, and the URL parsing providers share.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use std::collections::BTreeMap;
+
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::raw::RawUpstream;
+use super::defaults;
 use super::{problem, Problem};
 use crate::proxy::upstream::Upstream;
+
+/// `upstreams.<name>:`: an application behind the gateway.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "defaults::write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    #[serde(default = "defaults::idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default = "defaults::yes")]
+    pub tls_verify: bool,
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub forward_authorization: bool,
+    #[serde(default)]
+    pub rewrite_host: bool,
+    /// Add the gateway's security headers to this upstream's responses (where it set none).
+    #[serde(default = "defaults::yes")]
+    pub security_headers: bool,
+    /// Add `X-Portcullis-Assertion`: a 60 s JWT signed with the gateway's current asymmetric
+    /// key, naming this upstream as its audience.
+    #[serde(default)]
+    pub identity_assertion: bool,
+}
+
+/// `providers.NAME.health_check:`: a cheap probe (never a billed completion).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealthCheck {
+    pub path: String,
+    pub method: String,
+    pub interval_seconds: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for RawHealthCheck {
+    fn default() -> Self {
+        RawHealthCheck { path: "/v1/models".into(), method: "GET".into(), interval_seconds: 300, timeout_ms: 2000 }
+    }
+}
 
 pub(super) fn lower_upstreams(raw: &BTreeMap<String, Option<RawUpstream>>, p: &mut Vec<Problem>) -> Vec<Option<Upstream>> {
     raw.iter().map(|(name, up)| up.as_ref().and_then(|u| lower_upstream(name, u, p))).collect()

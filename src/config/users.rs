@@ -1,12 +1,46 @@
 //! Lowering of `users:` and the users file it names (problems located in that file).
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use std::path::Path;
 
-use super::raw::{RawFileUser, RawUsers, RawUsersFile};
 use super::{did_you_mean, lenient, problem, Diagnostic, Problem};
 use crate::auth::passwords::is_argon2_hash;
 use crate::auth::users::{FileUser, UserSettings};
 use crate::policy::Roles;
+
+/// `users:`: the users file and who may manage users.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsers {
+    pub file: Option<String>,
+    pub admin_role: String,
+}
+
+impl Default for RawUsers {
+    fn default() -> Self {
+        RawUsers { file: None, admin_role: "admin".into() }
+    }
+}
+
+/// One entry of the users file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileUser {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub password_hash: String,
+}
+
+/// The users file: `users: [ ... ]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsersFile {
+    #[serde(default)]
+    pub users: Vec<serde_yaml::Value>,
+}
 
 pub(super) fn lower_users(
     u: &RawUsers,

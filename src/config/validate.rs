@@ -4,11 +4,22 @@ use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::raw::{
-    RawApiKeys, RawAudit, RawChain, RawClientCerts, RawCors, RawGrants, RawHealth, RawIdentityProvider, RawLlmLimits, RawLockout,
-    RawLogging, RawMetrics, RawPasswords, RawPrice, RawProvider, RawRateLimits, RawRoles, RawRoute, RawServer, RawSessions, RawStore,
-    RawTokens, RawUpstream, RawUsers,
-};
+use super::audit::RawAudit;
+use super::cors::RawCors;
+use super::credentials::{RawApiKeys, RawClientCerts};
+use super::identity::RawIdentityProvider;
+use super::limits::{RawLockout, RawRateLimits};
+use super::logging::{RawLogging, RawMetrics};
+use super::passwords::RawPasswords;
+use super::providers::{RawChain, RawHealth, RawLlmLimits, RawPrice, RawProvider};
+use super::roles::{RawGrants, RawRoles};
+use super::routes::RawRoute;
+use super::server::RawServer;
+use super::sessions::RawSessions;
+use super::store::RawStore;
+use super::tokens::RawTokens;
+use super::upstreams::RawUpstream;
+use super::users::RawUsers;
 use super::{
     audit, cors, credentials, identity, limits, logging, passwords, providers, roles, routes, server, sessions, store, tokens, upstreams,
     users,
