@@ -58,7 +58,7 @@ impl Audit {
     /// Queues an event; if the queue is full the event is counted as dropped.
     pub fn emit(&self, event: Event) {
         if let Some(m) = &self.metrics {
-            m.audit_event(event.event);
+            m.ops.audit_event(event.event);
         }
         if self.tx.try_send(event).is_err() {
             self.dropped(1);
@@ -81,7 +81,7 @@ impl Audit {
 fn count_dropped(total: &AtomicU64, metrics: Option<&Metrics>, n: u64) {
     let before = total.fetch_add(n, Ordering::Relaxed);
     if let Some(m) = metrics {
-        m.audit_dropped(n);
+        m.ops.audit_dropped(n);
     }
     // Log the first loss and then every 1000th, so a flood of losses does not flood the log.
     if before == 0 || (before / 1000) != ((before + n) / 1000) {

@@ -236,7 +236,7 @@ impl ConnectionFilter for AcceptFilter {
             None => true,
             Some(reason) => {
                 if let Some(m) = &self.metrics {
-                    m.connection_refused(reason.as_str());
+                    m.traffic.connection_refused(reason.as_str());
                 }
                 false
             }
@@ -333,7 +333,7 @@ where
             Ok(slot) => slot,
             Err(reason) => {
                 if let Some(m) = &self.metrics {
-                    m.connection_refused(reason.as_str());
+                    m.traffic.connection_refused(reason.as_str());
                 }
                 return None;
             }
@@ -370,7 +370,7 @@ where
                 HeaderRead::Closed => return None,
                 HeaderRead::TimedOut => {
                     if let Some(m) = &self.metrics {
-                        m.header_timeout();
+                        m.traffic.header_timeout();
                     }
                     let message = format!("the request's header section did not arrive within {} ms", self.header_timeout.as_millis());
                     refuse(&mut stream, "408 Request Timeout", "request_timeout", &message).await;
@@ -407,7 +407,7 @@ struct OpenGauge(Option<Arc<Metrics>>);
 impl OpenGauge {
     fn new(m: Option<Arc<Metrics>>) -> Self {
         if let Some(m) = &m {
-            m.connection_opened(true);
+            m.traffic.connection_opened(true);
         }
         OpenGauge(m)
     }
@@ -416,7 +416,7 @@ impl OpenGauge {
 impl Drop for OpenGauge {
     fn drop(&mut self) {
         if let Some(m) = &self.0 {
-            m.connection_opened(false);
+            m.traffic.connection_opened(false);
         }
     }
 }

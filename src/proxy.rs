@@ -250,7 +250,7 @@ impl Gateway {
             ctx.audit_path = Some(admitted.path.to_string());
         }
         if let (Some(m), Some(_)) = (&self.services.metrics, &admitted.api_key) {
-            m.api_key_request("accepted");
+            m.auth.api_key_request("accepted");
         }
         self.limit_admitted(ctx, snapshot, admitted.id, admitted.route, admitted.identity.as_deref(), admitted.api_key.as_deref())?;
         Ok(match admitted.route.target {
@@ -294,12 +294,12 @@ impl Gateway {
         tracing::debug!(status = reject.status, reason = reject.reason, request_id = %ctx.request_id, "request refused");
         if let Some(m) = &self.services.metrics {
             if ctx.presenting == Some(Presenting::ApiKey) {
-                m.api_key_request(if reject.status == 401 { reject.reason } else { "denied" });
+                m.auth.api_key_request(if reject.status == 401 { reject.reason } else { "denied" });
             }
             match reject.status {
                 401 => {
-                    m.auth_failure(reject.reason);
-                    m.auth_failure_from(ctx.client_ip);
+                    m.auth.auth_failure(reject.reason);
+                    m.auth.auth_failure_from(ctx.client_ip);
                 }
                 403 => {
                     if let Some(r) = &ctx.route_metrics {
@@ -321,8 +321,8 @@ impl Gateway {
         let m = self.services.metrics.as_ref()?;
         match route {
             Some(RouteId::Configured(i)) => snapshot.route_metrics.get(i).cloned(),
-            Some(RouteId::Gateway(_)) => Some(m.gateway().clone()),
-            None => Some(m.unmatched().clone()),
+            Some(RouteId::Gateway(_)) => Some(m.traffic.gateway().clone()),
+            None => Some(m.traffic.unmatched().clone()),
         }
     }
 }

@@ -180,7 +180,7 @@ impl Reloader {
         }
         let applied = matches!(outcome, Outcome::Applied { .. });
         if let Some(m) = &self.metrics {
-            m.config_reload(if applied { "success" } else { "error" });
+            m.ops.config_reload(if applied { "success" } else { "error" });
         }
         if let Some(a) = &self.audit {
             let details = match &outcome {

@@ -96,7 +96,7 @@ fn token_reply(access: String, refresh: String, expires_in: u64) -> Reply {
 pub(super) fn store_failed(cx: &ApiContext<'_>, e: StoreError) -> ApiError {
     cx.sessions.set_store_healthy(false);
     if let Some(m) = cx.metrics {
-        m.store_error("api");
+        m.ops.store_error("api");
     }
     e.into()
 }
@@ -118,7 +118,7 @@ pub(super) fn audit(
 /// A 429 for an exceeded login limit, counted and audited.
 fn limited(cx: &ApiContext<'_>, req: &ApiRequest<'_>, name: &'static str, limit: Limit, d: &Decision) -> ApiError {
     if let Some(m) = cx.metrics {
-        m.rate_limited(name);
+        m.auth.rate_limited(name);
     }
     audit(cx, req, "ratelimit.hit", "denied", None, json!({ "limit": name, "retry_after": d.retry_after_seconds }));
     let mut e = ApiError::new(429, "rate_limited", "too many login attempts; retry later");
@@ -129,9 +129,9 @@ fn limited(cx: &ApiContext<'_>, req: &ApiRequest<'_>, name: &'static str, limit:
 
 fn count_login(cx: &ApiContext<'_>, req: &ApiRequest<'_>, result: &'static str) {
     if let Some(m) = cx.metrics {
-        m.login(result);
+        m.auth.login(result);
         if result == "invalid_credentials" {
-            m.auth_failure_from(req.client_ip.parse().ok());
+            m.auth.auth_failure_from(req.client_ip.parse().ok());
         }
     }
 }
@@ -170,7 +170,7 @@ async fn login(cx: &ApiContext<'_>, req: &ApiRequest<'_>) -> Reply {
             // Locked: refused even with the right password, and the password is not checked.
             count_login(cx, req, "locked");
             if let Some(m) = cx.metrics {
-                m.rate_limited("account_locked");
+                m.auth.rate_limited("account_locked");
             }
             audit(cx, req, "auth.login", "failure", None, json!({ "reason": "account_locked", "account": account }));
             let mut e = ApiError::new(429, "account_locked", "this account is temporarily locked after failed logins; retry later");

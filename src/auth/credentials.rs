@@ -164,7 +164,7 @@ impl Credentials {
             }
         }
         if let Some(m) = &self.metrics {
-            m.credentials(self.keys.load().len(), self.denylist.load().len());
+            m.auth.credentials(self.keys.load().len(), self.denylist.load().len());
         }
         Ok(())
     }
@@ -247,7 +247,7 @@ impl Credentials {
         };
         if let Err(e) = result {
             if let Some(m) = &self.metrics {
-                m.store_error("credentials");
+                m.ops.store_error("credentials");
             }
             tracing::debug!(error = %e, "credential housekeeping failed");
         }
@@ -261,7 +261,7 @@ impl Credentials {
         };
         if let Err(e) = &result {
             if let Some(m) = &self.metrics {
-                m.store_error("credentials");
+                m.ops.store_error("credentials");
             }
             tracing::debug!(error = %e, "credential sync failed; serving on the last known views");
         }

@@ -128,7 +128,7 @@ impl Issuers {
             .collect();
         if let Some(m) = &self.metrics {
             for s in &next {
-                m.idp_known(&s.settings.name);
+                m.auth.idp_known(&s.settings.name);
             }
         }
         self.states.store(Arc::new(next));
@@ -270,7 +270,7 @@ impl Issuers {
                 state.fetches.fetch_add(1, Ordering::AcqRel);
                 *state.status() = Status { last_ok: Some(copy.fetched_at_ms / 1000), last_error: None };
                 if let Some(m) = &self.metrics {
-                    m.idp_fetch(&state.settings.name, "shared", n);
+                    m.auth.idp_fetch(&state.settings.name, "shared", n);
                 }
                 true
             }
@@ -334,7 +334,7 @@ impl Issuers {
                 *state.status() = Status { last_ok: Some(unix_now()), last_error: None };
                 tracing::info!(provider = %s.name, keys = n, next_refresh_seconds = after.as_secs(), "identity provider keys fetched");
                 if let Some(m) = &self.metrics {
-                    m.idp_fetch(&s.name, "ok", n);
+                    m.auth.idp_fetch(&s.name, "ok", n);
                 }
                 Some((text, next))
             }
@@ -343,7 +343,7 @@ impl Issuers {
                 tracing::warn!(provider = %s.name, error = %e, "identity provider keys could not be fetched; the last good keys stay");
                 state.status().last_error = Some(e);
                 if let Some(m) = &self.metrics {
-                    m.idp_fetch(&s.name, "error", state.keys.load().len());
+                    m.auth.idp_fetch(&s.name, "error", state.keys.load().len());
                 }
                 None
             }

@@ -200,7 +200,7 @@ impl Sessions {
     /// Counts revocations and store errors in `metrics`.
     pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
         if let Some(m) = &metrics {
-            m.store_up(self.store_healthy());
+            m.ops.store_up(self.store_healthy());
         }
         self.metrics = metrics;
         self
@@ -221,7 +221,7 @@ impl Sessions {
     pub fn set_store_healthy(&self, healthy: bool) {
         let was = self.healthy.swap(healthy, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
-            m.store_up(healthy);
+            m.ops.store_up(healthy);
         }
         if was != healthy {
             if healthy {
@@ -235,7 +235,7 @@ impl Sessions {
     /// A failure seen by the background sync: counted as `sync`, and the store marked down.
     fn sync_failed(&self) {
         if let Some(m) = &self.metrics {
-            m.store_error("sync");
+            m.ops.store_error("sync");
         }
         self.set_store_healthy(false);
     }
@@ -258,7 +258,7 @@ impl Sessions {
         // rather than holding on this instance only.
         self.store.revoke_sessions(session_ids, until).await?;
         if let Some(m) = &self.metrics {
-            m.sessions_revoked(session_ids.len());
+            m.auth.sessions_revoked(session_ids.len());
         }
         let batch: Vec<(String, u64)> = session_ids.iter().map(|s| (s.clone(), until)).collect();
         self.revocations.merge(&batch, now);

@@ -39,7 +39,7 @@ pub async fn handle(cx: &ProvidersContext<'_>, req: &ApiRequest<'_>) -> Reply {
 /// A store failure seen here: counted once, as `api`.
 fn store_failed(cx: &ProvidersContext<'_>, e: StoreError) -> ApiError {
     if let Some(m) = cx.metrics {
-        m.store_error("api");
+        m.ops.store_error("api");
     }
     e.into()
 }

@@ -91,7 +91,7 @@ impl Tracker {
 
     fn publish_metrics(&self, name: &str, s: &State) {
         if let Some(m) = &self.metrics {
-            m.provider_state(name, s.status.as_str(), s.consecutive_failures);
+            m.llm.provider_state(name, s.status.as_str(), s.consecutive_failures);
         }
     }
 

@@ -75,7 +75,7 @@ impl Gateway {
         if panic {
             tracing::warn!(chain = %chain.name, "every provider is unhealthy: trying them all in chain order");
             if let Some(m) = &self.services.metrics {
-                m.chain_panic(&chain.name);
+                m.llm.chain_panic(&chain.name);
             }
         }
         let level = ctx.identity.as_ref().and_then(|i| i.role.as_deref()).and_then(|r| snapshot.policy.roles.level(r));
@@ -153,7 +153,7 @@ impl Gateway {
                 }
             };
             if let (Some(m), Some(prev)) = (&self.services.metrics, tried.last()) {
-                m.failover(&chain.name, prev, &provider.name);
+                m.llm.failover(&chain.name, prev, &provider.name);
             }
             tried.push(&provider.name);
             match self.attempt(session, ctx, provider, &set.peers[pi], &plan, &chain.failover_on).await {
@@ -164,7 +164,7 @@ impl Gateway {
                 Attempt::Failover(why) => {
                     tracing::info!(chain = %chain.name, provider = %provider.name, reason = %why, request_id = %ctx.request_id, "provider failed; trying the next");
                     if let (Some(m), Some(lc)) = (&self.services.metrics, &llm_call) {
-                        m.llm_call(&provider.name, &lc.model_label, "failover", 0, 0, None);
+                        m.llm.call(&provider.name, &lc.model_label, "failover", 0, 0, None);
                     }
                 }
                 Attempt::Broken(e, served) => {
@@ -199,7 +199,7 @@ impl Gateway {
             }
             Verdict::Over { window, used } => {
                 if let Some(m) = &self.services.metrics {
-                    m.llm_budget_rejected();
+                    m.llm.budget_rejected();
                 }
                 let reset = window.reset_in(now);
                 let message = format!(
@@ -230,7 +230,7 @@ impl Gateway {
         let usage = if served.outcome == "invalid_request" { Usage::default() } else { usage };
         if let Some(m) = &self.services.metrics {
             let cost = lc.model.as_deref().and_then(|name| set.llm.prices.get(name)).map(|p| p.cost(usage.prompt, usage.completion));
-            m.llm_call(provider, &lc.model_label, served.outcome, usage.prompt, usage.completion, cost);
+            m.llm.call(provider, &lc.model_label, served.outcome, usage.prompt, usage.completion, cost);
         }
         if let Some(r) = lc.reservation {
             self.services.budgets.settle(r, usage.total(), &lc.model_label);

@@ -80,7 +80,7 @@ impl Gateway {
         ctx.limit_headers = None;
         let headers = limits::headers(name, limit, &d);
         if let Some(m) = &self.services.metrics {
-            m.rate_limited(name);
+            m.auth.rate_limited(name);
         }
         if let Some(a) = &self.services.audit {
             let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: None };

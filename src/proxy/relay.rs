@@ -217,7 +217,7 @@ impl Gateway {
         if !a.first_byte_seen && !bytes.is_empty() {
             a.first_byte_seen = true;
             if let (true, Some(m)) = (a.llm, &self.services.metrics) {
-                m.llm_first_token(&a.provider.name, a.started.elapsed().as_secs_f64());
+                m.llm.first_token(&a.provider.name, a.started.elapsed().as_secs_f64());
             }
         }
         session.write_response_body(Some(bytes), end).await.is_ok()

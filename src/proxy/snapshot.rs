@@ -87,11 +87,11 @@ impl Snapshot {
         let (route_metrics, upstream_metrics) = match metrics {
             Some(m) => {
                 for p in &parts.providers {
-                    m.provider_known(&p.name);
+                    m.llm.provider_known(&p.name);
                 }
                 (
-                    parts.policy.routes.routes().iter().map(|r| m.route(&r.name)).collect(),
-                    parts.upstreams.iter().map(|u| m.upstream(&u.name)).collect(),
+                    parts.policy.routes.routes().iter().map(|r| m.traffic.route(&r.name)).collect(),
+                    parts.upstreams.iter().map(|u| m.traffic.upstream(&u.name)).collect(),
                 )
             }
             None => (Vec::new(), Vec::new()),
