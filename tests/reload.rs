@@ -117,6 +117,7 @@ fn a_configmap_update_by_symlink_swap_is_reloaded() {
     symlink("..data/gateway.yaml", dir.join("gateway.yaml.link")).unwrap();
     std::fs::rename(dir.join("gateway.yaml.link"), &gw.config_path).unwrap();
     assert!(std::fs::symlink_metadata(&gw.config_path).unwrap().file_type().is_symlink());
+    // A non-event has no event to wait for: watch through more than one check (every second).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(gw.metric(r#"portcullis_config_reloads_total{result="success"}"#).unwrap_or(0.0), 0.0, "same content: nothing to reload");
     assert_eq!(gw.get("/extra/page").send().status, 404);
