@@ -9,7 +9,7 @@
 mod event;
 mod sink;
 
-pub use event::{AccessDetails, Details, Event, Origin};
+pub use event::{Access, AccessDetails, AccessEvent, Details, Event, Line, Origin, Requirement};
 pub use sink::{AuditSettings, AuditWriter, Sink};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +18,20 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
-/// The emitting side: cheap to clone, never blocks.
+/// The emitting side: cheap to clone, never blocks. Each event is written into its JSON line
+/// where it is emitted (so nothing it borrows is copied), and the line is queued.
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Vec<u8>>,
     sample_granted: f64,
     granted_seen: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     metrics: Option<Arc<Metrics>>,
 }
+
+/// Room for a typical line (an access event is ~300-400 bytes), so it is written without
+/// growing.
+const LINE_CAPACITY: usize = 512;
 
 /// A connected audit pipeline (None when no sink is configured).
 pub fn pipeline(settings: &AuditSettings, metrics: Option<Arc<Metrics>>) -> Option<(Audit, AuditWriter)> {
@@ -55,18 +60,20 @@ pub fn keep_nth(n: u64, rate: f64) -> bool {
 }
 
 impl Audit {
-    /// Queues an event; if the queue is full the event is counted as dropped.
-    pub fn emit(&self, event: Event) {
+    /// Queues an event's line; if the queue is full the event is counted as dropped.
+    pub fn emit(&self, event: impl Line) {
         if let Some(m) = &self.metrics {
-            m.ops.audit_event(event.event);
+            m.ops.audit_event(event.kind());
         }
-        if self.tx.try_send(event).is_err() {
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        event.write_json(&mut line);
+        if self.tx.try_send(line).is_err() {
             self.dropped(1);
         }
     }
 
     /// Queues a granted-access event, subject to sampling; the event is only built if kept.
-    pub fn emit_granted(&self, event: impl FnOnce() -> Event) {
+    pub fn emit_granted<L: Line>(&self, event: impl FnOnce() -> L) {
         let n = self.granted_seen.fetch_add(1, Ordering::Relaxed);
         if keep_nth(n, self.sample_granted) {
             self.emit(event());

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-use super::{count_dropped, Event};
+use super::count_dropped;
 use crate::metrics::Metrics;
 use crate::store::{self, AuditStream};
 
@@ -43,7 +43,7 @@ impl Default for AuditSettings {
 
 /// The writing side, run by a background service.
 pub struct AuditWriter {
-    rx: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
     sink: Sink,
     dropped: Arc<AtomicU64>,
     metrics: Option<Arc<Metrics>>,
@@ -51,7 +51,7 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     /// The writer draining `rx` into `sink`; losses are added to `dropped`.
-    pub(super) fn new(rx: mpsc::Receiver<Event>, sink: Sink, dropped: Arc<AtomicU64>, metrics: Option<Arc<Metrics>>) -> Self {
+    pub(super) fn new(rx: mpsc::Receiver<Vec<u8>>, sink: Sink, dropped: Arc<AtomicU64>, metrics: Option<Arc<Metrics>>) -> Self {
         AuditWriter { rx: tokio::sync::Mutex::new(rx), sink, dropped, metrics }
     }
 }
@@ -59,9 +59,10 @@ impl AuditWriter {
 /// Events written per batch at most.
 const MAX_BATCH: usize = 4096;
 /// How long the writer waits for more events before writing a partial batch. Short enough that
-/// a batch's serialization (~1 us per event) stays a small burst beside the proxy's worker:
-/// at 10 ms, a batch of ~100 events at 10k req/s added ~0.15 ms to proxied p99 on a shared
-/// core; at 2 ms it adds ~0.03 ms, for a few hundred wake-ups a second.
+/// a batch's write stays a small burst beside the proxy's worker (when the writer still
+/// serialized events, ~1 us each, 10 ms batches of ~100 events at 10k req/s added ~0.15 ms to
+/// proxied p99 on a shared core, 2 ms ~0.03 ms; lines now arrive serialized), for a few
+/// hundred wake-ups a second.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 enum Output {
@@ -89,12 +90,12 @@ impl AuditWriter {
         }
     }
 
-    async fn write(out: &mut Output, batch: &[Event]) -> Result<(), String> {
+    async fn write(out: &mut Output, batch: &[Vec<u8>]) -> Result<(), String> {
         use tokio::io::AsyncWriteExt;
         let lines = || {
-            let mut buf = Vec::with_capacity(batch.len() * 512);
-            for e in batch {
-                e.write_json(&mut buf);
+            let mut buf = Vec::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
+            for line in batch {
+                buf.extend_from_slice(line);
                 buf.push(b'\n');
             }
             buf
@@ -108,17 +109,7 @@ impl AuditWriter {
                 f.write_all(&lines()).await.map_err(|e| e.to_string())?;
                 f.flush().await.map_err(|e| e.to_string())
             }
-            Output::Redis(s, stream, max_len) => {
-                let lines: Vec<Vec<u8>> = batch
-                    .iter()
-                    .map(|e| {
-                        let mut json = Vec::with_capacity(512);
-                        e.write_json(&mut json);
-                        json
-                    })
-                    .collect();
-                s.append_audit(stream, *max_len, &lines).await.map_err(|e| e.to_string())
-            }
+            Output::Redis(s, stream, max_len) => s.append_audit(stream, *max_len, batch).await.map_err(|e| e.to_string()),
         }
     }
 
@@ -180,7 +171,7 @@ impl AuditWriter {
         }
     }
 
-    async fn deliver(&self, out: &mut Option<Output>, batch: &mut Vec<Event>) {
+    async fn deliver(&self, out: &mut Option<Output>, batch: &mut Vec<Vec<u8>>) {
         if batch.is_empty() {
             return;
         }

@@ -8,8 +8,21 @@ use serde_json::json;
 
 use super::{Answer, Gateway, RequestCtx};
 use crate::admission::Presenting;
-use crate::audit::{AccessDetails, Details, Event, Origin};
+use std::time::SystemTime;
+
+use crate::audit::{self, AccessEvent, Event, Origin, Requirement};
 use crate::policy::{Access, Credential};
+
+/// What a route requires, as the access event names it (`Access::describe`, without building
+/// a string).
+fn requirement(a: &Access) -> Requirement<'_> {
+    match a {
+        Access::Public => Requirement::Word("public"),
+        Access::Authenticated => Requirement::Word("authenticated"),
+        Access::Role { role, .. } => Requirement::Pair("role", role),
+        Access::Permission { resource, action, .. } => Requirement::Pair(resource, action),
+    }
+}
 
 impl Gateway {
     /// `auth.token_rejected` (or `auth.api_key_denied` for a key), with the fixed reason word
@@ -30,7 +43,7 @@ impl Gateway {
 
     /// One `access` event per request the gateway judged: who asked (user, role, session), for
     /// what (route, method, path, what the route requires), the decision and its reason.
-    pub(super) fn audit_access(&self, session: &Session, ctx: &mut RequestCtx, status: u16) {
+    pub(super) fn audit_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let Some(audit) = &self.services.audit else { return };
         let (decision, reason) = match ctx.answer {
             // The endpoints audit their own events; a preflight is not an access decision.
@@ -38,9 +51,8 @@ impl Gateway {
             Answer::Refused { reason, .. } => ("denied", reason),
             Answer::Forwarded => ("granted", ""),
         };
-        let path = ctx.audit_path.take();
-        let ctx = &*ctx;
-        // Built only when kept: granted events may be sampled.
+        // Built only when kept (granted events may be sampled), and borrowed from the request:
+        // nothing is copied before it is written into its line.
         let event = || {
             let req = session.req_header();
             let route = ctx.snapshot.as_ref().zip(ctx.route).and_then(|(s, id)| s.policy.get(id));
@@ -51,25 +63,25 @@ impl Gateway {
                 (why, _) => why,
             };
             let (api_key_id, client_cert) = match user.map(|u| &u.credential) {
-                Some(Credential::ApiKey { id }) => (Some(id.clone()), None),
-                Some(Credential::Certificate { subject }) => (None, Some(subject.clone())),
+                Some(Credential::ApiKey { id }) => (Some(id.as_str()), None),
+                Some(Credential::Certificate { subject }) => (None, Some(subject.as_str())),
                 _ => (None, None),
             };
-            let details = AccessDetails {
+            let details = audit::Access {
                 api_key_id,
                 client_cert,
-                method: req.method.clone(),
-                path,
+                method: req.method.as_str(),
+                path: ctx.audit_path.as_deref(),
                 reason,
-                requirement: route.map(|r| r.access.describe()),
-                role: user.and_then(|u| u.role.clone()),
-                route: route.map(|r| r.name.clone()),
-                session_id: user.and_then(|u| u.session_id().map(str::to_string)),
+                requirement: route.map(|r| requirement(&r.access)),
+                role: user.and_then(|u| u.role.as_deref()),
+                route: route.map(|r| r.name.as_str()),
+                session_id: user.and_then(|u| u.session_id()),
                 status,
             };
             let ua = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
             let origin = Origin { request_id: Some(&ctx.request_id), client_ip: ctx.client_text(), user_agent: ua };
-            Event::new("access", decision, user.map(|u| u.user_id.as_str()), origin, Details::Access(Box::new(details)))
+            AccessEvent { at: SystemTime::now(), status: decision, user_id: user.map(|u| u.user_id.as_str()), origin, details }
         };
         if decision == "granted" {
             audit.emit_granted(event);
