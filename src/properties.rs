@@ -3,57 +3,21 @@
 //! on generated inputs, the `proptest` tests (`tests/properties.rs`) on random ones in every test
 //! run, and `tests/properties.rs` also replays the committed corpus (`fuzz/corpus/`) and every
 //! input a fuzzer ever found (`fuzz/regressions/`). Not used by the gateway itself.
+//!
+//! The checks here are functions of their input and of the subjects they run against (a route
+//! policy, a key ring, an identity provider); those subjects, and the one property whose input
+//! *is* a `gateway.yaml`, are assembled from a config in [`fixture`], the only part that parses
+//! one.
 
-use std::path::Path;
-use std::sync::OnceLock;
+mod fixture;
 
 use http::Method;
 
-use crate::auth::{TokenKind, TokenManager, TokenSpec};
-use crate::config::{self, Config};
+use crate::auth::{TokenKind, TokenSpec};
 use crate::policy::path::normalize;
+use fixture::subjects;
 
-const SECRET: &str = "properties-secret-0123456789abcdef0123456789";
-
-/// A small config with every route shape (literal, `{param}`, `**`, method lists) and an
-/// identity provider, for the checks that need one.
-pub const CONFIG: &str = r#"
-server: { listen: "127.0.0.1:18080", admin_listen: "127.0.0.1:19901" }
-store: { backend: memory }
-roles: { admin: 3, user: 2, viewer: 1, guest: 0 }
-permissions:
-  projects: { admin: [create, read, update, delete], user: [create, read], viewer: [read], guest: [] }
-upstreams: { app: { url: "http://127.0.0.1:3000" } }
-identity_providers:
-  idp:
-    issuer: "https://idp.example"
-    jwks_uri: "https://idp.example/jwks"
-    audiences: [portcullis]
-    default_role: viewer
-routes:
-  - { name: del, path: "/projects/{id}", methods: [DELETE], permission: "projects:delete", upstream: app }
-  - { name: read, path: "/projects/**", methods: [GET, HEAD], permission: "projects:read", upstream: app }
-  - { name: files, path: "/files/{dir}/{name}", require_role: user, upstream: app }
-  - { name: docs, path: "/public/**", public: true, upstream: app }
-"#;
-
-fn env(name: &str) -> Option<String> {
-    (name == "JWT_SECRET_KEY").then(|| SECRET.to_string())
-}
-
-/// The checks' config, parsed once.
-pub fn config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| match config::parse(CONFIG, Path::new("properties.yaml"), &env) {
-        Ok(c) => c,
-        Err(e) => panic!("the properties config is invalid: {e}"),
-    })
-}
-
-fn tokens() -> &'static TokenManager {
-    static T: OnceLock<TokenManager> = OnceLock::new();
-    T.get_or_init(|| TokenManager::new(&config().tokens))
-}
+pub use fixture::{config_text, CONFIG};
 
 /// Normalization is idempotent; a normalized path never holds `..` or `.` segments, `//`, an
 /// encoded slash or backslash, or a control character; matching it never panics, and matches
@@ -68,7 +32,7 @@ pub fn path(input: &[u8]) {
     let upper = n.to_ascii_uppercase();
     assert!(!upper.contains("%2F") && !upper.contains("%5C") && !n.contains('\\'), "no encoded separator: {text:?} -> {n:?}");
     assert!(!n.bytes().any(|b| b < 0x20 || b == 0x7f), "no control character: {n:?}");
-    let policy = &config().policy;
+    let policy = &subjects().policy;
     for m in [Method::GET, Method::DELETE, Method::POST] {
         let a = policy.find(&m, &n).map(|(id, _)| id);
         let b = policy.find(&m, &normalize(&n).unwrap_or_default()).map(|(id, _)| id);
@@ -80,7 +44,7 @@ pub fn path(input: &[u8]) {
 /// minting, to a token that verifies to the same identity. Any bytes: an error, never a panic.
 pub fn token(input: &[u8]) {
     let Ok(text) = std::str::from_utf8(input) else { return };
-    let t = tokens();
+    let t = &subjects().tokens;
     let now = crate::clock::unix_now();
     for kind in [TokenKind::Access, TokenKind::Refresh] {
         let Ok(claims) = t.verify_at(text, kind, now) else { continue };
@@ -101,26 +65,11 @@ pub fn token(input: &[u8]) {
     // the rest the token.
     let (jwks, token) = text.split_once('\n').unwrap_or((text, text));
     if let Ok((keys, _)) = crate::auth::idp::parse_jwks(jwks.as_bytes(), &crate::auth::idp::EXTERNAL_ALGORITHMS.map(|(_, a)| a)) {
-        if let Some(idp) = config().identity_providers.first() {
-            let _ = crate::auth::idp::verify(token, idp, &keys, &config().policy.roles, now);
+        if let Some(idp) = &subjects().idp {
+            let _ = crate::auth::idp::verify(token, idp, &keys, &subjects().policy.roles, now);
         }
     }
     let _ = crate::auth::idp::unverified_issuer(text);
-}
-
-/// Any bytes as `gateway.yaml`: an error with places, or a config that builds the request path's
-/// whole state (routes, verifier, upstreams, providers) and routes requests.
-pub fn config_text(input: &[u8]) {
-    let Ok(text) = std::str::from_utf8(input) else { return };
-    match config::parse(text, Path::new("fuzz.yaml"), &env) {
-        Err(e) => assert!(!e.to_string().is_empty(), "a refusal says why"),
-        Ok(cfg) => {
-            let snapshot = crate::reload::snapshot(cfg, None);
-            for (m, p) in [(Method::GET, "/"), (Method::GET, "/projects/1"), (Method::POST, "/auth/login")] {
-                let _ = snapshot.policy.find(&m, p);
-            }
-        }
-    }
 }
 
 /// Raw request bytes through the framing guard: never a panic; a request it passes has one
@@ -215,7 +164,7 @@ pub fn llm(input: &[u8]) {
 pub fn sample_token(user_id: &str, role: &str, session_id: &str, refresh: bool) -> String {
     let kind = if refresh { TokenKind::Refresh } else { TokenKind::Access };
     let spec = TokenSpec { user_id, role: Some(role), kind, session_id, ttl: None, jti: None };
-    tokens().create_token(&spec).unwrap_or_default()
+    subjects().tokens.create_token(&spec).unwrap_or_default()
 }
 
 /// Runs the property of the fuzz target named `target` on `input`.
