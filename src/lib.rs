@@ -8,6 +8,7 @@
 
 // Leaves: pure, no I/O, no other module of ours.
 pub mod apikey;
+pub mod browser;
 pub mod clientcert;
 pub mod clientip;
 pub mod clock;
