@@ -57,10 +57,7 @@ impl Redirects {
     /// `public_url` must be an absolute `http(s)` URL; each allowed host is `host`,
     /// `host:port` or `host:*`. Errors say which entry is wrong.
     pub fn new(public_url: &str, allowed_hosts: &[String]) -> Result<Redirects, String> {
-        let public = Url::parse(public_url).map_err(|e| format!("public_url {public_url:?} is not a URL: {e}"))?;
-        if !matches!(public.scheme(), "http" | "https") || public.host_str().is_none() {
-            return Err(format!("public_url {public_url:?} must be an http:// or https:// URL with a host"));
-        }
+        let public = super::http_url(public_url, "public_url")?;
         let allowed = allowed_hosts.iter().map(|h| allowed(h)).collect::<Result<_, _>>()?;
         Ok(Redirects { public, allowed })
     }
