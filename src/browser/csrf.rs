@@ -140,6 +140,14 @@ mod tests {
     }
 
     #[test]
+    fn refusals_have_their_audit_words() {
+        assert_eq!(
+            [Refused::CrossSite, Refused::CrossOrigin, Refused::WebSocketOrigin].map(Refused::as_str),
+            ["cross_site", "cross_origin", "websocket_origin"]
+        );
+    }
+
+    #[test]
     fn websocket_upgrades_need_an_origin_we_accept() {
         let o = origins();
         assert_eq!(o.check_websocket(Some(b"https://apps.example.com")), Ok(()));

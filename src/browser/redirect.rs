@@ -216,6 +216,24 @@ mod tests {
     }
 
     #[test]
+    fn each_refusal_says_why() {
+        let r = redirects();
+        for (rd, why) in [
+            ("/\\evil.example", Refused::Ambiguous),
+            ("/\t/evil.example", Refused::Ambiguous),
+            ("https://apps.example.com@evil.example/", Refused::Ambiguous),
+            ("//evil.example", Refused::OffSite),
+            ("https://apps.example.com.evil.example/", Refused::OffSite),
+            ("https://docs.example.com:8080/", Refused::OffSite),
+            ("javascript:alert(1)", Refused::NotAUrl),
+            ("%2F%2Fevil.example", Refused::NotAUrl),
+        ] {
+            assert_eq!(r.target(Some(rd)), Err(why), "{rd:?}");
+        }
+        assert_eq!([Refused::Ambiguous, Refused::NotAUrl, Refused::OffSite].map(Refused::as_str), ["ambiguous", "not_a_url", "off_site"]);
+    }
+
+    #[test]
     fn bad_settings_say_what_is_wrong() {
         assert!(Redirects::new("apps.example.com", &[]).unwrap_err().contains("public_url"));
         assert!(Redirects::new("ftp://apps.example.com", &[]).unwrap_err().contains("http"));
